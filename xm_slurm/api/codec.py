@@ -1,0 +1,135 @@
+"""Models <-> JSON-able dicts: the wire format of the REST backend and server (SPEC §2 JSON bodies)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from xm_slurm.api.models import (
+    Artifact,
+    ConfigArtifact,
+    Experiment,
+    ExperimentPatch,
+    ExperimentSummary,
+    ExperimentUnitPatch,
+    SlurmJob,
+    WorkUnit,
+    WorkUnitPatch,
+)
+from xm_slurm.errors import MetadataError
+
+
+def experiment_patch_to_json(patch: ExperimentPatch) -> dict[str, Any]:
+    return {
+        "title": patch.title,
+        "description": patch.description,
+        "note": patch.note,
+        "tags": None if patch.tags is None else sorted(patch.tags),
+    }
+
+
+def unit_patch_to_json(patch: ExperimentUnitPatch) -> dict[str, Any]:
+    data: dict[str, Any] = {"identity": patch.identity, "args": patch.args}
+    if isinstance(patch, WorkUnitPatch):
+        data["wid"] = patch.wid
+    return data
+
+
+def job_to_json(job: SlurmJob) -> dict[str, Any]:
+    return {"name": job.name, "slurm_job_id": job.slurm_job_id, "slurm_ssh_config": job.slurm_ssh_config}
+
+
+def artifact_to_json(artifact: Artifact | ConfigArtifact) -> dict[str, Any]:
+    return {"name": artifact.name, "uri": artifact.uri}
+
+
+def work_unit_to_json(wu: WorkUnit) -> dict[str, Any]:
+    return {
+        "wid": wu.wid,
+        "identity": wu.identity,
+        "args": wu.args,
+        "jobs": [job_to_json(j) for j in wu.jobs],
+        "artifacts": [artifact_to_json(a) for a in wu.artifacts],
+    }
+
+
+def experiment_to_json(experiment: Experiment) -> dict[str, Any]:
+    return {
+        "xid": experiment.xid,
+        "title": experiment.title,
+        "description": experiment.description,
+        "note": experiment.note,
+        "tags": sorted(experiment.tags),
+        "work_units": [work_unit_to_json(wu) for wu in experiment.work_units],
+        "artifacts": [artifact_to_json(a) for a in experiment.artifacts],
+        "config_artifacts": [artifact_to_json(a) for a in experiment.config_artifacts],
+        "created_at": experiment.created_at,
+    }
+
+
+def summary_to_json(summary: ExperimentSummary) -> dict[str, Any]:
+    return {
+        "xid": summary.xid,
+        "title": summary.title,
+        "description": summary.description,
+        "note": summary.note,
+        "tags": sorted(summary.tags),
+        "num_work_units": summary.num_work_units,
+        "created_at": summary.created_at,
+    }
+
+
+def _mapping(data: object, what: str) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping):
+        raise MetadataError(f"malformed {what} in the server's answer: expected an object, got {data!r:.200}")
+    return data
+
+
+def work_unit_from_json(data: object) -> WorkUnit:
+    d = _mapping(data, "work unit")
+    try:
+        return WorkUnit(
+            wid=d["wid"],
+            identity=d.get("identity") or "",
+            args=d.get("args"),
+            jobs=tuple(SlurmJob(**_mapping(j, "job")) for j in d.get("jobs", ())),
+            artifacts=tuple(Artifact(**_mapping(a, "artifact")) for a in d.get("artifacts", ())),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise MetadataError(f"malformed work unit in the server's answer: {e}") from e
+
+
+def experiment_from_json(data: object) -> Experiment:
+    d = _mapping(data, "experiment")
+    try:
+        return Experiment(
+            xid=d["xid"],
+            title=d.get("title") or "",
+            description=d.get("description"),
+            note=d.get("note"),
+            tags=frozenset(d.get("tags", ())),
+            work_units=tuple(work_unit_from_json(w) for w in d.get("work_units", ())),
+            artifacts=tuple(Artifact(**_mapping(a, "artifact")) for a in d.get("artifacts", ())),
+            config_artifacts=tuple(
+                ConfigArtifact(**_mapping(a, "config artifact")) for a in d.get("config_artifacts", ())
+            ),
+            created_at=d.get("created_at"),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise MetadataError(f"malformed experiment in the server's answer: {e}") from e
+
+
+def summary_from_json(data: object) -> ExperimentSummary:
+    d = _mapping(data, "experiment summary")
+    try:
+        return ExperimentSummary(
+            xid=d["xid"],
+            title=d.get("title") or "",
+            description=d.get("description"),
+            note=d.get("note"),
+            tags=frozenset(d.get("tags", ())),
+            num_work_units=d.get("num_work_units", 0),
+            created_at=d.get("created_at"),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise MetadataError(f"malformed experiment summary in the server's answer: {e}") from e

@@ -1,0 +1,127 @@
+"""Open a database: private files, SQLite tuned for several writer processes, schema migrated to head.
+
+SQLite runs in WAL mode with a busy timeout, and every write transaction starts with `BEGIN IMMEDIATE` so that
+concurrent launch processes queue for the write lock instead of failing with "database is locked" when a read
+transaction tries to upgrade. Migrations run inside such a transaction, so processes opening a fresh file at the
+same time migrate it exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import stat
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from xm_slurm.errors import ConfigurationError
+
+MIGRATIONS_DIR = pathlib.Path(__file__).resolve().parent / "migrations"
+DB_FILENAME = "db.sqlite3"
+BUSY_TIMEOUT_MS = 60_000
+READ_ONLY = "xm_slurm_read_only"  # execution option: start a deferred (read) transaction
+
+
+def default_state_dir() -> pathlib.Path:
+    """`$XM_SLURM_STATE_DIR`, else `$XDG_STATE_HOME/xm-slurm`, else `~/.local/state/xm-slurm`."""
+    if os.environ.get("XM_SLURM_STATE_DIR"):
+        return pathlib.Path(os.environ["XM_SLURM_STATE_DIR"]).expanduser()
+    if os.environ.get("XDG_STATE_HOME"):
+        return pathlib.Path(os.environ["XDG_STATE_HOME"]).expanduser() / "xm-slurm"
+    return pathlib.Path.home() / ".local" / "state" / "xm-slurm"
+
+
+def default_sqlite_path() -> pathlib.Path:
+    return default_state_dir() / DB_FILENAME
+
+
+def sqlite_url(path: os.PathLike[str] | str) -> str:
+    return f"sqlite:///{pathlib.Path(path).resolve()}"
+
+
+def _make_private(path: pathlib.Path) -> None:
+    """Create the folder (0700) and the database file (0600); tighten the file (and its WAL files) if looser."""
+    folder = path.parent
+    if not folder.exists():
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if folder == default_state_dir() and stat.S_IMODE(folder.stat().st_mode) & 0o077:
+        folder.chmod(0o700)  # our own state folder; a folder the user points at is left as it is
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if p.exists() and stat.S_IMODE(p.stat().st_mode) & 0o077:
+            p.chmod(0o600)
+
+
+def _configure_sqlite(engine: sa.Engine) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's begin event issue BEGIN itself (pysqlite's implicit transactions are off).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def alembic_config(connection: sa.Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: sa.Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: sa.Engine, revision: str = "head") -> None:
+    """Migrate the schema to `revision` in one (write-locked) transaction."""
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), revision)
+
+
+def create_engine(url: str) -> sa.Engine:
+    """An engine for `url` (SQLite gets its file made private and tuned), without migrating."""
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError as e:
+        raise ConfigurationError(f"not a database URL: {url!r} (e.g. sqlite:////path/db.sqlite3)") from e
+    if parsed.get_backend_name() == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            raise ConfigurationError(f"SQLite database URL {url!r} must name a file")
+        _make_private(pathlib.Path(parsed.database))
+        engine = sa.create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+        _configure_sqlite(engine)
+        return engine
+    return sa.create_engine(parsed, pool_pre_ping=True)
+
+
+def open_engine(url: str | None = None) -> sa.Engine:
+    """An engine with the schema at head. `url` defaults to the SQLite file in the state folder."""
+    engine = create_engine(url or sqlite_url(default_sqlite_path()))
+    if current_revision(engine) != head_revision():
+        upgrade(engine)
+    return engine

@@ -1,0 +1,328 @@
+"""The metadata operations as functions of an open transaction (`sa.Connection`).
+
+Both the SQL client and the REST server call these, the server inside the same transaction that records the
+request's idempotency key. Checks run before writes so that errors are clear (and, under SQLite's
+`BEGIN IMMEDIATE`, free of races); the unique constraints are the last line of defence.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+
+from xm_slurm.api.base import ConflictError
+from xm_slurm.api.models import (
+    Artifact,
+    ConfigArtifact,
+    Experiment,
+    ExperimentPatch,
+    ExperimentSummary,
+    ExperimentUnitPatch,
+    SlurmJob,
+    WorkUnit,
+    WorkUnitPatch,
+)
+from xm_slurm.api.storage import schema as t
+from xm_slurm.errors import NotFoundError, ValidationError
+
+MAX_LIST_LIMIT = 1000
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # SQLite drops the zone; we only ever store UTC
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.isoformat()
+
+
+def _require_experiment(conn: sa.Connection, xid: int) -> None:
+    if conn.execute(sa.select(t.experiments.c.id).where(t.experiments.c.id == xid)).first() is None:
+        raise NotFoundError(f"experiment {xid} does not exist")
+
+
+def _work_unit_pk(conn: sa.Connection, xid: int, wid: int) -> int:
+    row = conn.execute(
+        sa.select(t.work_units.c.id).where(t.work_units.c.experiment_id == xid, t.work_units.c.wid == wid)
+    ).first()
+    if row is None:
+        _require_experiment(conn, xid)
+        raise NotFoundError(f"work unit {wid} of experiment {xid} does not exist")
+    return int(row.id)
+
+
+def _set_tags(conn: sa.Connection, xid: int, tags: frozenset[str]) -> None:
+    conn.execute(sa.delete(t.experiment_tags).where(t.experiment_tags.c.experiment_id == xid))
+    if tags:
+        conn.execute(sa.insert(t.experiment_tags), [{"experiment_id": xid, "tag": tag} for tag in sorted(tags)])
+
+
+# -- experiments -----------------------------------------------------------------------------------------
+
+
+def insert_experiment(conn: sa.Connection, patch: ExperimentPatch) -> int:
+    result = conn.execute(
+        sa.insert(t.experiments).values(
+            title=patch.title or "",
+            description=patch.description,
+            note=patch.note,
+            created_at=dt.datetime.now(dt.timezone.utc),
+        )
+    )
+    xid = int(result.inserted_primary_key[0])
+    if patch.tags:
+        _set_tags(conn, xid, patch.tags)
+    return xid
+
+
+def update_experiment(conn: sa.Connection, xid: int, patch: ExperimentPatch) -> None:
+    _require_experiment(conn, xid)
+    values = {f: getattr(patch, f) for f in ("title", "description", "note") if getattr(patch, f) is not None}
+    if values:
+        conn.execute(sa.update(t.experiments).where(t.experiments.c.id == xid).values(**values))
+    if patch.tags is not None:
+        _set_tags(conn, xid, patch.tags)
+
+
+def delete_experiment(conn: sa.Connection, xid: int) -> None:
+    _require_experiment(conn, xid)
+    conn.execute(sa.delete(t.experiments).where(t.experiments.c.id == xid))  # children cascade
+
+
+def _work_units(conn: sa.Connection, xid: int, where: sa.ColumnElement[bool] | None = None) -> list[WorkUnit]:
+    query = sa.select(t.work_units).where(t.work_units.c.experiment_id == xid).order_by(t.work_units.c.wid)
+    if where is not None:
+        query = query.where(where)
+    rows = conn.execute(query).all()
+    if not rows:
+        return []
+    pks = [r.id for r in rows]
+    jobs: dict[int, list[SlurmJob]] = {pk: [] for pk in pks}
+    for j in conn.execute(sa.select(t.jobs).where(t.jobs.c.work_unit_id.in_(pks)).order_by(t.jobs.c.id)):
+        jobs[j.work_unit_id].append(
+            SlurmJob(name=j.name, slurm_job_id=j.slurm_job_id, slurm_ssh_config=j.slurm_ssh_config)
+        )
+    artifacts: dict[int, list[Artifact]] = {pk: [] for pk in pks}
+    query_a = sa.select(t.work_unit_artifacts).where(t.work_unit_artifacts.c.work_unit_id.in_(pks))
+    for a in conn.execute(query_a.order_by(t.work_unit_artifacts.c.name)):
+        artifacts[a.work_unit_id].append(Artifact(name=a.name, uri=a.uri))
+    return [
+        WorkUnit(wid=r.wid, identity=r.identity, args=r.args, jobs=jobs[r.id], artifacts=artifacts[r.id])
+        for r in rows
+    ]
+
+
+def get_experiment(conn: sa.Connection, xid: int) -> Experiment:
+    row = conn.execute(sa.select(t.experiments).where(t.experiments.c.id == xid)).first()
+    if row is None:
+        raise NotFoundError(f"experiment {xid} does not exist")
+    tags = conn.execute(sa.select(t.experiment_tags.c.tag).where(t.experiment_tags.c.experiment_id == xid))
+    ea, ca = t.experiment_artifacts, t.experiment_config_artifacts
+    return Experiment(
+        xid=row.id,
+        title=row.title,
+        description=row.description,
+        note=row.note,
+        tags=frozenset(tags.scalars()),
+        work_units=tuple(_work_units(conn, xid)),
+        artifacts=tuple(
+            Artifact(name=a.name, uri=a.uri)
+            for a in conn.execute(sa.select(ea).where(ea.c.experiment_id == xid).order_by(ea.c.name))
+        ),
+        config_artifacts=tuple(
+            ConfigArtifact(name=a.name, uri=a.uri)
+            for a in conn.execute(sa.select(ca).where(ca.c.experiment_id == xid).order_by(ca.c.name))
+        ),
+        created_at=_iso(row.created_at),
+    )
+
+
+def list_experiments(
+    conn: sa.Connection, *, title_contains: str | None, tag: str | None, limit: int, offset: int
+) -> list[ExperimentSummary]:
+    if not (isinstance(limit, int) and 1 <= limit <= MAX_LIST_LIMIT):
+        raise ValidationError(f"limit must be an integer from 1 to {MAX_LIST_LIMIT}, got {limit!r}")
+    if not (isinstance(offset, int) and offset >= 0):
+        raise ValidationError(f"offset must be an integer >= 0, got {offset!r}")
+    e, w, tg = t.experiments, t.work_units, t.experiment_tags
+    count = sa.select(sa.func.count()).where(w.c.experiment_id == e.c.id).scalar_subquery()
+    query = sa.select(e, count.label("num_work_units")).order_by(e.c.id.desc()).limit(limit).offset(offset)
+    if title_contains:
+        query = query.where(e.c.title.contains(title_contains, autoescape=True))
+    if tag is not None:
+        query = query.where(sa.exists().where(tg.c.experiment_id == e.c.id, tg.c.tag == tag))
+    rows = conn.execute(query).all()
+    tags: dict[int, set[str]] = {r.id: set() for r in rows}
+    if rows:
+        for r in conn.execute(sa.select(tg).where(tg.c.experiment_id.in_(list(tags)))):
+            tags[r.experiment_id].add(r.tag)
+    return [
+        ExperimentSummary(
+            xid=r.id,
+            title=r.title,
+            description=r.description,
+            note=r.note,
+            tags=frozenset(tags[r.id]),
+            num_work_units=r.num_work_units,
+            created_at=_iso(r.created_at),
+        )
+        for r in rows
+    ]
+
+
+# -- work units ------------------------------------------------------------------------------------------
+
+
+def insert_work_units(conn: sa.Connection, xid: int, patches: Sequence[WorkUnitPatch]) -> None:
+    _require_experiment(conn, xid)
+    seen_wids: set[int] = set()
+    seen_identities: set[str] = set()
+    for p in patches:
+        if p.wid in seen_wids:
+            raise ConflictError(f"work unit id {p.wid} appears twice in one batch for experiment {xid}")
+        seen_wids.add(p.wid)
+        if p.identity:
+            if p.identity in seen_identities:
+                raise ConflictError(f"identity {p.identity!r} appears twice in one batch for experiment {xid}")
+            seen_identities.add(p.identity)
+    w = t.work_units
+    existing = {
+        r.wid: r
+        for r in conn.execute(
+            sa.select(w).where(
+                w.c.experiment_id == xid,
+                sa.or_(w.c.wid.in_(seen_wids), w.c.identity.in_(seen_identities)),
+            )
+        )
+    }
+    by_identity = {r.identity: r.wid for r in existing.values() if r.identity}
+    new_rows = []
+    for p in patches:
+        identity = p.identity or ""
+        row = existing.get(p.wid)
+        if row is not None:
+            if (row.identity, row.args) != (identity, p.args):
+                raise ConflictError(
+                    f"work unit {p.wid} of experiment {xid} already exists with other content "
+                    f"(identity {row.identity!r}); work unit ids are 1-based and unique per experiment"
+                )
+            continue  # the same work unit again: an idempotent retry
+        if identity and by_identity.get(identity, p.wid) != p.wid:
+            raise ConflictError(
+                f"identity {identity!r} is already work unit {by_identity[identity]} of experiment {xid}"
+            )
+        new_rows.append({"experiment_id": xid, "wid": p.wid, "identity": identity, "args": p.args})
+    if new_rows:
+        conn.execute(sa.insert(w), new_rows)
+
+
+def update_work_unit(conn: sa.Connection, xid: int, wid: int, patch: ExperimentUnitPatch) -> None:
+    pk = _work_unit_pk(conn, xid, wid)
+    values: dict[str, object] = {}
+    if patch.identity is not None:
+        if patch.identity:
+            other = find_work_unit(conn, xid, patch.identity)
+            if other is not None and other.wid != wid:
+                raise ConflictError(
+                    f"identity {patch.identity!r} is already work unit {other.wid} of experiment {xid}"
+                )
+        values["identity"] = patch.identity
+    if patch.args is not None:
+        values["args"] = patch.args
+    if values:
+        conn.execute(sa.update(t.work_units).where(t.work_units.c.id == pk).values(**values))
+
+
+def get_work_unit(conn: sa.Connection, xid: int, wid: int) -> WorkUnit:
+    found = _work_units(conn, xid, t.work_units.c.wid == wid)
+    if not found:
+        _require_experiment(conn, xid)
+        raise NotFoundError(f"work unit {wid} of experiment {xid} does not exist")
+    return found[0]
+
+
+def find_work_unit(conn: sa.Connection, xid: int, identity: str) -> WorkUnit | None:
+    if not identity:
+        raise ValidationError("find_work_unit needs a non-empty identity")
+    found = _work_units(conn, xid, t.work_units.c.identity == identity)
+    if not found:
+        _require_experiment(conn, xid)
+        return None
+    return found[0]
+
+
+def insert_jobs(conn: sa.Connection, xid: int, pairs: Sequence[tuple[int, SlurmJob]]) -> None:
+    pks = {wid: _work_unit_pk(conn, xid, wid) for wid in {wid for wid, _ in pairs}}
+    j = t.jobs
+    rows = []
+    seen = set()
+    for wid, job in pairs:
+        key = (pks[wid], job.name, job.slurm_job_id)
+        if key in seen:
+            continue
+        seen.add(key)
+        exists = conn.execute(
+            sa.select(j.c.id).where(j.c.work_unit_id == key[0], j.c.name == key[1], j.c.slurm_job_id == key[2])
+        ).first()
+        if exists is None:  # the same job again is an idempotent retry
+            rows.append(
+                {
+                    "work_unit_id": key[0],
+                    "name": job.name,
+                    "slurm_job_id": job.slurm_job_id,
+                    "slurm_ssh_config": job.slurm_ssh_config,
+                }
+            )
+    if rows:
+        conn.execute(sa.insert(j), rows)
+
+
+# -- artifacts -------------------------------------------------------------------------------------------
+
+
+def _upsert(conn: sa.Connection, table: sa.Table, owner: sa.Column[int], owner_id: int, name: str, uri: str) -> None:
+    where = sa.and_(owner == owner_id, table.c.name == name)
+    if conn.execute(sa.update(table).where(where).values(uri=uri)).rowcount == 0:
+        conn.execute(sa.insert(table).values({owner.name: owner_id, "name": name, "uri": uri}))
+
+
+def _delete(conn: sa.Connection, table: sa.Table, owner: sa.Column[int], owner_id: int, name: str, what: str) -> None:
+    if conn.execute(sa.delete(table).where(owner == owner_id, table.c.name == name)).rowcount == 0:
+        raise NotFoundError(f"{what} {name!r} does not exist")
+
+
+def insert_work_unit_artifact(conn: sa.Connection, xid: int, wid: int, artifact: Artifact) -> None:
+    a = t.work_unit_artifacts
+    _upsert(conn, a, a.c.work_unit_id, _work_unit_pk(conn, xid, wid), artifact.name, artifact.uri)
+
+
+def delete_work_unit_artifact(conn: sa.Connection, xid: int, wid: int, name: str) -> None:
+    a = t.work_unit_artifacts
+    pk = _work_unit_pk(conn, xid, wid)
+    _delete(conn, a, a.c.work_unit_id, pk, name, f"artifact of work unit {wid} of experiment {xid}")
+
+
+def insert_experiment_artifact(conn: sa.Connection, xid: int, artifact: Artifact) -> None:
+    _require_experiment(conn, xid)
+    a = t.experiment_artifacts
+    _upsert(conn, a, a.c.experiment_id, xid, artifact.name, artifact.uri)
+
+
+def delete_experiment_artifact(conn: sa.Connection, xid: int, name: str) -> None:
+    _require_experiment(conn, xid)
+    a = t.experiment_artifacts
+    _delete(conn, a, a.c.experiment_id, xid, name, f"artifact of experiment {xid}")
+
+
+def insert_experiment_config_artifact(conn: sa.Connection, xid: int, artifact: ConfigArtifact) -> None:
+    _require_experiment(conn, xid)
+    a = t.experiment_config_artifacts
+    _upsert(conn, a, a.c.experiment_id, xid, artifact.name, artifact.uri)
+
+
+def delete_experiment_config_artifact(conn: sa.Connection, xid: int, name: str) -> None:
+    _require_experiment(conn, xid)
+    a = t.experiment_config_artifacts
+    _delete(conn, a, a.c.experiment_id, xid, name, f"config artifact of experiment {xid}")

@@ -1,0 +1,101 @@
+"""The tables (SQLAlchemy core). Changing them means adding an Alembic revision under `migrations/versions`."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+experiments = sa.Table(
+    "experiments",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("title", sa.Text, nullable=False, server_default=""),
+    sa.Column("description", sa.Text),
+    sa.Column("note", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sqlite_autoincrement=True,  # an xid is never reused after a delete
+)
+
+experiment_tags = sa.Table(
+    "experiment_tags",
+    metadata,
+    sa.Column("experiment_id", sa.Integer, sa.ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("tag", sa.Text, primary_key=True),
+)
+
+work_units = sa.Table(
+    "work_units",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("experiment_id", sa.Integer, sa.ForeignKey("experiments.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("wid", sa.Integer, nullable=False),
+    sa.Column("identity", sa.Text, nullable=False, server_default=""),
+    sa.Column("args", sa.Text),
+    sa.UniqueConstraint("experiment_id", "wid", name="uq_work_units_wid"),
+)
+# A non-empty identity names one work unit per experiment (idempotent launches).
+sa.Index(
+    "uq_work_units_identity",
+    work_units.c.experiment_id,
+    work_units.c.identity,
+    unique=True,
+    sqlite_where=work_units.c.identity != "",
+    postgresql_where=work_units.c.identity != "",
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("work_unit_id", sa.Integer, sa.ForeignKey("work_units.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("slurm_job_id", sa.Text, nullable=False),
+    sa.Column("slurm_ssh_config", sa.Text, nullable=False),
+    sa.UniqueConstraint("work_unit_id", "name", "slurm_job_id", name="uq_jobs"),
+)
+
+work_unit_artifacts = sa.Table(
+    "work_unit_artifacts",
+    metadata,
+    sa.Column("work_unit_id", sa.Integer, sa.ForeignKey("work_units.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("uri", sa.Text, nullable=False),
+)
+
+experiment_artifacts = sa.Table(
+    "experiment_artifacts",
+    metadata,
+    sa.Column("experiment_id", sa.Integer, sa.ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("uri", sa.Text, nullable=False),
+)
+
+experiment_config_artifacts = sa.Table(
+    "experiment_config_artifacts",
+    metadata,
+    sa.Column("experiment_id", sa.Integer, sa.ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("uri", sa.Text, nullable=False),
+)
+
+# -- server side (revision 0002) ---------------------------------------------------------------------------
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False, server_default=""),
+    sa.Column("token_sha256", sa.String(64), nullable=False, unique=True),  # never the token itself
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("request_sha256", sa.String(64), nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=False),
+    sa.Column("response", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
