@@ -1,0 +1,223 @@
+"""The image build client: the docker or podman command line, chosen by `XM_DOCKER_CLIENT`.
+
+Both take the same `build` and `push` flags for what we need; the differences (BuildKit's
+`--network=host`, podman's `--digestfile` and `--ignorefile`) live in the two subclasses.
+Credentials never reach a command line: both programs read their own auth files
+(`$REGISTRY_AUTH_FILE`, `auth.json`, `~/.docker/config.json`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import re
+import shlex
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import ClassVar
+
+from xm_slurm.errors import PackagingError, ValidationError
+from xm_slurm.packaging.process import ProcessResult, ProcessRunner, run_process
+
+ENV_VAR = "XM_DOCKER_CLIENT"
+CLIENTS = ("docker", "podman")
+DEFAULT_PLATFORM = "linux/amd64"
+
+_DIGEST_IN_OUTPUT = re.compile(r"digest: (sha256:[0-9a-f]{64})")
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildRequest:
+    """One image build. Equal requests (same Dockerfile bytes, context, args) are built once."""
+
+    dockerfile: Path
+    context: Path
+    build_args: tuple[tuple[str, str], ...] = ()
+    target: str | None = None
+    platform: str = DEFAULT_PLATFORM
+    # An ignore file to use when the context has no .dockerignore of its own.
+    ignorefile: Path | None = None
+    network: str | None = "host"
+
+    def key(self) -> tuple[object, ...]:
+        """Identity for deduplication: the Dockerfile's content, not its path, counts."""
+        digest = hashlib.sha256(self.dockerfile.read_bytes()).hexdigest()
+        ignore = hashlib.sha256(self.ignorefile.read_bytes()).hexdigest() if self.ignorefile else None
+        return (
+            digest,
+            str(self.context.resolve()),
+            tuple(sorted(self.build_args)),
+            self.target,
+            self.platform,
+            ignore,
+            self.network,
+        )
+
+
+def display_command(argv: Sequence[str]) -> str:
+    """The command as a shell line, with build-arg values hidden (they may hold tokens)."""
+    shown: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            shown.append(arg.split("=", 1)[0] + "=***" if "=" in arg else arg)
+            hide_next = False
+        elif arg == "--build-arg":
+            shown.append(arg)
+            hide_next = True
+        elif arg.startswith("--build-arg="):
+            shown.append(arg.split("=", 2)[0] + "=" + arg.split("=", 2)[1] + "=***")
+        else:
+            shown.append(arg)
+    return shlex.join(shown)
+
+
+def failure_message(what: str, result: ProcessResult) -> str:
+    lines = [
+        f"{what} failed: `{display_command(result.argv)}` exited with status {result.returncode}.",
+    ]
+    if result.log_path is not None:
+        lines.append(f"Full log: {result.log_path}")
+    if result.tail:
+        lines.append(f"Last {len(result.tail)} lines of the log:")
+        lines.extend(f"  | {line}" for line in result.tail)
+    return "\n".join(lines)
+
+
+class ImageBuildClient:
+    """Build and push images with a container CLI. Subclasses say which one."""
+
+    kind: ClassVar[str]
+
+    def __init__(
+        self,
+        program: str | None = None,
+        *,
+        runner: ProcessRunner = run_process,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.program = program or self.kind
+        self.runner = runner
+        self.env = dict(os.environ if env is None else env)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(program={self.program!r})"
+
+    # -- argv construction (pure, unit-testable) ------------------------------------------------
+
+    def build_argv(self, request: BuildRequest, tags: Sequence[str]) -> list[str]:
+        argv = [self.program, "build", "--file", str(request.dockerfile)]
+        for tag in tags:
+            argv += ["--tag", tag]
+        for name, value in request.build_args:
+            argv += ["--build-arg", f"{name}={value}"]
+        if request.target:
+            argv += ["--target", request.target]
+        if request.platform:
+            argv += ["--platform", request.platform]
+        if request.network:
+            argv += [f"--network={request.network}"]
+        argv += self._extra_build_flags(request)
+        argv.append(str(request.context))
+        return argv
+
+    def _extra_build_flags(self, request: BuildRequest) -> list[str]:
+        return []
+
+    def push_argv(self, tag: str, digestfile: Path) -> list[str]:
+        return [self.program, "push", tag]
+
+    def build_env(self) -> dict[str, str]:
+        return self.env
+
+    # -- running ----------------------------------------------------------------------------------
+
+    async def build(
+        self,
+        request: BuildRequest,
+        tags: Sequence[str],
+        *,
+        log_path: Path | None = None,
+        on_line: Callable[[str], None] | None = None,
+    ) -> ProcessResult:
+        argv = self.build_argv(request, tags)
+        result = await self.runner(argv, env=self.build_env(), log_path=log_path, on_line=on_line)
+        if not result.ok:
+            raise PackagingError(failure_message(f"building image {', '.join(tags)}", result))
+        return result
+
+    async def push(
+        self,
+        tag: str,
+        *,
+        log_path: Path | None = None,
+        on_line: Callable[[str], None] | None = None,
+    ) -> str | None:
+        """Push `tag`; returns the pushed manifest's digest when the CLI tells it, else None."""
+        with tempfile.TemporaryDirectory(prefix="xm-slurm-push-") as tmp:
+            digestfile = Path(tmp) / "digest"
+            argv = self.push_argv(tag, digestfile)
+            result = await self.runner(argv, env=self.env, log_path=log_path, on_line=on_line)
+            if not result.ok:
+                raise PackagingError(failure_message(f"pushing image {tag}", result))
+            if digestfile.exists():
+                digest = digestfile.read_text().strip()
+                if digest:
+                    return digest
+        found = _DIGEST_IN_OUTPUT.findall(result.output)
+        return found[-1] if found else None
+
+
+class PodmanClient(ImageBuildClient):
+    kind = "podman"
+
+    def _extra_build_flags(self, request: BuildRequest) -> list[str]:
+        if request.ignorefile is not None and not _has_own_ignorefile(request.context):
+            return ["--ignorefile", str(request.ignorefile)]
+        return []
+
+    def push_argv(self, tag: str, digestfile: Path) -> list[str]:
+        return [self.program, "push", "--digestfile", str(digestfile), tag]
+
+
+class DockerClient(ImageBuildClient):
+    kind = "docker"
+
+    def build_env(self) -> dict[str, str]:
+        # BuildKit reads `<Dockerfile>.dockerignore` (our default ignores) and builds faster.
+        return {"DOCKER_BUILDKIT": "1", **self.env}
+
+
+def _has_own_ignorefile(context: Path) -> bool:
+    return (context / ".dockerignore").exists() or (context / ".containerignore").exists()
+
+
+def select_client(
+    env: Mapping[str, str] | None = None,
+    *,
+    runner: ProcessRunner = run_process,
+) -> ImageBuildClient:
+    """The client `XM_DOCKER_CLIENT` asks for; by default podman if installed, else docker."""
+    env = os.environ if env is None else env
+    path = env.get("PATH")
+    choice = env.get(ENV_VAR, "").strip()
+    classes: dict[str, type[ImageBuildClient]] = {"docker": DockerClient, "podman": PodmanClient}
+    if choice:
+        if choice not in classes:
+            raise ValidationError(f"{ENV_VAR}={choice!r} is not supported; set it to 'docker' or 'podman'")
+        program = shutil.which(choice, path=path)
+        if program is None:
+            raise ValidationError(
+                f"{ENV_VAR}={choice!r} but {choice!r} is not on PATH; install it or choose the other"
+            )
+        return classes[choice](program, runner=runner, env=env)
+    for name in ("podman", "docker"):
+        program = shutil.which(name, path=path)
+        if program is not None:
+            return classes[name](program, runner=runner, env=env)
+    raise ValidationError(
+        f"neither podman nor docker is on PATH; install one (or set {ENV_VAR} to the one you have)"
+    )
