@@ -1,0 +1,150 @@
+"""What to run: executable specs (`Dockerfile`, `DockerImage`) and the packaged `RemoteImage` (model layer).
+
+`RemoteImage.credentials` is for the packaging layer (it writes the runtime's auth file); it is never rendered
+into a job script and never shown by `repr`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attr
+from immutabledict import immutabledict
+from xmanager import xm
+
+from xm_slurm.errors import ValidationError
+
+# [registry[:port]/]path[:tag][@sha256:hex] -- the shape of an OCI image reference.
+_IMAGE_REF = re.compile(
+    r"(?:[A-Za-z0-9.\-]+(?::[0-9]+)?/)?"  # registry
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"  # repository path
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127})?"  # tag
+    r"(?:@sha256:[a-f0-9]{64})?"  # digest
+)
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def validate_image_ref(image: object, *, field: str = "image") -> str:
+    if not isinstance(image, str) or not _IMAGE_REF.fullmatch(image):
+        raise ValidationError(
+            f"{field}={image!r} is not an image reference; use 'registry/path:tag' or 'registry/path@sha256:<64 hex>'"
+        )
+    return image
+
+
+def validate_env_vars(env_vars: Mapping[str, Any], *, field: str = "env_vars") -> immutabledict[str, str]:
+    """Names must be shell identifiers; values become strings (as XManager does with str())."""
+    out: dict[str, str] = {}
+    for name, value in env_vars.items():
+        if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
+            raise ValidationError(
+                f"{field}: {name!r} is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"
+            )
+        text = str(value)
+        if "\0" in text:
+            raise ValidationError(f"{field}[{name!r}] contains a NUL byte, which no environment can hold")
+        out[name] = text
+    return immutabledict(out)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ImageCredentials:
+    """Registry login for pulling a private image. The password never appears in repr or a script."""
+
+    username: str
+    password: str = dataclasses.field(repr=False)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Dockerfile(xm.ExecutableSpec):
+    """Build an image from a Dockerfile. Relative paths resolve against the current directory."""
+
+    dockerfile: pathlib.Path | str = "Dockerfile"
+    context: pathlib.Path | str = "."
+    target: str | None = None
+    build_args: Mapping[str, str] = dataclasses.field(default_factory=immutabledict)
+    cache_from: Sequence[str] = ()
+    labels: Mapping[str, str] = dataclasses.field(default_factory=immutabledict)
+    workdir: str | None = None
+
+    def __post_init__(self) -> None:
+        context = pathlib.Path(self.context).expanduser().absolute()
+        dockerfile = pathlib.Path(self.dockerfile).expanduser()
+        if not dockerfile.is_absolute():
+            dockerfile = (
+                (context / dockerfile) if str(self.dockerfile) == "Dockerfile" else dockerfile.absolute()
+            )
+        object.__setattr__(self, "context", context)
+        object.__setattr__(self, "dockerfile", dockerfile)
+        object.__setattr__(
+            self, "build_args", immutabledict({str(k): str(v) for k, v in self.build_args.items()})
+        )
+        object.__setattr__(self, "labels", immutabledict({str(k): str(v) for k, v in self.labels.items()}))
+        object.__setattr__(self, "cache_from", tuple(self.cache_from))
+        if self.workdir is not None and not str(self.workdir).startswith("/"):
+            raise ValidationError(f"workdir={self.workdir!r} must be an absolute path inside the image")
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(str(self.context)) or "image"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DockerImage(xm.ExecutableSpec):
+    """An existing image, by tag or digest."""
+
+    image: str
+    workdir: str | None = None
+
+    def __post_init__(self) -> None:
+        validate_image_ref(self.image)
+        if self.workdir is not None and not str(self.workdir).startswith("/"):
+            raise ValidationError(f"workdir={self.workdir!r} must be an absolute path inside the image")
+
+    @property
+    def name(self) -> str:
+        return image_name(self.image)
+
+
+def image_name(image: str) -> str:
+    """`registry:5000/me/train:tag@sha256:...` -> `train`."""
+    path = image.split("@", 1)[0]
+    last = path.rsplit("/", 1)[-1]
+    return last.split(":", 1)[0]
+
+
+def _to_args(value: Any) -> xm.SequentialArgs:
+    try:
+        return xm.SequentialArgs.from_collection(value)
+    except (ValueError, TypeError) as e:
+        raise ValidationError(
+            f"args {value!r} are not XManager args (a list, a dict or xm.SequentialArgs): {e}"
+        ) from None
+
+
+@attr.s(auto_attribs=True, kw_only=True)
+class RemoteImage(xm.Executable):
+    """A packaged image the cluster pulls: `entrypoint` is the command, `args` its base arguments."""
+
+    name: str = ""
+    image: str = attr.ib(validator=lambda _i, _a, v: validate_image_ref(v))
+    workdir: str | None = None
+    entrypoint: xm.SequentialArgs = attr.ib(factory=xm.SequentialArgs, converter=_to_args)
+    args: xm.SequentialArgs = attr.ib(factory=xm.SequentialArgs, converter=_to_args)
+    env_vars: Mapping[str, str] = attr.ib(factory=immutabledict, converter=validate_env_vars)
+    credentials: ImageCredentials | None = attr.ib(default=None, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.workdir is not None and (
+            not isinstance(self.workdir, str) or not self.workdir.startswith("/")
+        ):
+            raise ValidationError(f"workdir={self.workdir!r} must be an absolute path inside the image")
+        if self.credentials is not None and not isinstance(self.credentials, ImageCredentials):
+            raise ValidationError("credentials must be an ImageCredentials(username=..., password=...)")
+        if not self.name:
+            self.name = image_name(self.image)

@@ -1,0 +1,254 @@
+"""What a job asks for: `ResourceType` and `JobRequirements` (model layer, pure data).
+
+`JobRequirements` mirrors `xm.JobRequirements`: resources are given as a mapping or as keywords
+(`CPU=4, RAM=16 * xm.GiB, GPU=1`, case-insensitive, `xm.ResourceType` keys accepted by name),
+amounts are per task, `replicas` is the number of tasks (`--ntasks`).
+
+Directive rules (see `JobRequirements.to_directives`):
+  CPU                -> --cpus-per-task=N (whole CPUs only)
+  MEMORY / RAM       -> --mem=<MiB>M when replicas == 1 (the one task owns the job's memory),
+                        --mem-per-cpu=<ceil(MiB / cpus)>M when replicas > 1 (tasks may share nodes)
+  EPHEMERAL_STORAGE  -> --tmp=<MiB>M
+  GPU                -> --gres=gpu:N (or the cluster's mapping for GPU)
+  named accelerator  -> --gres=gpu:<type>:N from cluster.resources, or --gres=gpu:N plus
+                        --constraint=<feature> from cluster.features
+  replicas           -> --ntasks=N;  location -> --nodelist=...
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from xm_slurm.errors import ValidationError
+
+if TYPE_CHECKING:
+    from xm_slurm.config import SlurmClusterConfig
+
+_MIB = 1024**2
+
+
+class _CaseInsensitiveMeta(enum.EnumMeta):
+    """`ResourceType["gpu"]` works like `ResourceType["GPU"]`, as in XManager."""
+
+    def __getitem__(cls, name: str) -> Any:
+        try:
+            return super().__getitem__(name.upper())
+        except KeyError:
+            known = ", ".join(cls.__members__)
+            raise ValidationError(f"unknown resource {name!r}; known resources: {known}") from None
+
+
+class ResourceType(enum.Enum, metaclass=_CaseInsensitiveMeta):
+    """A countable resource. MEMORY/RAM and EPHEMERAL_STORAGE/DISK are aliases (amounts in bytes)."""
+
+    CPU = "cpu"
+    MEMORY = "memory"
+    RAM = "memory"
+    EPHEMERAL_STORAGE = "ephemeral_storage"
+    DISK = "ephemeral_storage"
+    GPU = "gpu"
+    # Named accelerators (NVIDIA unless said otherwise).
+    RTX8000 = "rtx8000"
+    P4 = "p4"
+    P100 = "p100"
+    T4 = "t4"
+    V100 = "v100"
+    V100_32GIB = "v100_32gib"
+    A10 = "a10"
+    A40 = "a40"
+    A100 = "a100"
+    A100_80GIB = "a100_80gib"
+    A5000 = "a5000"
+    A6000 = "a6000"
+    L4 = "l4"
+    L40 = "l40"
+    L40S = "l40s"
+    H100 = "h100"
+    H100_80GIB = "h100_80gib"
+    H200 = "h200"
+    GH200 = "gh200"
+    B200 = "b200"
+    MI100 = "mi100"  # AMD
+    MI250 = "mi250"  # AMD
+    MI300X = "mi300x"  # AMD
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_accelerator(self) -> bool:
+        return self not in (ResourceType.CPU, ResourceType.MEMORY, ResourceType.EPHEMERAL_STORAGE)
+
+
+def _resource_key(key: object) -> ResourceType:
+    if isinstance(key, ResourceType):
+        return key
+    if isinstance(key, str):
+        return ResourceType[key]
+    # An `xm.ResourceType` (or any enum) maps by member name: xm.ResourceType.V100 -> V100.
+    name = getattr(key, "name", None)
+    if isinstance(name, str) and name.upper() in ResourceType.__members__:
+        return ResourceType[name]
+    raise ValidationError(
+        f"unknown resource {key!r}; use a ResourceType member or its name such as 'CPU' or 'A100'"
+    )
+
+
+def _amount(resource: ResourceType, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValidationError(f"{resource}={value!r} is not a number; give a positive int or float")
+    try:
+        amount = float(value)
+    except ValueError:
+        raise ValidationError(f"{resource}={value!r} is not a number; give a positive int or float") from None
+    if not math.isfinite(amount) or amount <= 0:
+        raise ValidationError(f"{resource}={value!r} must be a finite number > 0")
+    if resource in (ResourceType.CPU,) or resource.is_accelerator:
+        if not amount.is_integer():
+            raise ValidationError(f"{resource}={value!r}: Slurm allocates whole units; use an integer >= 1")
+    elif amount < _MIB:
+        raise ValidationError(
+            f"{resource}={value!r} bytes is less than 1 MiB; amounts are in bytes, e.g. 16 * xm.GiB"
+        )
+    return amount
+
+
+_NODELIST = re.compile(r"[A-Za-z0-9_.\-\[\],]+")
+
+
+class JobRequirements:
+    """Resources of each task of a job, the number of tasks and where to run (validated here)."""
+
+    task_requirements: dict[ResourceType, float]
+    accelerator: ResourceType | None
+    replicas: int
+    location: str | None
+    cluster: SlurmClusterConfig | None
+
+    def __init__(
+        self,
+        resources: Mapping[Any, Any] | None = None,
+        *,
+        replicas: int | None = None,
+        location: str | None = None,
+        cluster: SlurmClusterConfig | None = None,
+        **kw_resources: Any,
+    ) -> None:
+        self.task_requirements = {}
+        self.accelerator = None
+        for key, value in [*(resources or {}).items(), *kw_resources.items()]:
+            if isinstance(key, str) and key.lower() == "replicas":
+                if replicas is not None:
+                    raise ValidationError("replicas given twice; pass it once as replicas=N")
+                replicas = value
+                continue
+            resource = _resource_key(key)
+            if resource in self.task_requirements:
+                raise ValidationError(f"{resource} given twice ({key!r}); give each resource once")
+            amount = _amount(resource, value)
+            if resource.is_accelerator:
+                if self.accelerator is not None:
+                    raise ValidationError(
+                        f"two accelerators requested ({self.accelerator} and {resource}); a job uses one kind"
+                    )
+                self.accelerator = resource
+            self.task_requirements[resource] = amount
+
+        if replicas is None:
+            replicas = 1
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+            raise ValidationError(f"replicas={replicas!r} must be an integer >= 1")
+        self.replicas = replicas
+
+        if location is not None and (not isinstance(location, str) or not _NODELIST.fullmatch(location)):
+            raise ValidationError(
+                f"location={location!r} is not a Slurm node list; use e.g. 'node01' or 'node[01-04]'"
+            )
+        self.location = location
+
+        if cluster is not None:
+            from xm_slurm.config import SlurmClusterConfig  # deferred: config imports this module
+
+            if not isinstance(cluster, SlurmClusterConfig):
+                raise ValidationError(f"cluster={cluster!r} must be a SlurmClusterConfig")
+            if self.accelerator is not None:
+                _accelerator_directives(self.accelerator, 1, cluster)  # raises if the cluster lacks it
+        self.cluster = cluster
+
+    @property
+    def cpus(self) -> int | None:
+        cpu = self.task_requirements.get(ResourceType.CPU)
+        return None if cpu is None else int(cpu)
+
+    @property
+    def accelerator_count(self) -> int:
+        return 0 if self.accelerator is None else int(self.task_requirements[self.accelerator])
+
+    def to_directives(self) -> list[str]:
+        """sbatch options (without `#SBATCH`) for these requirements, following the rules above."""
+        out = [f"--ntasks={self.replicas}"]
+        tr = self.task_requirements
+        cpus = self.cpus
+        if cpus is not None:
+            out.append(f"--cpus-per-task={cpus}")
+        if ResourceType.MEMORY in tr:
+            mib = math.ceil(tr[ResourceType.MEMORY] / _MIB)
+            if self.replicas == 1:
+                out.append(f"--mem={mib}M")
+            else:
+                out.append(f"--mem-per-cpu={math.ceil(mib / (cpus or 1))}M")
+        if ResourceType.EPHEMERAL_STORAGE in tr:
+            out.append(f"--tmp={math.ceil(tr[ResourceType.EPHEMERAL_STORAGE] / _MIB)}M")
+        if self.accelerator is not None:
+            out += _accelerator_directives(self.accelerator, self.accelerator_count, self.cluster)
+        if self.location:
+            out.append(f"--nodelist={self.location}")
+        return out
+
+    def __repr__(self) -> str:
+        parts = [f"{r.name}={v:g}" for r, v in self.task_requirements.items()]
+        if self.replicas != 1:
+            parts.append(f"replicas={self.replicas}")
+        if self.location:
+            parts.append(f"location={self.location!r}")
+        if self.cluster is not None:
+            parts.append(f"cluster={self.cluster.name!r}")
+        return f"JobRequirements({', '.join(parts)})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, JobRequirements):
+            return NotImplemented
+        return (self.task_requirements, self.replicas, self.location, self.cluster) == (
+            other.task_requirements,
+            other.replicas,
+            other.location,
+            other.cluster,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-looking, like xm.JobRequirements
+
+
+def _accelerator_directives(
+    accelerator: ResourceType, count: int, cluster: SlurmClusterConfig | None
+) -> list[str]:
+    resources = cluster.resources if cluster is not None else {}
+    features = cluster.features if cluster is not None else {}
+    if accelerator in resources:
+        gres = resources[accelerator]
+        # A bare type ("a100") is a GPU type; a value with a colon ("shard:a100") is a full gres prefix.
+        prefix = gres if ":" in gres else f"gpu:{gres}"
+        return [f"--gres={prefix}:{count}"]
+    if accelerator in features:
+        return [f"--gres=gpu:{count}", f"--constraint={features[accelerator]}"]
+    if accelerator is ResourceType.GPU:
+        return [f"--gres=gpu:{count}"]
+    name = cluster.name if cluster is not None else "(no cluster given)"
+    known = ", ".join(sorted(str(r) for r in {*resources, *features})) or "none"
+    raise ValidationError(
+        f"accelerator {accelerator} is not available on cluster {name!r} (its gres/feature maps know: {known}); "
+        f"request GPU=N or add {accelerator} to SlurmClusterConfig(resources=...)"
+    )
