@@ -69,7 +69,9 @@ class ExperimentPatch:
                 _require_str(value, field, "ExperimentPatch")
         if self.tags is not None:
             if isinstance(self.tags, str):
-                raise ValidationError(f"ExperimentPatch.tags must be a collection of strings, got {self.tags!r}")
+                raise ValidationError(
+                    f"ExperimentPatch.tags must be a collection of strings, got {self.tags!r}"
+                )
             tags = frozenset(self.tags)
             for tag in tags:
                 _require_str(tag, "tags[]", "ExperimentPatch")

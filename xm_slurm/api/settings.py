@@ -26,7 +26,9 @@ _lock = threading.Lock()
 def _required(name: str) -> str:
     value = os.environ.get(name, "").strip()
     if not value:
-        raise ConfigurationError(f"XM_SLURM_API_BACKEND=rest needs the environment variable {name}; it is not set")
+        raise ConfigurationError(
+            f"XM_SLURM_API_BACKEND=rest needs the environment variable {name}; it is not set"
+        )
     return value
 
 

@@ -93,7 +93,9 @@ class SqlClient(XManagerAPI):
         offset: int = 0,
     ) -> list[ExperimentSummary]:
         with self.reading() as conn:
-            return ops.list_experiments(conn, title_contains=title_contains, tag=tag, limit=limit, offset=offset)
+            return ops.list_experiments(
+                conn, title_contains=title_contains, tag=tag, limit=limit, offset=offset
+            )
 
     # -- work units -------------------------------------------------------------------------------------
     def insert_work_unit(self, xid: int, work_unit: WorkUnitPatch) -> None:

@@ -56,7 +56,9 @@ def _work_unit_pk(conn: sa.Connection, xid: int, wid: int) -> int:
 def _set_tags(conn: sa.Connection, xid: int, tags: frozenset[str]) -> None:
     conn.execute(sa.delete(t.experiment_tags).where(t.experiment_tags.c.experiment_id == xid))
     if tags:
-        conn.execute(sa.insert(t.experiment_tags), [{"experiment_id": xid, "tag": tag} for tag in sorted(tags)])
+        conn.execute(
+            sa.insert(t.experiment_tags), [{"experiment_id": xid, "tag": tag} for tag in sorted(tags)]
+        )
 
 
 # -- experiments -----------------------------------------------------------------------------------------
@@ -71,6 +73,7 @@ def insert_experiment(conn: sa.Connection, patch: ExperimentPatch) -> int:
             created_at=dt.datetime.now(dt.timezone.utc),
         )
     )
+    assert result.inserted_primary_key is not None
     xid = int(result.inserted_primary_key[0])
     if patch.tags:
         _set_tags(conn, xid, patch.tags)
@@ -109,7 +112,13 @@ def _work_units(conn: sa.Connection, xid: int, where: sa.ColumnElement[bool] | N
     for a in conn.execute(query_a.order_by(t.work_unit_artifacts.c.name)):
         artifacts[a.work_unit_id].append(Artifact(name=a.name, uri=a.uri))
     return [
-        WorkUnit(wid=r.wid, identity=r.identity, args=r.args, jobs=jobs[r.id], artifacts=artifacts[r.id])
+        WorkUnit(
+            wid=r.wid,
+            identity=r.identity,
+            args=r.args,
+            jobs=tuple(jobs[r.id]),
+            artifacts=tuple(artifacts[r.id]),
+        )
         for r in rows
     ]
 
@@ -185,7 +194,9 @@ def insert_work_units(conn: sa.Connection, xid: int, patches: Sequence[WorkUnitP
         seen_wids.add(p.wid)
         if p.identity:
             if p.identity in seen_identities:
-                raise ConflictError(f"identity {p.identity!r} appears twice in one batch for experiment {xid}")
+                raise ConflictError(
+                    f"identity {p.identity!r} appears twice in one batch for experiment {xid}"
+                )
             seen_identities.add(p.identity)
     w = t.work_units
     existing = {
@@ -264,7 +275,9 @@ def insert_jobs(conn: sa.Connection, xid: int, pairs: Sequence[tuple[int, SlurmJ
             continue
         seen.add(key)
         exists = conn.execute(
-            sa.select(j.c.id).where(j.c.work_unit_id == key[0], j.c.name == key[1], j.c.slurm_job_id == key[2])
+            sa.select(j.c.id).where(
+                j.c.work_unit_id == key[0], j.c.name == key[1], j.c.slurm_job_id == key[2]
+            )
         ).first()
         if exists is None:  # the same job again is an idempotent retry
             rows.append(
@@ -282,13 +295,17 @@ def insert_jobs(conn: sa.Connection, xid: int, pairs: Sequence[tuple[int, SlurmJ
 # -- artifacts -------------------------------------------------------------------------------------------
 
 
-def _upsert(conn: sa.Connection, table: sa.Table, owner: sa.Column[int], owner_id: int, name: str, uri: str) -> None:
+def _upsert(
+    conn: sa.Connection, table: sa.Table, owner: sa.Column[int], owner_id: int, name: str, uri: str
+) -> None:
     where = sa.and_(owner == owner_id, table.c.name == name)
     if conn.execute(sa.update(table).where(where).values(uri=uri)).rowcount == 0:
         conn.execute(sa.insert(table).values({owner.name: owner_id, "name": name, "uri": uri}))
 
 
-def _delete(conn: sa.Connection, table: sa.Table, owner: sa.Column[int], owner_id: int, name: str, what: str) -> None:
+def _delete(
+    conn: sa.Connection, table: sa.Table, owner: sa.Column[int], owner_id: int, name: str, what: str
+) -> None:
     if conn.execute(sa.delete(table).where(owner == owner_id, table.c.name == name)).rowcount == 0:
         raise NotFoundError(f"{what} {name!r} does not exist")
 

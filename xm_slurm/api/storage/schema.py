@@ -20,7 +20,9 @@ experiments = sa.Table(
 experiment_tags = sa.Table(
     "experiment_tags",
     metadata,
-    sa.Column("experiment_id", sa.Integer, sa.ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "experiment_id", sa.Integer, sa.ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True
+    ),
     sa.Column("tag", sa.Text, primary_key=True),
 )
 
@@ -28,7 +30,9 @@ work_units = sa.Table(
     "work_units",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("experiment_id", sa.Integer, sa.ForeignKey("experiments.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "experiment_id", sa.Integer, sa.ForeignKey("experiments.id", ondelete="CASCADE"), nullable=False
+    ),
     sa.Column("wid", sa.Integer, nullable=False),
     sa.Column("identity", sa.Text, nullable=False, server_default=""),
     sa.Column("args", sa.Text),
@@ -58,7 +62,9 @@ jobs = sa.Table(
 work_unit_artifacts = sa.Table(
     "work_unit_artifacts",
     metadata,
-    sa.Column("work_unit_id", sa.Integer, sa.ForeignKey("work_units.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "work_unit_id", sa.Integer, sa.ForeignKey("work_units.id", ondelete="CASCADE"), primary_key=True
+    ),
     sa.Column("name", sa.Text, primary_key=True),
     sa.Column("uri", sa.Text, nullable=False),
 )
@@ -66,7 +72,9 @@ work_unit_artifacts = sa.Table(
 experiment_artifacts = sa.Table(
     "experiment_artifacts",
     metadata,
-    sa.Column("experiment_id", sa.Integer, sa.ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "experiment_id", sa.Integer, sa.ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True
+    ),
     sa.Column("name", sa.Text, primary_key=True),
     sa.Column("uri", sa.Text, nullable=False),
 )
@@ -74,7 +82,9 @@ experiment_artifacts = sa.Table(
 experiment_config_artifacts = sa.Table(
     "experiment_config_artifacts",
     metadata,
-    sa.Column("experiment_id", sa.Integer, sa.ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "experiment_id", sa.Integer, sa.ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True
+    ),
     sa.Column("name", sa.Text, primary_key=True),
     sa.Column("uri", sa.Text, nullable=False),
 )

@@ -8,7 +8,9 @@ from xm_slurm.api.storage.schema import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:
-    raise RuntimeError("xm_slurm migrations run through xm_slurm.api.storage.engine.upgrade(), not the alembic CLI")
+    raise RuntimeError(
+        "xm_slurm migrations run through xm_slurm.api.storage.engine.upgrade(), not the alembic CLI"
+    )
 
 context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
 with context.begin_transaction():

@@ -75,7 +75,10 @@ def upgrade() -> None:
         op.create_table(
             table,
             sa.Column(
-                "experiment_id", sa.Integer, sa.ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True
+                "experiment_id",
+                sa.Integer,
+                sa.ForeignKey("experiments.id", ondelete="CASCADE"),
+                primary_key=True,
             ),
             sa.Column("name", sa.Text, primary_key=True),
             sa.Column("uri", sa.Text, nullable=False),

@@ -1,0 +1,238 @@
+"""The FastAPI application: the routes of SPEC §2 under /api, plus listing and batch routes.
+
+Handlers are plain `def`s, so FastAPI runs them (and their synchronous SQLAlchemy calls) in its thread pool.
+Every write runs in one transaction together with its `Idempotency-Key` record (see `idempotency`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+import xm_slurm
+from xm_slurm.api import codec
+from xm_slurm.api.base import DEFAULT_LIST_LIMIT, ConflictError
+from xm_slurm.api.server import idempotency, tokens
+from xm_slurm.api.server.schemas import (
+    ArtifactBody,
+    ConfigArtifactBody,
+    ExperimentPatchBody,
+    ExperimentUnitPatchBody,
+    JobOfWorkUnitBody,
+    SlurmJobBody,
+    WorkUnitPatchBody,
+    XidBody,
+)
+from xm_slurm.api.sql import SqlClient
+from xm_slurm.api.storage import operations as ops
+from xm_slurm.api.storage.operations import MAX_LIST_LIMIT
+from xm_slurm.errors import MetadataError, NotFoundError, ValidationError
+
+_bearer = HTTPBearer(auto_error=False, description="a token from `xm-slurm server token create`")
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=idempotency.MAX_KEY_LENGTH)]
+
+
+def _error(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+def create_app(client: SqlClient) -> FastAPI:
+    app = FastAPI(
+        title="xm_slurm metadata",
+        version=xm_slurm.__version__,
+        description="Experiments, work units, Slurm jobs and artifacts recorded by xm_slurm launch scripts.",
+    )
+
+    def authenticate(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
+        if credentials is None or not tokens.is_valid(client, credentials.credentials):
+            raise HTTPException(
+                401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+            )
+
+    @app.exception_handler(NotFoundError)
+    def _not_found(_request: Request, e: NotFoundError) -> JSONResponse:
+        return _error(404, str(e))
+
+    @app.exception_handler(ConflictError)
+    def _conflict(_request: Request, e: ConflictError) -> JSONResponse:
+        return _error(409, str(e))
+
+    @app.exception_handler(ValidationError)
+    def _invalid(_request: Request, e: ValidationError) -> JSONResponse:
+        return _error(422, str(e))
+
+    @app.exception_handler(MetadataError)
+    def _failed(_request: Request, e: MetadataError) -> JSONResponse:
+        return _error(503, str(e))  # the database failed (e.g. busy): worth a retry
+
+    @app.get("/api/health", tags=["health"])
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    api = APIRouter(prefix="/api", dependencies=[Depends(authenticate)])
+
+    def write(request: Request, key: str | None, body: Any, op: Callable[[sa.Connection], Any]) -> Response:
+        """Run `op` in a transaction; with a key, answer a repeated request from the record."""
+        status = 200
+        request_sha256 = idempotency.fingerprint(request.method, request.url.path, body)
+        try:
+            with client.transaction() as conn:
+                replayed = idempotency.replay(conn, key, request_sha256) if key else None
+                if replayed is not None:
+                    status, result = replayed
+                else:
+                    result = op(conn)
+                    if key:
+                        idempotency.record(conn, key, request_sha256, status, result)
+        except sa.exc.IntegrityError:
+            if not key:
+                raise
+            # Another request with the same key won the race (not possible under SQLite's write lock).
+            with client.reading() as conn:
+                replayed = idempotency.replay(conn, key, request_sha256)
+            if replayed is None:
+                raise
+            status, result = replayed
+        return JSONResponse(result, status_code=status)
+
+    # -- experiments ------------------------------------------------------------------------------------
+    @api.get("/experiment", tags=["experiments"])
+    def list_experiments(
+        title_contains: str | None = None,
+        tag: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = DEFAULT_LIST_LIMIT,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> list[dict[str, Any]]:
+        with client.reading() as conn:
+            found = ops.list_experiments(
+                conn, title_contains=title_contains, tag=tag, limit=limit, offset=offset
+            )
+        return [codec.summary_to_json(s) for s in found]
+
+    @api.put("/experiment", tags=["experiments"], response_model=XidBody)
+    def insert_experiment(
+        body: ExperimentPatchBody, request: Request, key: IdempotencyKey = None
+    ) -> Response:
+        patch = body.to_model()
+        return write(request, key, body.model_dump(), lambda c: {"xid": ops.insert_experiment(c, patch)})
+
+    @api.get("/experiment/{xid}", tags=["experiments"])
+    def get_experiment(xid: int) -> dict[str, Any]:
+        with client.reading() as conn:
+            return codec.experiment_to_json(ops.get_experiment(conn, xid))
+
+    @api.patch("/experiment/{xid}", tags=["experiments"])
+    def update_experiment(
+        xid: int, body: ExperimentPatchBody, request: Request, key: IdempotencyKey = None
+    ) -> Response:
+        patch = body.to_model()
+        return write(request, key, body.model_dump(), lambda c: ops.update_experiment(c, xid, patch))
+
+    @api.delete("/experiment/{xid}", tags=["experiments"])
+    def delete_experiment(xid: int, request: Request, key: IdempotencyKey = None) -> Response:
+        return write(request, key, None, lambda c: ops.delete_experiment(c, xid))
+
+    # -- work units -------------------------------------------------------------------------------------
+    @api.put("/experiment/{xid}/wu", tags=["work units"])
+    def insert_work_unit(
+        xid: int, body: WorkUnitPatchBody, request: Request, key: IdempotencyKey = None
+    ) -> Response:
+        patch = body.to_model()
+        return write(request, key, body.model_dump(), lambda c: ops.insert_work_units(c, xid, [patch]))
+
+    @api.put("/experiment/{xid}/wus", tags=["work units"], summary="Insert a sweep's work units at once")
+    def insert_work_units(
+        xid: int, body: list[WorkUnitPatchBody], request: Request, key: IdempotencyKey = None
+    ) -> Response:
+        patches = [b.to_model() for b in body]
+        dumped = [b.model_dump() for b in body]
+        return write(request, key, dumped, lambda c: ops.insert_work_units(c, xid, patches))
+
+    @api.get("/experiment/{xid}/wu", tags=["work units"], summary="Work units, or the one with an identity")
+    def list_work_units(xid: int, identity: str | None = None) -> list[dict[str, Any]]:
+        with client.reading() as conn:
+            if identity:
+                found = ops.find_work_unit(conn, xid, identity)
+                return [] if found is None else [codec.work_unit_to_json(found)]
+            return [codec.work_unit_to_json(wu) for wu in ops.get_experiment(conn, xid).work_units]
+
+    @api.get("/experiment/{xid}/wu/{wid}", tags=["work units"])
+    def get_work_unit(xid: int, wid: int) -> dict[str, Any]:
+        with client.reading() as conn:
+            return codec.work_unit_to_json(ops.get_work_unit(conn, xid, wid))
+
+    @api.patch("/experiment/{xid}/wu/{wid}", tags=["work units"])
+    def update_work_unit(
+        xid: int, wid: int, body: ExperimentUnitPatchBody, request: Request, key: IdempotencyKey = None
+    ) -> Response:
+        patch = body.to_model()
+        return write(request, key, body.model_dump(), lambda c: ops.update_work_unit(c, xid, wid, patch))
+
+    @api.put("/experiment/{xid}/wu/{wid}/job", tags=["jobs"])
+    def insert_job(
+        xid: int, wid: int, body: SlurmJobBody, request: Request, key: IdempotencyKey = None
+    ) -> Response:
+        job = body.to_model()
+        return write(request, key, body.model_dump(), lambda c: ops.insert_jobs(c, xid, [(wid, job)]))
+
+    @api.put("/experiment/{xid}/jobs", tags=["jobs"], summary="Insert jobs of several work units at once")
+    def insert_jobs(
+        xid: int, body: list[JobOfWorkUnitBody], request: Request, key: IdempotencyKey = None
+    ) -> Response:
+        pairs = [(b.wid, b.job.to_model()) for b in body]
+        dumped = [b.model_dump() for b in body]
+        return write(request, key, dumped, lambda c: ops.insert_jobs(c, xid, pairs))
+
+    # -- artifacts --------------------------------------------------------------------------------------
+    @api.put("/experiment/{xid}/wu/{wid}/artifact", tags=["artifacts"])
+    def insert_work_unit_artifact(
+        xid: int, wid: int, body: ArtifactBody, request: Request, key: IdempotencyKey = None
+    ) -> Response:
+        artifact = body.to_model()
+        return write(
+            request, key, body.model_dump(), lambda c: ops.insert_work_unit_artifact(c, xid, wid, artifact)
+        )
+
+    @api.delete("/experiment/{xid}/wu/{wid}/artifact/{name}", tags=["artifacts"])
+    def delete_work_unit_artifact(
+        xid: int, wid: int, name: str, request: Request, key: IdempotencyKey = None
+    ) -> Response:
+        return write(request, key, None, lambda c: ops.delete_work_unit_artifact(c, xid, wid, name))
+
+    @api.put("/experiment/{xid}/artifact", tags=["artifacts"])
+    def insert_experiment_artifact(
+        xid: int, body: ArtifactBody, request: Request, key: IdempotencyKey = None
+    ) -> Response:
+        artifact = body.to_model()
+        return write(
+            request, key, body.model_dump(), lambda c: ops.insert_experiment_artifact(c, xid, artifact)
+        )
+
+    @api.delete("/experiment/{xid}/artifact/{name}", tags=["artifacts"])
+    def delete_experiment_artifact(
+        xid: int, name: str, request: Request, key: IdempotencyKey = None
+    ) -> Response:
+        return write(request, key, None, lambda c: ops.delete_experiment_artifact(c, xid, name))
+
+    @api.put("/experiment/{xid}/config", tags=["artifacts"])
+    def insert_experiment_config_artifact(
+        xid: int, body: ConfigArtifactBody, request: Request, key: IdempotencyKey = None
+    ) -> Response:
+        artifact = body.to_model()
+        return write(
+            request, key, body.model_dump(), lambda c: ops.insert_experiment_config_artifact(c, xid, artifact)
+        )
+
+    @api.delete("/experiment/{xid}/config/{name}", tags=["artifacts"])
+    def delete_experiment_config_artifact(
+        xid: int, name: str, request: Request, key: IdempotencyKey = None
+    ) -> Response:
+        return write(request, key, None, lambda c: ops.delete_experiment_config_artifact(c, xid, name))
+
+    app.include_router(api)
+    return app

@@ -1,0 +1,77 @@
+"""Request bodies of the REST routes (pydantic): validation with clear 422 errors, and the OpenAPI schema."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from xm_slurm.api import models
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ExperimentPatchBody(_Body):
+    title: str | None = None
+    description: str | None = None
+    note: str | None = None
+    tags: list[str] | None = None
+
+    def to_model(self) -> models.ExperimentPatch:
+        tags = None if self.tags is None else frozenset(self.tags)
+        return models.ExperimentPatch(
+            title=self.title, description=self.description, note=self.note, tags=tags
+        )
+
+
+class ExperimentUnitPatchBody(_Body):
+    identity: str | None = None
+    args: str | None = None
+
+    def to_model(self) -> models.ExperimentUnitPatch:
+        return models.ExperimentUnitPatch(identity=self.identity, args=self.args)
+
+
+class WorkUnitPatchBody(ExperimentUnitPatchBody):
+    wid: int = Field(ge=1, description="1-based work unit id, unique in the experiment")
+
+    def to_model(self) -> models.WorkUnitPatch:
+        return models.WorkUnitPatch(wid=self.wid, identity=self.identity, args=self.args)
+
+
+class SlurmJobBody(_Body):
+    name: str
+    slurm_job_id: str = Field(min_length=1)
+    slurm_ssh_config: str
+
+    def to_model(self) -> models.SlurmJob:
+        return models.SlurmJob(
+            name=self.name, slurm_job_id=self.slurm_job_id, slurm_ssh_config=self.slurm_ssh_config
+        )
+
+
+class JobOfWorkUnitBody(_Body):
+    wid: int = Field(ge=1)
+    job: SlurmJobBody
+
+
+class ArtifactBody(_Body):
+    name: str = Field(min_length=1)
+    uri: str
+
+    def to_model(self) -> models.Artifact:
+        return models.Artifact(name=self.name, uri=self.uri)
+
+
+class ConfigArtifactBody(_Body):
+    name: Literal["GRAPHVIZ", "PYTHON"]
+    uri: str
+
+    def to_model(self) -> models.ConfigArtifact:
+        return models.ConfigArtifact(name=self.name, uri=self.uri)
+
+
+class XidBody(BaseModel):
+    xid: int

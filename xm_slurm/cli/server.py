@@ -1,0 +1,89 @@
+"""`xm-slurm server`: run the metadata REST server and manage its bearer tokens.
+
+    xm-slurm server run [--host 127.0.0.1] [--port 8000] [--db URL]
+    xm-slurm server token create [--name NAME] [--db URL]
+
+`--db` takes a SQLAlchemy URL (e.g. postgresql://...) or a file path; by default the SQLite file of the
+metadata store (`$XM_SLURM_STATE_DIR/db.sqlite3`). `run` needs the `server` extra (fastapi, uvicorn).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from xm_slurm.errors import ConfigurationError, XmSlurmError
+
+
+def _db_url(value: str | None) -> str | None:
+    if value is None or "://" in value:
+        return value
+    from xm_slurm.api.storage import sqlite_url
+
+    return sqlite_url(value)
+
+
+def _open(value: str | None) -> Any:
+    from xm_slurm.api.sql import SqlClient
+
+    return SqlClient.open(_db_url(value))
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from xm_slurm.api.server.app import create_app
+    except ImportError as e:
+        raise ConfigurationError(
+            f"the metadata server needs the `server` extra: pip install 'xmanager-slurm[server]' ({e})"
+        ) from e
+    client = _open(args.db)
+    print(
+        f"xm-slurm metadata server on http://{args.host}:{args.port}/api (docs: /docs), database {client!r}",
+        file=sys.stderr,
+    )
+    uvicorn.run(create_app(client), host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def _token_create(args: argparse.Namespace) -> int:
+    from xm_slurm.api.server.tokens import create_token
+
+    token = create_token(_open(args.db), args.name)
+    # The token is shown this once (only its hash is stored): stdout alone, so it can be captured.
+    print(token)
+    print("Store this token now (e.g. in XM_SLURM_REST_API_TOKEN); it cannot be shown again.", file=sys.stderr)
+    return 0
+
+
+def _guard(func: Any) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return int(func(args))
+        except XmSlurmError as e:
+            print(f"xm-slurm server: {e}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("server", help="run the metadata REST server, manage its tokens")
+    commands = parser.add_subparsers(dest="server_command", metavar="SUBCOMMAND", required=True)
+    db_help = "SQLAlchemy URL or SQLite file (default: $XM_SLURM_STATE_DIR/db.sqlite3)"
+
+    run = commands.add_parser("run", help="serve the metadata API over HTTP")
+    run.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    run.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    run.add_argument("--db", default=None, help=db_help)
+    run.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    run.set_defaults(func=_guard(_run))
+
+    token = commands.add_parser("token", help="manage bearer tokens")
+    token_commands = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
+    create = token_commands.add_parser("create", help="create a token and print it (once)")
+    create.add_argument("--name", default="", help="a label for the token, e.g. the team member's name")
+    create.add_argument("--db", default=None, help=db_help)
+    create.set_defaults(func=_guard(_token_create))
