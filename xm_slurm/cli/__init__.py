@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-_SUBCOMMAND_MODULES: tuple[str, ...] = ()
+_SUBCOMMAND_MODULES: tuple[str, ...] = ("server",)
 
 
 def build_parser() -> argparse.ArgumentParser:
