@@ -72,11 +72,26 @@ class ImageBuilder:
         log_dir: Path | None = None,
         resolver: Resolver = resolve_digest,
     ) -> None:
-        self.client = client if client is not None else select_client()
+        self._client = client
         self.max_concurrency = max_concurrency or max(1, min(4, os.cpu_count() or 1))
         self.reporter = reporter if reporter is not None else ProgressReporter()
         self.log_dir = log_dir if log_dir is not None else default_log_dir()
         self.resolver = resolver
+
+    def ensure_client(self) -> ImageBuildClient:
+        """The build client, chosen now (by `XM_DOCKER_CLIENT`) if none was given."""
+        if self._client is None:
+            self._client = select_client()
+        return self._client
+
+    @property
+    def client(self) -> ImageBuildClient:
+        return self.ensure_client()
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment credentials are looked up in (the client's, if one is chosen)."""
+        return self._client.env if self._client is not None else dict(os.environ)
 
     async def build_all(self, builds: Sequence[ImageBuild]) -> list[BuiltImage]:
         """Build and push every item; results in the same order."""
@@ -128,7 +143,7 @@ class ImageBuilder:
     async def resolve(self, ref: ImageReference) -> str:
         """The registry's digest for `ref`, using stored credentials if there are any."""
         creds: RegistryCredentials | None = await asyncio.to_thread(
-            find_credentials, ref.domain, ref.repository, env=self.client.env
+            find_credentials, ref.domain, ref.repository, env=self.env
         )
         return await self.resolver(ref, credentials=creds)
 

@@ -37,6 +37,8 @@ class BuildRequest:
     context: Path
     build_args: tuple[tuple[str, str], ...] = ()
     target: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+    cache_from: tuple[str, ...] = ()
     platform: str = DEFAULT_PLATFORM
     # An ignore file to use when the context has no .dockerignore of its own.
     ignorefile: Path | None = None
@@ -51,6 +53,8 @@ class BuildRequest:
             str(self.context.resolve()),
             tuple(sorted(self.build_args)),
             self.target,
+            tuple(sorted(self.labels)),
+            self.cache_from,
             self.platform,
             ignore,
             self.network,
@@ -116,6 +120,10 @@ class ImageBuildClient:
             argv += ["--build-arg", f"{name}={value}"]
         if request.target:
             argv += ["--target", request.target]
+        for name, value in request.labels:
+            argv += ["--label", f"{name}={value}"]
+        for image in request.cache_from:
+            argv += ["--cache-from", image]
         if request.platform:
             argv += ["--platform", request.platform]
         if request.network:

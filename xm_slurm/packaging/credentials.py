@@ -16,6 +16,7 @@ import binascii
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -108,17 +109,18 @@ def _decode_inline(entry: Mapping[str, object], *, path: Path, key: str) -> Regi
     return None
 
 
-def _from_helper(helper: str, server: str, *, path: Path) -> RegistryCredentials | None:
+def _from_helper(
+    helper: str, server: str, *, path: Path, env: Mapping[str, str]
+) -> RegistryCredentials | None:
     """Ask `docker-credential-<helper>`; the server name goes over stdin, the secret comes back on stdout."""
     program = f"docker-credential-{helper}"
+    found = shutil.which(program, path=env.get("PATH"))
+    if found is None:
+        raise PackagingError(f"{path} names the credential helper {helper!r}, but {program} is not on PATH")
     try:
         proc = subprocess.run(
-            [program, "get"], input=server.encode(), capture_output=True, timeout=30, check=False
+            [found, "get"], input=server.encode(), capture_output=True, timeout=30, check=False, env=dict(env)
         )
-    except FileNotFoundError:
-        raise PackagingError(
-            f"{path} names the credential helper {helper!r}, but {program} is not on PATH"
-        ) from None
     except subprocess.TimeoutExpired:
         raise PackagingError(f"credential helper {program} did not answer for {server} within 30 s") from None
     if proc.returncode != 0:
@@ -137,6 +139,7 @@ def find_credentials(
     registry: str, repository: str | None = None, *, env: Mapping[str, str] | None = None
 ) -> RegistryCredentials | None:
     """The credentials for `registry` (and optionally a repository in it), or None if none are stored."""
+    env = os.environ if env is None else env
     registry = _normalize_key(registry)
     for path in auth_file_candidates(env):
         data = _load(path)
@@ -154,11 +157,11 @@ def find_credentials(
         if isinstance(helpers, dict):
             for host, helper in helpers.items():
                 if _normalize_key(host) == registry and isinstance(helper, str):
-                    return _from_helper(helper, host, path=path)
+                    return _from_helper(helper, host, path=path, env=env)
         store = data.get("credsStore")
         if isinstance(store, str) and store:
             server = "https://index.docker.io/v1/" if registry == "docker.io" else registry
-            found = _from_helper(store, server, path=path)
+            found = _from_helper(store, server, path=path, env=env)
             if found is not None:
                 return found
     return None

@@ -14,7 +14,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shlex
 import tempfile
 from collections.abc import Sequence
 from functools import lru_cache
@@ -22,7 +21,6 @@ from pathlib import Path
 
 import jinja2
 from xmanager import xm
-from xmanager.xm import utils as xm_utils
 
 from xm_slurm.errors import ValidationError
 
@@ -96,24 +94,6 @@ def project_file(project: Path, name: str | os.PathLike[str], *, what: str) -> s
         ) from None
 
 
-def project_dir(path: str | os.PathLike[str]) -> Path:
-    """The project folder as an absolute path (relative ones are taken from the launch script's folder)."""
-    text = os.fspath(path)
-    if not os.path.isabs(text):
-        try:
-            text = xm_utils.resolve_path_relative_to_launcher(text)
-        except RuntimeError:
-            raise ValidationError(
-                f"cannot tell where the relative path {text!r} is; pass an absolute path"
-            ) from None
-    out = Path(text)
-    if not out.is_dir():
-        raise ValidationError(
-            f"project path {str(out)!r} is not a directory; pass the folder holding the code"
-        )
-    return out
-
-
 def has_requirements(requirements: Path) -> bool:
     """Whether a requirements file lists anything (an empty or comment-only file needs no pip)."""
     for line in requirements.read_text().splitlines():
@@ -162,7 +142,3 @@ def _write_atomically(path: Path, text: str) -> None:
 def json_argv(argv: Sequence[str]) -> str:
     """An exec-form Dockerfile instruction argument (a JSON array)."""
     return json.dumps(list(argv))
-
-
-def shell_join(args: Sequence[str]) -> str:
-    return shlex.join(args)

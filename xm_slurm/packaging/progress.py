@@ -74,6 +74,10 @@ class ProgressReporter:
             task_id = self._progress.add_task(escape(f"{label}: {what}"), total=None)
         return ImageTask(self, label, task_id)
 
+    def note(self, text: str) -> None:
+        """A one-line remark that is not about a running task."""
+        self._say(f"{_PREFIX} {text}")
+
     def _update(self, task: ImageTask, text: str) -> None:
         if self._progress is not None and task._task_id is not None:
             self._progress.update(task._task_id, description=escape(f"{task.label}: {text}"))
