@@ -198,7 +198,7 @@ def create_app(client: SqlClient) -> FastAPI:
             request, key, body.model_dump(), lambda c: ops.insert_work_unit_artifact(c, xid, wid, artifact)
         )
 
-    @api.delete("/experiment/{xid}/wu/{wid}/artifact/{name}", tags=["artifacts"])
+    @api.delete("/experiment/{xid}/wu/{wid}/artifact/{name:path}", tags=["artifacts"])
     def delete_work_unit_artifact(
         xid: int, wid: int, name: str, request: Request, key: IdempotencyKey = None
     ) -> Response:
@@ -213,7 +213,7 @@ def create_app(client: SqlClient) -> FastAPI:
             request, key, body.model_dump(), lambda c: ops.insert_experiment_artifact(c, xid, artifact)
         )
 
-    @api.delete("/experiment/{xid}/artifact/{name}", tags=["artifacts"])
+    @api.delete("/experiment/{xid}/artifact/{name:path}", tags=["artifacts"])
     def delete_experiment_artifact(
         xid: int, name: str, request: Request, key: IdempotencyKey = None
     ) -> Response:
@@ -228,7 +228,7 @@ def create_app(client: SqlClient) -> FastAPI:
             request, key, body.model_dump(), lambda c: ops.insert_experiment_config_artifact(c, xid, artifact)
         )
 
-    @api.delete("/experiment/{xid}/config/{name}", tags=["artifacts"])
+    @api.delete("/experiment/{xid}/config/{name:path}", tags=["artifacts"])
     def delete_experiment_config_artifact(
         xid: int, name: str, request: Request, key: IdempotencyKey = None
     ) -> Response:
