@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -43,8 +44,12 @@ def _absolute(path: str | os.PathLike[str]) -> Path:
         return Path(text)
     try:
         return Path(xm_utils.resolve_path_relative_to_launcher(text))
-    except RuntimeError:
-        return Path(text).absolute()
+    except Exception:
+        # XManager needs parsed absl flags or a readable script (not so in notebooks, `python -c`, or
+        # scripts that skip `app.run`): then the main module's folder, else the current one.
+        main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+        base = Path(main_file).parent if main_file and os.path.isfile(main_file) else Path.cwd()
+        return (base / text).absolute()
 
 
 def _project(path: str | os.PathLike[str]) -> Path:

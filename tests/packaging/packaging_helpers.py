@@ -57,3 +57,8 @@ def podman_run(image: str, *args: str) -> str:
 
 def read_text(path: str | Path) -> str:
     return Path(path).read_text()
+
+
+def all_text_under(folder: Path) -> str:
+    """Every file's text under `folder` (e.g. kept build logs), concatenated."""
+    return "".join(p.read_text(errors="replace") for p in folder.rglob("*") if p.is_file())
