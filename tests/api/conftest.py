@@ -51,8 +51,21 @@ def start_server(folder: pathlib.Path) -> Server:
     assert token.startswith("xms_")
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-c", CLI, "server", "run", "--host", "127.0.0.1", "--port", str(port)]
-        + ["--db", sqlite_url(db_path), "--log-level", "warning"],
+        [
+            sys.executable,
+            "-c",
+            CLI,
+            "server",
+            "run",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--db",
+            sqlite_url(db_path),
+            "--log-level",
+            "warning",
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

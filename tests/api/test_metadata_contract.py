@@ -80,7 +80,9 @@ def test_delete_experiment_cascades(api: XManagerAPI, backend: Backend) -> None:
     db = sqlite3.connect(backend.db_path)
     try:
         for table in ("experiment_tags", "experiment_artifacts", "experiment_config_artifacts", "work_units"):
-            assert db.execute(f"SELECT count(*) FROM {table} WHERE experiment_id = ?", (xid,)).fetchone() == (0,)
+            assert db.execute(f"SELECT count(*) FROM {table} WHERE experiment_id = ?", (xid,)).fetchone() == (
+                0,
+            )
         orphans = db.execute(
             "SELECT (SELECT count(*) FROM jobs WHERE work_unit_id NOT IN (SELECT id FROM work_units)) +"
             " (SELECT count(*) FROM work_unit_artifacts WHERE work_unit_id NOT IN (SELECT id FROM work_units))"
@@ -93,7 +95,9 @@ def test_delete_experiment_cascades(api: XManagerAPI, backend: Backend) -> None:
 def test_work_units_and_jobs(api: XManagerAPI) -> None:
     xid = api.insert_experiment(ExperimentPatch(title="wus"))
     api.insert_work_unit(xid, WorkUnitPatch(wid=1, identity="first", args='{"seed": 0}'))
-    api.insert_work_units(xid, [WorkUnitPatch(wid=2, args='{"lr": 1}'), WorkUnitPatch(wid=3, args='{"lr": 2}')])
+    api.insert_work_units(
+        xid, [WorkUnitPatch(wid=2, args='{"lr": 1}'), WorkUnitPatch(wid=3, args='{"lr": 2}')]
+    )
     ssh = SlurmSSHConfig(host="login.example.org", port=2222, user="me")
     api.insert_job(xid, 1, SlurmJob(name="j1", slurm_job_id="100", slurm_ssh_config=ssh))
     api.insert_jobs(xid, [(2, _job("101_0")), (3, _job("101_1"))])
@@ -127,7 +131,7 @@ def test_repeated_writes_do_not_duplicate(api: XManagerAPI) -> None:
 def test_duplicate_wid_or_identity_is_a_clear_conflict(api: XManagerAPI) -> None:
     xid = api.insert_experiment(ExperimentPatch(title="conflicts"))
     api.insert_work_unit(xid, WorkUnitPatch(wid=1, identity="a", args="x"))
-    with pytest.raises(ConflictError, match="work unit 1 .*already exists"):
+    with pytest.raises(ConflictError, match=r"work unit 1 .*already exists"):
         api.insert_work_unit(xid, WorkUnitPatch(wid=1, identity="a", args="other"))
     with pytest.raises(ConflictError, match="identity 'a' is already work unit 1"):
         api.insert_work_unit(xid, WorkUnitPatch(wid=2, identity="a"))
@@ -198,7 +202,9 @@ def test_models_validate_before_any_write() -> None:
 def test_list_experiments(api: XManagerAPI) -> None:
     marker = _unique("list")
     xids = [
-        api.insert_experiment(ExperimentPatch(title=f"{marker} {i}", tags={"even" if i % 2 == 0 else "odd", marker}))
+        api.insert_experiment(
+            ExperimentPatch(title=f"{marker} {i}", tags={"even" if i % 2 == 0 else "odd", marker})
+        )
         for i in range(5)
     ]
     api.insert_work_units(xids[0], [WorkUnitPatch(wid=1), WorkUnitPatch(wid=2)])

@@ -50,10 +50,14 @@ def _handler(flaky: Flaky) -> type[http.server.BaseHTTPRequestHandler]:
                     flaky.failures -= 1
             if fail and not flaky.forward_first:
                 return self._reply(flaky.status, b'{"detail": "flaky"}')
-            forwarded = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")}
+            forwarded = {
+                k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")
+            }
             if key:
                 forwarded["Idempotency-Key"] = key
-            upstream = httpx.request(self.command, flaky.upstream + self.path, content=body, headers=forwarded)
+            upstream = httpx.request(
+                self.command, flaky.upstream + self.path, content=body, headers=forwarded
+            )
             if fail:  # the write happened, but the client is told it failed
                 return self._reply(flaky.status, b'{"detail": "lost the answer"}')
             self._reply(upstream.status_code, upstream.content)
@@ -85,7 +89,9 @@ def _client(url: str, token: str, **kw: object) -> RestClient:
     return RestClient(url, token, backoff_factor=0.01, max_backoff=0.05, **kw)  # type: ignore[arg-type]
 
 
-def test_lost_answers_are_retried_without_duplicate_rows(rest_server: Server, flaky: tuple[Flaky, str]) -> None:
+def test_lost_answers_are_retried_without_duplicate_rows(
+    rest_server: Server, flaky: tuple[Flaky, str]
+) -> None:
     state, url = flaky
     client = _client(url, rest_server.token)
     direct = _client(rest_server.base_url, rest_server.token)
@@ -123,9 +129,9 @@ def test_503_before_the_server_is_retried(rest_server: Server, flaky: tuple[Flak
     state.failures = 2
     title = f"unavailable-{uuid.uuid4().hex}"
     xid = _client(url, rest_server.token).insert_experiment(ExperimentPatch(title=title))
-    assert [s.xid for s in _client(rest_server.base_url, rest_server.token).list_experiments(title_contains=title)] == [
-        xid
-    ]
+    assert [
+        s.xid for s in _client(rest_server.base_url, rest_server.token).list_experiments(title_contains=title)
+    ] == [xid]
 
 
 @pytest.mark.parametrize("status", [500, 400])

@@ -40,9 +40,15 @@ def test_openapi_documents_every_spec_route(rest_server: Server) -> None:
     assert httpx.get(f"{rest_server.base_url}/docs").status_code == 200
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer xms_not-a-token"}, {"Authorization": "Basic x"}])
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer xms_not-a-token"}, {"Authorization": "Basic x"}]
+)
 def test_requests_without_a_valid_token_get_401(rest_server: Server, headers: dict[str, str]) -> None:
-    for method, path in [("GET", "/api/experiment"), ("PUT", "/api/experiment"), ("DELETE", "/api/experiment/1")]:
+    for method, path in [
+        ("GET", "/api/experiment"),
+        ("PUT", "/api/experiment"),
+        ("DELETE", "/api/experiment/1"),
+    ]:
         response = httpx.request(method, f"{rest_server.base_url}{path}", headers=headers, json={})
         assert response.status_code == 401, (method, path, response.text)
         assert response.headers["www-authenticate"] == "Bearer"
@@ -63,7 +69,11 @@ def test_rest_client_with_a_bad_token_says_which_variable(rest_server: Server) -
         ("/api/experiment/1/wu", {"wid": 0}, "wid"),
         ("/api/experiment/1/wu", {"identity": "x"}, "wid"),
         ("/api/experiment/1/config", {"name": "YAML", "uri": "x"}, "GRAPHVIZ"),
-        ("/api/experiment/1/wu/1/job", {"name": "j", "slurm_job_id": 5, "slurm_ssh_config": "{}"}, "slurm_job_id"),
+        (
+            "/api/experiment/1/wu/1/job",
+            {"name": "j", "slurm_job_id": 5, "slurm_ssh_config": "{}"},
+            "slurm_job_id",
+        ),
     ],
 )
 def test_bad_bodies_get_a_clear_4xx(rest_server: Server, path: str, body: object, expected: str) -> None:

@@ -113,7 +113,9 @@ def test_old_database_is_upgraded_in_place(tmp_path: pathlib.Path) -> None:
     engines.upgrade(old, "0001")
     assert engines.current_revision(old) == "0001"
     with old.begin() as conn:
-        conn.execute(sa.text("INSERT INTO experiments (title, created_at) VALUES ('from 0001', '2024-01-01')"))
+        conn.execute(
+            sa.text("INSERT INTO experiments (title, created_at) VALUES ('from 0001', '2024-01-01')")
+        )
         conn.execute(sa.text("INSERT INTO work_units (experiment_id, wid, identity) VALUES (1, 1, 'old')"))
     old.dispose()
 
@@ -161,7 +163,8 @@ def _launch(index: int, state: str, barrier: multiprocessing.synchronize.Barrier
         for wid in range(1, UNITS_PER_EXPERIMENT + 1):  # one by one: many small write transactions
             client.insert_work_unit(xid, WorkUnitPatch(wid=wid, identity=f"{index}-{e}-{wid}"))
         client.insert_jobs(
-            xid, [(wid, SlurmJob(name="j", slurm_job_id=f"{xid}_{wid}", slurm_ssh_config="{}")) for wid in (1, 2)]
+            xid,
+            [(wid, SlurmJob(name="j", slurm_job_id=f"{xid}_{wid}", slurm_ssh_config="{}")) for wid in (1, 2)],
         )
 
 
