@@ -60,7 +60,8 @@ class SlurmClusterConfig:
     resources: accelerator -> GRES type (`{ResourceType.A100: "a100"}` renders `--gres=gpu:a100:N`).
     features: accelerator -> node feature (renders `--gres=gpu:N --constraint=<feature>`).
     proxy: None, "submission-host" (SOCKS tunnel to $SLURM_SUBMIT_HOST) or "[user@]host".
-    host_environment: exported in the job script on the node; container_environment: inside the container.
+    host_environment: exported by the job script on the node; values are expanded by its bash (`$HOME/bin:$PATH`).
+    container_environment: set inside the container, literally (no expansion).
     validate: called by the experiment layer with each job before submission; raise to refuse it.
     """
 

@@ -123,19 +123,26 @@ class Slurm(xm.Executor):
     def cluster(self):  # -> SlurmClusterConfig; not annotated to keep this module free of config imports
         return self.requirements.cluster
 
-    def to_directives(self) -> list[str]:
-        """sbatch options (without `#SBATCH`) for this executor and its requirements."""
+    def allocation_directives(self) -> list[str]:
+        """Per-allocation options: time, account/partition/qos and the requirements (one het component)."""
         cluster = self.requirements.cluster
         out = [f"--time={format_time(self.time)}"]
         for field in ("account", "partition", "qos"):
             value = getattr(self, field) or getattr(cluster, field, None)
             if value:
                 out.append(f"--{field}={value}")
-        out += self.requirements.to_directives()
+        return out + self.requirements.to_directives()
+
+    def job_directives(self) -> list[str]:
+        """Whole-job options: timeout signal, requeue, priority, invalid-dependency policy."""
         grace = math.ceil(self.timeout_signal_grace_period.total_seconds())
-        out.append(f"--signal={self.timeout_signal.name.removeprefix('SIG')}@{grace}")
+        out = [f"--signal={self.timeout_signal.name.removeprefix('SIG')}@{grace}"]
         out.append("--requeue" if self.requeue else "--no-requeue")
         if self.priority is not None:
             out.append(f"--priority={self.priority}")
         out.append(f"--kill-on-invalid-dep={'yes' if self.kill_on_invalid_dependencies else 'no'}")
         return out
+
+    def to_directives(self) -> list[str]:
+        """sbatch options (without `#SBATCH`) for this executor and its requirements."""
+        return self.allocation_directives() + self.job_directives()

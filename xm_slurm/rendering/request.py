@@ -1,0 +1,137 @@
+"""What a job script is rendered from: frozen, validated request dataclasses (rendering layer, pure)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from immutabledict import immutabledict
+from xmanager import xm
+
+from xm_slurm.config import SlurmClusterConfig
+from xm_slurm.dependencies import SlurmDependency
+from xm_slurm.errors import ValidationError
+from xm_slurm.executables import RemoteImage, validate_env_vars
+from xm_slurm.executors import Slurm
+
+_JOB_NAME = re.compile(r"[A-Za-z0-9_.:+@=\-]{1,200}")
+_STATE_DIR = re.compile(r"/[A-Za-z0-9_./+@\-]*")
+
+
+def _args(value: Any, field: str) -> xm.SequentialArgs:
+    try:
+        return xm.SequentialArgs.from_collection(value)
+    except (ValueError, TypeError) as e:
+        raise ValidationError(
+            f"{field}={value!r} are not XManager args (a list, a dict or xm.SequentialArgs): {e}"
+        ) from None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Trial:
+    """One task: a work unit's own args and env vars (a sweep has one trial per work unit)."""
+
+    work_unit_id: int
+    args: xm.SequentialArgs | Sequence[Any] | Mapping[str, Any] = ()
+    env_vars: Mapping[str, Any] = dataclasses.field(default_factory=immutabledict)
+
+    def __post_init__(self) -> None:
+        wid = self.work_unit_id
+        if isinstance(wid, bool) or not isinstance(wid, int) or wid < 0:
+            raise ValidationError(f"work_unit_id={wid!r} must be an integer >= 0")
+        object.__setattr__(self, "args", _args(self.args, "trial args"))
+        object.__setattr__(self, "env_vars", validate_env_vars(self.env_vars, field="trial env_vars"))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class JobComponent:
+    """One `xm.Job`: its packaged image, executor, and the job's own args/env (after the image's)."""
+
+    executable: RemoteImage
+    executor: Slurm
+    args: xm.SequentialArgs | Sequence[Any] | Mapping[str, Any] = ()
+    env_vars: Mapping[str, Any] = dataclasses.field(default_factory=immutabledict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.executable, RemoteImage):
+            raise ValidationError(f"executable={self.executable!r} must be a packaged xm_slurm RemoteImage")
+        if not isinstance(self.executor, Slurm):
+            raise ValidationError(f"executor={self.executor!r} must be an xm_slurm.Slurm executor")
+        if not self.executable.entrypoint.to_list():
+            raise ValidationError(
+                f"image {self.executable.image!r} has no entrypoint; set RemoteImage(entrypoint=[...]) "
+                "(packaging resolves an image's ENTRYPOINT/CMD into it)"
+            )
+        object.__setattr__(self, "args", _args(self.args, "job args"))
+        object.__setattr__(self, "env_vars", validate_env_vars(self.env_vars, field="job env_vars"))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class JobScriptRequest:
+    """Everything `render_job_script` needs.
+
+    jobs: one component (a plain job, or a job array when `array` is set) or several (one heterogeneous job).
+    trials: one per task; an array gets `--array=0-(N-1)` and task i runs trials[i]; otherwise exactly one.
+    state_dir: absolute remote state folder (`$XM_SLURM_STATE_DIR` resolved); logs go to
+      `<state_dir>/<experiment_id as 8 digits>/slurm-%j.out` (arrays `slurm-%A_%a.out`); that folder must exist.
+    """
+
+    cluster: SlurmClusterConfig
+    jobs: Sequence[JobComponent]
+    trials: Sequence[Trial]
+    experiment_id: int
+    job_name: str
+    state_dir: str
+    dependency: SlurmDependency | None = None
+    array: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.cluster, SlurmClusterConfig):
+            raise ValidationError(f"cluster={self.cluster!r} must be a SlurmClusterConfig")
+        object.__setattr__(self, "jobs", tuple(self.jobs))
+        object.__setattr__(self, "trials", tuple(self.trials))
+        if not self.jobs:
+            raise ValidationError("jobs=() is empty; give at least one JobComponent")
+        if not self.trials:
+            raise ValidationError("trials=() is empty; give at least one Trial")
+        for job in self.jobs:
+            if not isinstance(job, JobComponent):
+                raise ValidationError(f"jobs: {job!r} must be a JobComponent")
+        for trial in self.trials:
+            if not isinstance(trial, Trial):
+                raise ValidationError(f"trials: {trial!r} must be a Trial")
+        if self.array and len(self.jobs) > 1:
+            raise ValidationError(
+                f"a job group of {len(self.jobs)} jobs cannot be a job array; submit one per trial"
+            )
+        if not self.array and len(self.trials) != 1:
+            raise ValidationError(
+                f"{len(self.trials)} trials need array=True (a job array), or pass one trial"
+            )
+        xid = self.experiment_id
+        if isinstance(xid, bool) or not isinstance(xid, int) or not 0 <= xid <= 99_999_999:
+            raise ValidationError(f"experiment_id={xid!r} must be an integer between 0 and 99999999")
+        if not isinstance(self.job_name, str) or not _JOB_NAME.fullmatch(self.job_name):
+            raise ValidationError(
+                f"job_name={self.job_name!r}: use 1-200 of letters, digits and _ . : + @ = -"
+            )
+        if not isinstance(self.state_dir, str) or not _STATE_DIR.fullmatch(self.state_dir):
+            raise ValidationError(
+                f"state_dir={self.state_dir!r} must be an absolute path of letters, digits and _ . / + @ - "
+                "(resolve ~ and $VARS on the cluster first)"
+            )
+        if self.dependency is not None and not isinstance(self.dependency, SlurmDependency):
+            raise ValidationError(f"dependency={self.dependency!r} must be an xm_slurm.dependencies value")
+        for job in self.jobs:
+            target = job.executor.requirements.cluster
+            if target != self.cluster:
+                raise ValidationError(
+                    f"a job's executor targets cluster {getattr(target, 'name', None)!r} "
+                    f"but the request is for {self.cluster.name!r}"
+                )
+
+    @property
+    def experiment_dir(self) -> str:
+        return f"{self.state_dir.rstrip('/')}/{self.experiment_id:08d}"

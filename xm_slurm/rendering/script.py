@@ -1,0 +1,165 @@
+"""`render_job_script`: a request -> the text of one sbatch script (rendering layer, pure: no I/O).
+
+Shape of every script (templates under `templates/`):
+  directives -> host environment -> pick this task's payload -> prolog -> [SOCKS proxy]
+  -> `srun` the container runtime (one step; one per component for a job group) -> epilog -> requeue monitor.
+
+Why `srun`: the batch shell stays alive to read the program's exit code (requeue monitor), while the
+container runtime is the step's task itself (no shell in between), so `scancel` and the timeout signal
+(`--signal=USR2@90`, sent to steps) reach the runtime, which forwards them to the program
+(`podman run --init`, apptainer's starter).
+"""
+
+from __future__ import annotations
+
+import functools
+import shlex
+from collections.abc import Mapping
+from typing import Any
+
+import jinja2
+from xmanager import xm
+
+from xm_slurm.config import SUBMISSION_HOST, ContainerRuntime
+from xm_slurm.errors import ValidationError
+from xm_slurm.rendering.payload import BOOTSTRAP, PAYLOAD_VAR, quote_args, render_payload
+from xm_slurm.rendering.request import JobComponent, JobScriptRequest, Trial
+
+PROXY_VARS = ("ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy")
+GPU_VARS = ("CUDA_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL", "ROCR_VISIBLE_DEVICES")
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("xm_slurm.rendering", "templates"),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["quote"] = shlex.quote
+    return env
+
+
+def _task_payload(request: JobScriptRequest, job: JobComponent, trial: Trial) -> str:
+    image = job.executable
+    env: dict[str, str] = {
+        **request.cluster.container_environment,
+        **image.env_vars,
+        **job.env_vars,
+        **trial.env_vars,
+    }
+    for reserved in ("XM_SLURM_EXPERIMENT_ID", "XM_SLURM_WORK_UNIT_ID", PAYLOAD_VAR):
+        env.pop(reserved, None)
+    args = xm.merge_args(image.args, job.args, trial.args)
+    return render_payload(
+        _environment().get_template("entrypoint.sh.j2"),
+        experiment_id=request.experiment_id,
+        work_unit_id=trial.work_unit_id,
+        env=env,
+        workdir=image.workdir,
+        command=quote_args(image.entrypoint) + quote_args(args),
+    )
+
+
+def _component(request: JobScriptRequest, index: int, job: JobComponent) -> dict[str, Any]:
+    executor = job.executor
+    requirements = executor.requirements
+    srun = [f"--ntasks={requirements.replicas}"]
+    if requirements.cpus is not None:
+        srun.append(f"--cpus-per-task={requirements.cpus}")  # Slurm 22.05's srun does not inherit it
+    if len(request.jobs) > 1:
+        srun.insert(0, f"--het-group={index}")
+    forward = [PAYLOAD_VAR]
+    if requirements.accelerator is not None:
+        forward += GPU_VARS
+    if request.cluster.proxy:
+        forward += PROXY_VARS
+    return {
+        "index": index,
+        "directives": executor.allocation_directives(),
+        "srun_options": srun,
+        "image": job.executable.image,
+        "gpus": requirements.accelerator is not None,
+        "forward": forward,
+    }
+
+
+def render_job_script(request: JobScriptRequest) -> str:
+    """The sbatch script for `request`: a single job, a job array or a heterogeneous job group."""
+    cluster = request.cluster
+    runtime = cluster.runtime
+    if runtime is ContainerRuntime.DOCKER:
+        raise ValidationError(
+            f"cluster {cluster.name!r}: ContainerRuntime.DOCKER is not implemented for jobs; "
+            "use ContainerRuntime.PODMAN, APPTAINER or SINGULARITY"
+        )
+    first = request.jobs[0].executor
+    if request.array:
+        kind = "array"
+        log = f"{request.experiment_dir}/slurm-%A_%a.out"
+        tasks = [
+            {"work_unit_id": t.work_unit_id, "payload": _task_payload(request, request.jobs[0], t)}
+            for t in request.trials
+        ]
+    else:
+        kind = "group" if len(request.jobs) > 1 else "single"
+        log = f"{request.experiment_dir}/slurm-%j.out"
+        trial = request.trials[0]
+        tasks = [
+            {"work_unit_id": trial.work_unit_id, "payload": _task_payload(request, job, trial)}
+            for job in request.jobs
+        ]
+
+    job_directives = [f"--job-name={request.job_name}", f"--output={log}", f"--error={log}"]
+    # Append so that the log of every requeued attempt is kept.
+    job_directives.append("--open-mode=append")
+    if request.array:
+        job_directives.append(f"--array=0-{len(request.trials) - 1}")
+    if request.dependency is not None:
+        job_directives.append(f"--dependency={request.dependency.to_dependency_str()}")
+    job_directives += first.job_directives()
+
+    proxy_host = None
+    if cluster.proxy:
+        proxy_host = (
+            '"${SLURM_SUBMIT_HOST}"' if cluster.proxy == SUBMISSION_HOST else shlex.quote(cluster.proxy)
+        )
+
+    env_prefix = {
+        ContainerRuntime.APPTAINER: "APPTAINERENV_",
+        ContainerRuntime.SINGULARITY: "SINGULARITYENV_",
+    }
+    context: dict[str, Any] = {
+        "kind": kind,
+        "experiment_id": request.experiment_id,
+        "job_name": request.job_name,
+        "job_directives": job_directives,
+        "components": [_component(request, i, job) for i, job in enumerate(request.jobs)],
+        "tasks": tasks,
+        "host_environment": _expandable(cluster.host_environment),
+        "mounts": list(cluster.mounts.items()),
+        "prolog": cluster.prolog,
+        "epilog": cluster.epilog,
+        "proxy_host": proxy_host,
+        "proxy_vars": PROXY_VARS,
+        "runtime": runtime.value,
+        "runtime_template": "runtimes/podman.sh.j2"
+        if runtime is ContainerRuntime.PODMAN
+        else "runtimes/apptainer.sh.j2",
+        "env_prefix": env_prefix.get(runtime, ""),
+        "payload_var": PAYLOAD_VAR,
+        "bootstrap": BOOTSTRAP,
+        "requeue": first.requeue,
+        "requeue_exit_code": first.requeue_on_exit_code,
+        "requeue_max_attempts": first.requeue_max_attempts,
+    }
+    return _environment().get_template(f"{kind}.sh.j2").render(context)
+
+
+def _expandable(env: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Double-quoted: the job's bash expands `$VARS` (site config such as `$HOME/bin:$PATH`), nothing else."""
+    table = str.maketrans({"\\": "\\\\", '"': '\\"', "`": "\\`"})
+    return [(name, f'"{value.translate(table)}"') for name, value in env.items()]
