@@ -255,3 +255,11 @@ async def test_async_calls_do_not_block_the_event_loop(api: XManagerAPI, backend
         blocker.close()
     await write
     assert (await api.aget_experiment(xid)).note == "after the lock"
+
+
+@pytest.mark.parametrize("bad", ["1", 0, -3, True, None])
+def test_bad_ids_are_validation_errors(api: XManagerAPI, bad: object) -> None:
+    with pytest.raises(ValidationError, match="experiment id"):
+        api.get_experiment(bad)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="id"):
+        api.insert_job(bad, 1, _job("1"))  # type: ignore[arg-type]

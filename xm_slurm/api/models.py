@@ -204,6 +204,13 @@ class ExperimentSummary:
         _set(self, "tags", frozenset(self.tags))
 
 
+def require_id(value: object, what: str) -> int:
+    """An experiment or work unit id: a positive integer."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValidationError(f"{what} must be an integer >= 1, got {value!r:.100}")
+    return value
+
+
 def jobs_of(items: Iterable[tuple[int, SlurmJob]]) -> list[tuple[int, SlurmJob]]:
     """Validate the `(wid, SlurmJob)` pairs of a batch insert."""
     pairs = list(items)

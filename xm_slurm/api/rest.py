@@ -70,6 +70,14 @@ class _Call:
         return self.method != "GET"
 
 
+def _id(xid: int) -> int:
+    return models.require_id(xid, "an experiment id (xid)")
+
+
+def _wid(wid: int) -> int:
+    return models.require_id(wid, "a work unit id (wid)")
+
+
 def _q(name: str) -> str:
     return quote(name, safe="")
 
@@ -232,7 +240,7 @@ class RestClient(XManagerAPI):
     # -- the calls (one table, used by the sync methods and their async twins) ----------------------------
     @staticmethod
     def _get_experiment(xid: int) -> _Call:
-        return _Call("GET", f"/experiment/{int(xid)}")
+        return _Call("GET", f"/experiment/{_id(xid)}")
 
     @staticmethod
     def _insert_experiment(patch: ExperimentPatch) -> _Call:
@@ -242,7 +250,7 @@ class RestClient(XManagerAPI):
     @staticmethod
     def _update_experiment(xid: int, patch: ExperimentPatch) -> _Call:
         _check(patch, ExperimentPatch, "update_experiment's patch")
-        return _Call("PATCH", f"/experiment/{int(xid)}", codec.experiment_patch_to_json(patch))
+        return _Call("PATCH", f"/experiment/{_id(xid)}", codec.experiment_patch_to_json(patch))
 
     @staticmethod
     def _list_experiments(title_contains: str | None, tag: str | None, limit: int, offset: int) -> _Call:
@@ -257,13 +265,13 @@ class RestClient(XManagerAPI):
     def _insert_work_units(xid: int, patches: Sequence[WorkUnitPatch]) -> _Call:
         for p in patches:
             _check(p, WorkUnitPatch, "a work unit to insert")
-        return _Call("PUT", f"/experiment/{int(xid)}/wus", [codec.unit_patch_to_json(p) for p in patches])
+        return _Call("PUT", f"/experiment/{_id(xid)}/wus", [codec.unit_patch_to_json(p) for p in patches])
 
     @staticmethod
     def _insert_jobs(xid: int, jobs: Sequence[tuple[int, SlurmJob]]) -> _Call:
         pairs = models.jobs_of(jobs)
         body = [{"wid": wid, "job": codec.job_to_json(job)} for wid, job in pairs]
-        return _Call("PUT", f"/experiment/{int(xid)}/jobs", body)
+        return _Call("PUT", f"/experiment/{_id(xid)}/jobs", body)
 
     # -- experiments ------------------------------------------------------------------------------------
     def get_experiment(self, xid: int) -> Experiment:
@@ -285,10 +293,10 @@ class RestClient(XManagerAPI):
         await self._acall(self._update_experiment(xid, experiment_patch))
 
     def delete_experiment(self, xid: int) -> None:
-        self._call(_Call("DELETE", f"/experiment/{int(xid)}"))
+        self._call(_Call("DELETE", f"/experiment/{_id(xid)}"))
 
     async def adelete_experiment(self, xid: int) -> None:
-        await self._acall(_Call("DELETE", f"/experiment/{int(xid)}"))
+        await self._acall(_Call("DELETE", f"/experiment/{_id(xid)}"))
 
     def list_experiments(
         self,
@@ -315,11 +323,11 @@ class RestClient(XManagerAPI):
     # -- work units -------------------------------------------------------------------------------------
     def insert_work_unit(self, xid: int, work_unit: WorkUnitPatch) -> None:
         _check(work_unit, WorkUnitPatch, "the work unit to insert")
-        self._call(_Call("PUT", f"/experiment/{int(xid)}/wu", codec.unit_patch_to_json(work_unit)))
+        self._call(_Call("PUT", f"/experiment/{_id(xid)}/wu", codec.unit_patch_to_json(work_unit)))
 
     async def ainsert_work_unit(self, xid: int, work_unit: WorkUnitPatch) -> None:
         _check(work_unit, WorkUnitPatch, "the work unit to insert")
-        await self._acall(_Call("PUT", f"/experiment/{int(xid)}/wu", codec.unit_patch_to_json(work_unit)))
+        await self._acall(_Call("PUT", f"/experiment/{_id(xid)}/wu", codec.unit_patch_to_json(work_unit)))
 
     def insert_work_units(self, xid: int, work_units: Sequence[WorkUnitPatch]) -> None:
         self._call(self._insert_work_units(xid, work_units))
@@ -330,7 +338,7 @@ class RestClient(XManagerAPI):
     def _update_work_unit(self, xid: int, wid: int, patch: ExperimentUnitPatch) -> _Call:
         _check(patch, ExperimentUnitPatch, "update_work_unit's patch")
         body = {"identity": patch.identity, "args": patch.args}
-        return _Call("PATCH", f"/experiment/{int(xid)}/wu/{int(wid)}", body)
+        return _Call("PATCH", f"/experiment/{_id(xid)}/wu/{_wid(wid)}", body)
 
     def update_work_unit(self, xid: int, wid: int, experiment_unit_patch: ExperimentUnitPatch) -> None:
         self._call(self._update_work_unit(xid, wid, experiment_unit_patch))
@@ -339,17 +347,17 @@ class RestClient(XManagerAPI):
         await self._acall(self._update_work_unit(xid, wid, experiment_unit_patch))
 
     def get_work_unit(self, xid: int, wid: int) -> WorkUnit:
-        return codec.work_unit_from_json(self._call(_Call("GET", f"/experiment/{int(xid)}/wu/{int(wid)}")))
+        return codec.work_unit_from_json(self._call(_Call("GET", f"/experiment/{_id(xid)}/wu/{_wid(wid)}")))
 
     async def aget_work_unit(self, xid: int, wid: int) -> WorkUnit:
-        data = await self._acall(_Call("GET", f"/experiment/{int(xid)}/wu/{int(wid)}"))
+        data = await self._acall(_Call("GET", f"/experiment/{_id(xid)}/wu/{_wid(wid)}"))
         return codec.work_unit_from_json(data)
 
     @staticmethod
     def _find_work_unit(xid: int, identity: str) -> _Call:
         if not identity or not isinstance(identity, str):
             raise ValidationError("find_work_unit needs a non-empty identity")
-        return _Call("GET", f"/experiment/{int(xid)}/wu", params={"identity": identity})
+        return _Call("GET", f"/experiment/{_id(xid)}/wu", params={"identity": identity})
 
     def find_work_unit(self, xid: int, identity: str) -> WorkUnit | None:
         found = self._call(self._find_work_unit(xid, identity))
@@ -361,7 +369,7 @@ class RestClient(XManagerAPI):
 
     def _insert_job(self, xid: int, wid: int, job: SlurmJob) -> _Call:
         _check(job, SlurmJob, "the job")
-        return _Call("PUT", f"/experiment/{int(xid)}/wu/{int(wid)}/job", codec.job_to_json(job))
+        return _Call("PUT", f"/experiment/{_id(xid)}/wu/{_wid(wid)}/job", codec.job_to_json(job))
 
     def insert_job(self, xid: int, wid: int, slurm_job: SlurmJob) -> None:
         self._call(self._insert_job(xid, wid, slurm_job))
@@ -382,39 +390,39 @@ class RestClient(XManagerAPI):
         return _Call("PUT", path, codec.artifact_to_json(artifact))
 
     def insert_work_unit_artifact(self, xid: int, wid: int, artifact: Artifact) -> None:
-        self._call(self._put_artifact(f"/experiment/{int(xid)}/wu/{int(wid)}/artifact", artifact, Artifact))
+        self._call(self._put_artifact(f"/experiment/{_id(xid)}/wu/{_wid(wid)}/artifact", artifact, Artifact))
 
     async def ainsert_work_unit_artifact(self, xid: int, wid: int, artifact: Artifact) -> None:
-        path = f"/experiment/{int(xid)}/wu/{int(wid)}/artifact"
+        path = f"/experiment/{_id(xid)}/wu/{_wid(wid)}/artifact"
         await self._acall(self._put_artifact(path, artifact, Artifact))
 
     def delete_work_unit_artifact(self, xid: int, wid: int, name: str) -> None:
-        self._call(_Call("DELETE", f"/experiment/{int(xid)}/wu/{int(wid)}/artifact/{_q(name)}"))
+        self._call(_Call("DELETE", f"/experiment/{_id(xid)}/wu/{_wid(wid)}/artifact/{_q(name)}"))
 
     async def adelete_work_unit_artifact(self, xid: int, wid: int, name: str) -> None:
-        await self._acall(_Call("DELETE", f"/experiment/{int(xid)}/wu/{int(wid)}/artifact/{_q(name)}"))
+        await self._acall(_Call("DELETE", f"/experiment/{_id(xid)}/wu/{_wid(wid)}/artifact/{_q(name)}"))
 
     def insert_experiment_artifact(self, xid: int, artifact: Artifact) -> None:
-        self._call(self._put_artifact(f"/experiment/{int(xid)}/artifact", artifact, Artifact))
+        self._call(self._put_artifact(f"/experiment/{_id(xid)}/artifact", artifact, Artifact))
 
     async def ainsert_experiment_artifact(self, xid: int, artifact: Artifact) -> None:
-        await self._acall(self._put_artifact(f"/experiment/{int(xid)}/artifact", artifact, Artifact))
+        await self._acall(self._put_artifact(f"/experiment/{_id(xid)}/artifact", artifact, Artifact))
 
     def delete_experiment_artifact(self, xid: int, name: str) -> None:
-        self._call(_Call("DELETE", f"/experiment/{int(xid)}/artifact/{_q(name)}"))
+        self._call(_Call("DELETE", f"/experiment/{_id(xid)}/artifact/{_q(name)}"))
 
     async def adelete_experiment_artifact(self, xid: int, name: str) -> None:
-        await self._acall(_Call("DELETE", f"/experiment/{int(xid)}/artifact/{_q(name)}"))
+        await self._acall(_Call("DELETE", f"/experiment/{_id(xid)}/artifact/{_q(name)}"))
 
     def insert_experiment_config_artifact(self, xid: int, config_artifact: ConfigArtifact) -> None:
-        self._call(self._put_artifact(f"/experiment/{int(xid)}/config", config_artifact, ConfigArtifact))
+        self._call(self._put_artifact(f"/experiment/{_id(xid)}/config", config_artifact, ConfigArtifact))
 
     async def ainsert_experiment_config_artifact(self, xid: int, config_artifact: ConfigArtifact) -> None:
-        path = f"/experiment/{int(xid)}/config"
+        path = f"/experiment/{_id(xid)}/config"
         await self._acall(self._put_artifact(path, config_artifact, ConfigArtifact))
 
     def delete_experiment_config_artifact(self, xid: int, name: str) -> None:
-        self._call(_Call("DELETE", f"/experiment/{int(xid)}/config/{_q(name)}"))
+        self._call(_Call("DELETE", f"/experiment/{_id(xid)}/config/{_q(name)}"))
 
     async def adelete_experiment_config_artifact(self, xid: int, name: str) -> None:
-        await self._acall(_Call("DELETE", f"/experiment/{int(xid)}/config/{_q(name)}"))
+        await self._acall(_Call("DELETE", f"/experiment/{_id(xid)}/config/{_q(name)}"))

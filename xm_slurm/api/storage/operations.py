@@ -23,6 +23,7 @@ from xm_slurm.api.models import (
     SlurmJob,
     WorkUnit,
     WorkUnitPatch,
+    require_id,
 )
 from xm_slurm.api.storage import schema as t
 from xm_slurm.errors import NotFoundError, ValidationError
@@ -39,11 +40,14 @@ def _iso(value: dt.datetime | None) -> str | None:
 
 
 def _require_experiment(conn: sa.Connection, xid: int) -> None:
+    require_id(xid, "an experiment id (xid)")
     if conn.execute(sa.select(t.experiments.c.id).where(t.experiments.c.id == xid)).first() is None:
         raise NotFoundError(f"experiment {xid} does not exist")
 
 
 def _work_unit_pk(conn: sa.Connection, xid: int, wid: int) -> int:
+    require_id(xid, "an experiment id (xid)")
+    require_id(wid, "a work unit id (wid)")
     row = conn.execute(
         sa.select(t.work_units.c.id).where(t.work_units.c.experiment_id == xid, t.work_units.c.wid == wid)
     ).first()
@@ -124,6 +128,7 @@ def _work_units(conn: sa.Connection, xid: int, where: sa.ColumnElement[bool] | N
 
 
 def get_experiment(conn: sa.Connection, xid: int) -> Experiment:
+    require_id(xid, "an experiment id (xid)")
     row = conn.execute(sa.select(t.experiments).where(t.experiments.c.id == xid)).first()
     if row is None:
         raise NotFoundError(f"experiment {xid} does not exist")
@@ -247,6 +252,8 @@ def update_work_unit(conn: sa.Connection, xid: int, wid: int, patch: ExperimentU
 
 
 def get_work_unit(conn: sa.Connection, xid: int, wid: int) -> WorkUnit:
+    require_id(xid, "an experiment id (xid)")
+    require_id(wid, "a work unit id (wid)")
     found = _work_units(conn, xid, t.work_units.c.wid == wid)
     if not found:
         _require_experiment(conn, xid)
@@ -255,8 +262,9 @@ def get_work_unit(conn: sa.Connection, xid: int, wid: int) -> WorkUnit:
 
 
 def find_work_unit(conn: sa.Connection, xid: int, identity: str) -> WorkUnit | None:
-    if not identity:
-        raise ValidationError("find_work_unit needs a non-empty identity")
+    require_id(xid, "an experiment id (xid)")
+    if not identity or not isinstance(identity, str):
+        raise ValidationError(f"find_work_unit needs a non-empty identity string, got {identity!r:.100}")
     found = _work_units(conn, xid, t.work_units.c.identity == identity)
     if not found:
         _require_experiment(conn, xid)
