@@ -7,7 +7,7 @@ import sqlite3
 import threading
 
 import pytest
-from conftest import Backend
+from metadata_fixtures import Backend
 
 from xm_slurm.api import ExperimentPatch, WorkUnitPatch, XManagerAPI
 from xm_slurm.errors import MetadataError, ValidationError

@@ -7,7 +7,7 @@ import sqlite3
 import uuid
 
 import pytest
-from conftest import Backend
+from metadata_fixtures import Backend
 
 from xm_slurm.api import (
     Artifact,

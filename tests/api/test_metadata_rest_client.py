@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import Server
+from metadata_fixtures import Server
 
 from xm_slurm.api import Artifact, ExperimentPatch, SlurmJob, WorkUnitPatch
 from xm_slurm.api.rest import RestClient

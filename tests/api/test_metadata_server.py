@@ -7,7 +7,7 @@ import sqlite3
 
 import httpx
 import pytest
-from conftest import Server
+from metadata_fixtures import Server
 
 from xm_slurm.api.rest import RestClient
 from xm_slurm.errors import ConfigurationError

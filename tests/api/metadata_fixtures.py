@@ -1,0 +1,140 @@
+"""Helpers and fixtures of the metadata tests (a uniquely named module: test modules import from it)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+import xm_slurm.api
+from xm_slurm.api import settings
+from xm_slurm.api.storage import sqlite_url
+
+CLI = "import sys; from xm_slurm.cli import main; sys.exit(main())"
+
+
+@dataclasses.dataclass(frozen=True)
+class Server:
+    base_url: str
+    token: str
+    db_path: pathlib.Path
+    process: subprocess.Popen[bytes]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", CLI, *args], env=env, capture_output=True, text=True, check=False, timeout=120
+    )
+
+
+def start_server(folder: pathlib.Path) -> Server:
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "XM_SLURM_STATE_DIR": str(folder)}
+    db_path = folder / "server.sqlite3"
+    created = run_cli("server", "token", "create", "--name", "tests", "--db", sqlite_url(db_path), env=env)
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip()
+    assert token.startswith("xms_")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            CLI,
+            "server",
+            "run",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--db",
+            sqlite_url(db_path),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:  # poll until it answers (or died)
+        if process.poll() is not None:
+            raise AssertionError(f"server exited: {process.stderr.read().decode() if process.stderr else ''}")
+        try:
+            if httpx.get(f"{base_url}/api/health", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError("server did not answer within 60 s")
+        time.sleep(0.1)
+    return Server(base_url=base_url, token=token, db_path=db_path, process=process)
+
+
+def stop_server(server: Server) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+
+
+@pytest.fixture(scope="session")
+def rest_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = start_server(tmp_path_factory.mktemp("rest-server"))
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[pathlib.Path]:
+    """Every test gets its own state folder (never ~/.local/state) and a fresh client cache."""
+    folder = tmp_path / "state"
+    monkeypatch.setenv("XM_SLURM_STATE_DIR", str(folder))
+    for name in ("XM_SLURM_API_BACKEND", "XM_SLURM_REST_API_BASE_URL", "XM_SLURM_REST_API_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    settings.clear_cache()
+    yield folder
+    settings.clear_cache()
+
+
+@dataclasses.dataclass(frozen=True)
+class Backend:
+    name: str
+    client: xm_slurm.api.XManagerAPI
+    db_path: pathlib.Path  # the SQLite file behind the client (the server's, for rest)
+
+
+@pytest.fixture(params=["sqlite", "rest"])
+def backend(
+    request: pytest.FixtureRequest, state_dir: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> Backend:
+    if request.param == "rest":
+        server: Server = request.getfixturevalue("rest_server")
+        monkeypatch.setenv("XM_SLURM_API_BACKEND", "rest")
+        monkeypatch.setenv("XM_SLURM_REST_API_BASE_URL", server.base_url)
+        monkeypatch.setenv("XM_SLURM_REST_API_TOKEN", server.token)
+        return Backend("rest", xm_slurm.api.client(), server.db_path)
+    return Backend("sqlite", xm_slurm.api.client(), state_dir / "db.sqlite3")
+
+
+@pytest.fixture
+def api(backend: Backend) -> xm_slurm.api.XManagerAPI:
+    return backend.client
