@@ -54,7 +54,9 @@ def _token_create(args: argparse.Namespace) -> int:
     token = create_token(_open(args.db), args.name)
     # The token is shown this once (only its hash is stored): stdout alone, so it can be captured.
     print(token)
-    print("Store this token now (e.g. in XM_SLURM_REST_API_TOKEN); it cannot be shown again.", file=sys.stderr)
+    print(
+        "Store this token now (e.g. in XM_SLURM_REST_API_TOKEN); it cannot be shown again.", file=sys.stderr
+    )
     return 0
 
 
