@@ -1,0 +1,173 @@
+"""Rendered scripts run for real on the local cluster: values arrive byte for byte, requeue and signals work."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from helpers import (
+    ODD_VALUES,
+    cluster_config,
+    request,
+    sacct_state,
+    sbatch_wait,
+    shared_dir,
+    write_script,
+)
+from local_cluster import LocalCluster
+
+from xm_slurm.config import ContainerRuntime
+from xm_slurm.rendering import Trial
+
+pytestmark = pytest.mark.cluster
+
+ODD_ENV = {f"ODD_{i}": v for i, v in enumerate(ODD_VALUES)}
+
+
+def _trials(first_wid: int, count: int) -> list[Trial]:
+    # Every task gets the whole corpus as args and env, plus its own odd value in front.
+    return [
+        Trial(
+            work_unit_id=first_wid + i,
+            args=[ODD_VALUES[i % len(ODD_VALUES)], *ODD_VALUES],
+            env_vars={**ODD_ENV, "ODD_MINE": ODD_VALUES[i % len(ODD_VALUES)]},
+        )
+        for i in range(count)
+    ]
+
+
+def _check_dumps(out: Path, trials: list[Trial]) -> None:
+    for trial in trials:
+        dump = json.loads((out / f"wu-{trial.work_unit_id}.json").read_text(encoding="utf-8"))
+        mine = trial.env_vars["ODD_MINE"]
+        assert dump["argv"] == [mine, *ODD_VALUES], f"work unit {trial.work_unit_id}"
+        expected_env = {
+            **ODD_ENV,
+            "ODD_MINE": mine,
+            "XM_SLURM_EXPERIMENT_ID": "42",
+            "XM_SLURM_WORK_UNIT_ID": str(trial.work_unit_id),
+        }
+        assert dump["env"] == expected_env, f"work unit {trial.work_unit_id}"
+
+
+@pytest.mark.parametrize("runtime", [ContainerRuntime.PODMAN, ContainerRuntime.APPTAINER])
+def test_odd_values_reach_every_task(
+    runtime: ContainerRuntime, local_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    tmp_path.chmod(0o755)
+    out_single, out_array = shared_dir(tmp_path / "single"), shared_dir(tmp_path / "array")
+    state = str(shared_dir(tmp_path / "state"))
+    single_trials, array_trials = _trials(1000, 1), _trials(0, 24)
+    single = request(
+        cluster_config(runtime, partition=local_cluster.partition, mounts={str(out_single): "/out"}),
+        image=local_cluster.python_image,
+        trials=single_trials,
+        state_dir=state,
+    )
+    array = request(
+        cluster_config(runtime, partition=local_cluster.partition, mounts={str(out_array): "/out"}),
+        image=local_cluster.python_image,
+        trials=array_trials,
+        array=True,
+        state_dir=state,
+    )
+    results = sbatch_wait(
+        write_script(tmp_path, single, "single.sh"), write_script(tmp_path, array, "array.sh")
+    )
+    logs = "\n".join(p.read_text(errors="replace") for p in Path(single.experiment_dir).glob("*.out"))
+    assert [rc for _, rc in results] == [0, 0], logs
+    _check_dumps(out_single, single_trials)
+    _check_dumps(out_array, array_trials)
+    if runtime is ContainerRuntime.APPTAINER:
+        assert "fake-apptainer: apptainer exec" in logs
+    array_logs = sorted(Path(array.experiment_dir).glob(f"slurm-{results[1][0]}_*.out"))
+    assert len(array_logs) == len(array_trials)
+
+
+def test_requeue_until_max_attempts_then_failed(local_cluster: LocalCluster, tmp_path: Path) -> None:
+    tmp_path.chmod(0o755)
+    out = shared_dir(tmp_path / "out")
+    program = "import os, sys; open('/out/runs', 'a').write(os.environ.get('SLURM_RESTART_COUNT', '0') + '\\n'); sys.exit(42)"
+    req = request(
+        cluster_config(partition=local_cluster.partition, mounts={str(out): "/out"}),
+        image=local_cluster.python_image,
+        entrypoint=["python3", "-c", program],
+        state_dir=str(shared_dir(tmp_path / "state")),
+        requeue_max_attempts=2,
+    )
+    [(job_id, rc)] = sbatch_wait(write_script(tmp_path, req))
+    assert (out / "runs").read_text().splitlines() == ["0", "1", "2"]  # first run + 2 restarts
+    assert rc != 0
+    state, exit_code = sacct_state(job_id)[job_id].split("|")
+    assert state == "FAILED" and exit_code == "42:0"
+    log = next(Path(req.experiment_dir).glob(f"slurm-{job_id}.out")).read_text()
+    assert "requeue_max_attempts=2 reached" in log and log.count("requeueing") == 2
+
+
+def _wait_for(path: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.1)
+
+
+def test_timeout_signal_reaches_the_program_and_scancel_stops_the_container(
+    local_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    tmp_path.chmod(0o755)
+    out = shared_dir(tmp_path / "out")
+    program = (
+        "import os, signal, sys, time\n"
+        "def on_signal(sig, frame):\n"
+        "    open('/out/signal', 'w').write(signal.Signals(sig).name); sys.exit(0)\n"
+        "signal.signal(signal.SIGUSR2, on_signal)\n"
+        "open('/out/container', 'w').write(open('/run/.containerenv').read())\n"
+        "os.rename('/out/container', '/out/ready-' + os.environ['XM_SLURM_WORK_UNIT_ID'])\n"
+        "time.sleep(600)\n"
+    )
+    cluster = cluster_config(partition=local_cluster.partition, mounts={str(out): "/out"})
+    state = str(shared_dir(tmp_path / "state"))
+    scripts = [
+        write_script(
+            tmp_path,
+            request(
+                cluster,
+                image=local_cluster.python_image,
+                entrypoint=["python3", "-c", program],
+                trials=[Trial(work_unit_id=wid)],
+                state_dir=state,
+                requeue=False,
+            ),
+            f"job{wid}.sh",
+        )
+        for wid in (1, 2)
+    ]
+    ids = [
+        subprocess.run(
+            ["sbatch", "--parsable", str(s)], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for s in scripts
+    ]
+    try:
+        for wid in (1, 2):
+            _wait_for(out / f"ready-{wid}")
+        # What `--signal=USR2@90` does at the time limit: signal the job's steps.
+        subprocess.run(["scancel", "--signal=USR2", ids[0]], check=True)
+        subprocess.run(["scancel", ids[1]], check=True)
+        _wait_for(out / "signal")
+        assert (out / "signal").read_text() == "SIGUSR2"
+        # scancel stopped the other container: podman forgets it (--rm) once it is gone.
+        container_id = next(
+            line.split('"')[1]
+            for line in (out / "ready-2").read_text().splitlines()
+            if line.startswith("id=")
+        )
+        deadline = time.monotonic() + 60
+        while subprocess.run(["podman", "container", "exists", container_id]).returncode == 0:
+            assert time.monotonic() < deadline, f"container {container_id} still exists after scancel"
+            time.sleep(0.2)
+    finally:
+        subprocess.run(["scancel", *ids], check=False)
