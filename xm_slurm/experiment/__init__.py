@@ -1,1 +1,4 @@
-"""The XManager integration: experiments, work units and their metadata context (SPEC layer 7)."""
+"""The XManager integration (SPEC layer 7): experiments, work units and their metadata context.
+
+Public names are re-exported lazily from `xm_slurm`; see docs/experiments.md.
+"""

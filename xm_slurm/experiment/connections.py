@@ -1,0 +1,110 @@
+"""One transport, one `JobWatcher` and one state folder per cluster, shared by an experiment's work units.
+
+Clusters are keyed by their `SlurmSSHConfig` (the one thing a stored `SlurmJob` records), so an experiment
+rebuilt from the metadata store finds the same connection for every job of a cluster. Transports open lazily
+(on the first command) and are closed by `aclose()` when the experiment exits.
+
+Which transport: `transport_factory(ssh_config)`; by default an `SSHTransport`. `local_transport_factory`
+runs everything on this machine instead (the launch script runs on the cluster's login node).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterable
+
+from xm_slurm.job_ids import SlurmJobId
+from xm_slurm.scheduler import JobWatcher, state_root
+from xm_slurm.ssh_config import SlurmSSHConfig
+from xm_slurm.status import SlurmJobStatus
+from xm_slurm.transport import LocalTransport, SSHTransport, Transport
+
+TransportFactory = Callable[[SlurmSSHConfig], Transport]
+
+
+def ssh_transport_factory(config: SlurmSSHConfig) -> Transport:
+    return SSHTransport(config)
+
+
+def local_transport_factory(config: SlurmSSHConfig) -> Transport:
+    """Run sbatch/sacct/... locally: for launch scripts that run on the login node itself."""
+    del config
+    return LocalTransport()
+
+
+class _StatusBatch:
+    """Status requests made in the same event-loop tick, answered by ONE poll (one sacct)."""
+
+    def __init__(self) -> None:
+        self.ids: set[SlurmJobId] = set()
+        self.future: asyncio.Future[dict[SlurmJobId, SlurmJobStatus]] = (
+            asyncio.get_running_loop().create_future()
+        )
+
+
+class ClusterConnections:
+    def __init__(self, transport_factory: TransportFactory | None = None) -> None:
+        self._factory = transport_factory or ssh_transport_factory
+        self._transports: dict[SlurmSSHConfig, Transport] = {}
+        self._watchers: dict[SlurmSSHConfig, JobWatcher] = {}
+        self._roots: dict[SlurmSSHConfig, asyncio.Task[str]] = {}
+        self._batches: dict[SlurmSSHConfig, _StatusBatch] = {}
+        self._polls: set[asyncio.Future[None]] = set()
+
+    def transport(self, ssh: SlurmSSHConfig) -> Transport:
+        if ssh not in self._transports:
+            self._transports[ssh] = self._factory(ssh)
+        return self._transports[ssh]
+
+    def watcher(self, ssh: SlurmSSHConfig) -> JobWatcher:
+        if ssh not in self._watchers:
+            self._watchers[ssh] = JobWatcher(self.transport(ssh))
+        return self._watchers[ssh]
+
+    async def state_root(self, ssh: SlurmSSHConfig) -> str:
+        """The cluster's state folder (asked once per cluster; concurrent callers share the answer)."""
+        task = self._roots.get(ssh)
+        if task is None or (task.done() and task.exception() is not None):
+            task = self._roots[ssh] = asyncio.ensure_future(state_root(self.transport(ssh)))
+        return await asyncio.shield(task)
+
+    async def statuses(
+        self, ssh: SlurmSSHConfig, job_ids: Iterable[SlurmJobId]
+    ) -> dict[SlurmJobId, SlurmJobStatus]:
+        """Current states; concurrent calls for one cluster share one poll (one sacct for all of them)."""
+        batch = self._batches.get(ssh)
+        if batch is None:
+            batch = self._batches[ssh] = _StatusBatch()
+            asyncio.get_running_loop().call_soon(self._flush, ssh, batch)
+        wanted = set(job_ids)
+        batch.ids |= wanted
+        answers = await asyncio.shield(batch.future)
+        return {j: answers[j] for j in wanted if j in answers}
+
+    def _flush(self, ssh: SlurmSSHConfig, batch: _StatusBatch) -> None:
+        del self._batches[ssh]
+
+        async def poll() -> None:
+            try:
+                batch.future.set_result(await self.watcher(ssh).poll(batch.ids))
+            except BaseException as e:  # delivered to every caller of this batch
+                batch.future.set_exception(e)
+
+        task = asyncio.ensure_future(poll())
+        self._polls.add(task)
+        task.add_done_callback(self._polls.discard)
+
+    async def aclose(self) -> None:
+        for watcher in self._watchers.values():
+            await watcher.aclose()
+        for task in self._roots.values():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        for transport in self._transports.values():
+            with contextlib.suppress(Exception):
+                await transport.close()
+        self._watchers.clear()
+        self._transports.clear()
+        self._roots.clear()

@@ -1,0 +1,504 @@
+"""`SlurmExperiment`: XManager's `Experiment` on Slurm, and `create_experiment` / `get_experiment`.
+
+    async with xm_slurm.create_experiment("title") as experiment:     # or `with ...` from sync code
+        wu = await experiment.add(job)                                 # one work unit, one Slurm job
+        wus = await experiment.add(job, args=[{"args": {...}}, ...])   # a sweep: ONE job array
+
+`add` validates synchronously (a `ValidationError` before anything is submitted or stored), then launches in
+the background: it returns an awaitable (an asyncio task; a `concurrent.futures.Future` when the experiment
+was entered with a plain `with`). The experiment waits for every launch when it exits, flushes its context,
+removes itself from the store if it has no work unit, and closes its connections.
+
+Of `xm.Experiment`'s private names we only implement its three abstract hooks; `add`, the context manager
+protocol, `package`, `work_units` and `context` are our own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import functools
+import json
+import os
+import threading
+from collections.abc import Awaitable, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from xmanager import xm
+
+from xm_slurm.api import Experiment, ExperimentPatch, XManagerAPI, client
+from xm_slurm.dependencies import SlurmDependency
+from xm_slurm.errors import ValidationError, XmSlurmError
+from xm_slurm.experiment.connections import ClusterConnections, TransportFactory
+from xm_slurm.experiment.context import ExperimentContext
+from xm_slurm.experiment.handles import SlurmLaunchedJob
+from xm_slurm.experiment.launching import Collector, Launcher
+from xm_slurm.experiment.planning import PendingAdd, apply_args, describe, display_args
+from xm_slurm.experiment.units import ROLE_KEY, SlurmAuxiliaryUnit, SlurmExperimentUnit, SlurmWorkUnit
+
+_current: contextvars.ContextVar[SlurmExperiment | None] = contextvars.ContextVar(
+    "xm_slurm_current_experiment", default=None
+)
+
+
+def _trials(args: Any) -> tuple[list[Mapping[str, Any] | None], bool]:
+    if isinstance(args, (list, tuple)):
+        trials: list[Mapping[str, Any] | None] = []
+        for i, trial in enumerate(args):
+            if trial is not None and not isinstance(trial, Mapping):
+                raise ValidationError(
+                    f"sweep trial #{i} is {trial!r}; each trial must be a mapping such as "
+                    "xm_slurm.JobArgs(args={...}, env_vars={...})"
+                )
+            trials.append(trial)
+        return trials, True
+    if args is not None and not isinstance(args, Mapping):
+        raise ValidationError(f"args={args!r} must be a mapping (one work unit) or a list of them (a sweep)")
+    return [args], False
+
+
+def _dependencies(dependency: Any, n: int, sweep: bool) -> list[SlurmDependency | None]:
+    if isinstance(dependency, (list, tuple)):
+        if not sweep:
+            raise ValidationError(
+                "dependency is a list, which is only for a sweep (one dependency per trial); "
+                "combine dependencies with & or | instead"
+            )
+        if len(dependency) != n:
+            raise ValidationError(
+                f"dependency has {len(dependency)} entries for {n} trials; give one per trial (or one for all)"
+            )
+        deps = list(dependency)
+    else:
+        deps = [dependency] * n
+    for i, dep in enumerate(deps):
+        if dep is not None and not isinstance(dep, SlurmDependency):
+            raise ValidationError(
+                f"dependency #{i} is {dep!r}; use wu.after_completed(), xm_slurm.dependencies.afterok(...), ..."
+            )
+    return deps
+
+
+class SlurmExperiment(xm.Experiment):
+    """An experiment whose work units run on Slurm clusters."""
+
+    def __init__(
+        self,
+        *,
+        title: str = "",
+        api: XManagerAPI | None = None,
+        record: Experiment | None = None,
+        transport_factory: TransportFactory | None = None,
+    ) -> None:
+        self._client = api if api is not None else client()
+        self._title = title if record is None else record.title
+        self._xid: int | None = None if record is None else record.xid
+        self.connections = ClusterConnections(transport_factory)
+        self._units: dict[int, SlurmExperimentUnit] = {}
+        self._next_id = 0
+        self._id_lock = threading.Lock()
+        self._identity_locks: dict[str, asyncio.Lock] = {}
+        self._tasks: list[asyncio.Future[Any]] = []
+        self._sync_futures: list[concurrent.futures.Future[Any]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._token: contextvars.Token[SlurmExperiment | None] | None = None
+        self._context: ExperimentContext | None = None
+        self._launcher: Launcher | None = None
+        if record is not None:
+            self._context = ExperimentContext.from_experiment(self._client, record)
+            self._launcher = Launcher(self._client, record.xid, self.connections)
+            for wu in record.work_units:
+                self._adopt(wu)
+
+    # --- identity ---
+
+    @property
+    def experiment_id(self) -> int:
+        if self._xid is None:
+            raise XmSlurmError(
+                "the experiment has no id yet: enter it first (async with create_experiment(...))"
+            )
+        return self._xid
+
+    @property
+    def context(self) -> ExperimentContext:
+        if self._context is None:
+            raise XmSlurmError("the experiment context exists once the experiment is entered")
+        return self._context
+
+    @property
+    def launcher(self) -> Launcher:
+        if self._launcher is None:
+            raise XmSlurmError("the experiment is not entered")
+        return self._launcher
+
+    @property
+    def work_units(self) -> Mapping[int, SlurmWorkUnit]:
+        return {i: u for i, u in sorted(self._units.items()) if isinstance(u, SlurmWorkUnit)}
+
+    @property
+    def auxiliary_units(self) -> Mapping[int, SlurmAuxiliaryUnit]:
+        return {i: u for i, u in sorted(self._units.items()) if isinstance(u, SlurmAuxiliaryUnit)}
+
+    @property
+    def work_unit_count(self) -> int:
+        return len(self.work_units)
+
+    def unit(self, unit_id: int) -> SlurmExperimentUnit:
+        """A work unit or auxiliary unit by id."""
+        try:
+            return self._units[unit_id]
+        except KeyError:
+            raise XmSlurmError(f"experiment {self._xid} has no work unit {unit_id}") from None
+
+    # --- the store's records ---
+
+    def _adopt(self, record: Any) -> SlurmExperimentUnit:
+        try:
+            args = json.loads(record.args) if record.args else None
+        except ValueError:
+            args = record.args
+        role: xm.ExperimentUnitRole = xm.WorkUnitRole()
+        cls: type[SlurmExperimentUnit] = SlurmWorkUnit
+        if isinstance(args, dict) and args.get(ROLE_KEY) == "AUX_UNIT":
+            role, cls, args = (
+                xm.AuxiliaryUnitRole(termination_delay_secs=0),
+                SlurmAuxiliaryUnit,
+                args.get("args"),
+            )
+        jobs = tuple(SlurmLaunchedJob.from_record(j, record_xid(self)) for j in record.jobs)
+        unit = cls(
+            self,
+            record.wid,
+            role,
+            args,
+            record.identity,
+            jobs=jobs,
+            artifacts={a.name: a.uri for a in record.artifacts},
+            recorded=True,
+        )
+        self._units[record.wid] = unit
+        with self._id_lock:
+            self._next_id = max(self._next_id, record.wid)
+        return unit
+
+    def _new_unit(self, role: xm.ExperimentUnitRole, args: Any, identity: str) -> SlurmExperimentUnit:
+        with self._id_lock:  # ids in the order of the `add` calls
+            self._next_id += 1
+            unit_id = self._next_id
+        cls = SlurmAuxiliaryUnit if isinstance(role, xm.AuxiliaryUnitRole) else SlurmWorkUnit
+        unit = cls(self, unit_id, role, args, identity)
+        self._units[unit_id] = unit
+        return unit
+
+    # --- adding work ---
+
+    def add(
+        self,
+        job: xm.JobType,
+        args: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+        *,
+        role: xm.ExperimentUnitRole | None = None,
+        dependency: SlurmDependency | Sequence[SlurmDependency | None] | None = None,
+        identity: str = "",
+    ) -> Awaitable[Any]:
+        """Add a work unit (or, with a list of args, one per trial, as ONE job array).
+
+        Returns an awaitable of the unit (a list of units for a sweep). See the module docstring.
+        """
+        if self._launcher is None or self._loop is None:
+            raise XmSlurmError("enter the experiment first: async with xm_slurm.create_experiment(...) as e")
+        trials, sweep = _trials(args)
+        deps = _dependencies(dependency, len(trials), sweep)
+        if isinstance(job, xm.AuxiliaryUnitJob):
+            role = job.role
+        role = role if role is not None else xm.WorkUnitRole()
+        if not isinstance(role, xm.ExperimentUnitRole):
+            raise ValidationError(f"role={role!r} must be xm.WorkUnitRole() or xm.AuxiliaryUnitRole(...)")
+        if not isinstance(identity, str):
+            raise ValidationError(f"identity={identity!r} must be a string")
+        if identity and sweep:
+            raise ValidationError("identity= names one work unit; it cannot be given for a sweep")
+        if isinstance(job, (xm.Job, xm.JobGroup)):
+            for i, trial in enumerate(trials):  # every trial checked before anything is submitted
+                describe(apply_args(job, trial), f"trial #{i}" if sweep else "job")
+        elif not callable(job):
+            raise ValidationError(
+                f"cannot add {job!r}: use an xm.Job, an xm.JobGroup or an async job generator"
+            )
+        coro = self._launch(job, trials, deps, role, identity, sweep)
+        if self._thread is not None and threading.current_thread() is not self._thread:
+            future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+            self._sync_futures.append(future)
+            return future  # type: ignore[return-value]
+        task = asyncio.ensure_future(coro)
+        self._tasks.append(task)
+        return task
+
+    async def _launch(
+        self,
+        job: Any,
+        trials: list[Mapping[str, Any] | None],
+        deps: list[SlurmDependency | None],
+        role: xm.ExperimentUnitRole,
+        identity: str,
+        sweep: bool,
+    ) -> Any:
+        if not sweep and identity:
+            lock = self._identity_locks.setdefault(identity, asyncio.Lock())
+            async with lock:
+                existing = await self._find(identity)
+                if existing is not None:
+                    return existing
+                return (await self._launch_units(job, trials, deps, role, identity))[0]
+        units = await self._launch_units(job, trials, deps, role, identity)
+        return units if sweep else units[0]
+
+    async def _find(self, identity: str) -> SlurmExperimentUnit | None:
+        for unit in self._units.values():
+            if unit.identity == identity and unit.recorded:
+                return unit
+        record = await self._client.afind_work_unit(self.experiment_id, identity)
+        return None if record is None else self._adopt(record)
+
+    async def _launch_units(
+        self,
+        job: Any,
+        trials: list[Mapping[str, Any] | None],
+        deps: list[SlurmDependency | None],
+        role: xm.ExperimentUnitRole,
+        identity: str,
+    ) -> list[SlurmExperimentUnit]:
+        collector = Collector(self.launcher)
+        units = []
+        calls = []
+        for i, (trial, dep) in enumerate(zip(trials, deps, strict=True)):
+            unit = self._new_unit(role, display_args(job, trial), identity)
+            unit.trial_index, unit.default_dependency, unit.collector = i, dep, collector
+            units.append(unit)
+            calls.append((unit, functools.partial(_run, unit, job, trial)))
+        token = _current.set(self)
+        try:
+            failed = await collector.run(calls)
+        finally:
+            _current.reset(token)
+            for unit in units:
+                unit.collector = None
+        empty = [u for u in units if not u.recorded and id(u) not in failed]
+        if empty:  # a generator that added nothing still made a work unit
+            await self._client.ainsert_work_units(self.experiment_id, [u.to_patch() for u in empty])
+            for u in empty:
+                u.recorded = True
+        errors = []
+        for unit in units:
+            error = failed.get(id(unit))
+            if error is not None:
+                unit.launch_error = error
+                errors.append((unit, error))
+                if unit.slurm_jobs:  # stop what an earlier batch of this unit submitted
+                    await self.launcher.cancel(unit.slurm_jobs)
+        if errors:
+            unit, error = errors[0]
+            more = f" ({len(errors) - 1} other units failed too)" if len(errors) > 1 else ""
+            if isinstance(error, XmSlurmError):
+                raise type(error)(f"launching {unit} failed: {error}{more}") from error
+            raise error
+        return units
+
+    def _enqueue(self, pending: PendingAdd) -> asyncio.Future[None]:
+        collector = getattr(pending.unit, "collector", None)
+        if collector is not None:
+            return collector.enqueue(pending)
+        # An add outside `experiment.add` (e.g. on a unit returned earlier): submit it on its own.
+        self._tasks.append(asyncio.ensure_future(self.launcher.submit([pending])))
+        return pending.future
+
+    # --- packaging ---
+
+    @classmethod
+    def package(cls, packageables: Sequence[xm.Packageable] = ()) -> Sequence[xm.Executable]:
+        from xm_slurm.packaging import package
+
+        return package(list(packageables))
+
+    @classmethod
+    def package_async(cls, packageable: xm.Packageable) -> Awaitable[xm.Executable]:
+        from xm_slurm.packaging import package_async
+
+        async def one() -> xm.Executable:
+            return (await package_async([packageable]))[0]
+
+        return asyncio.ensure_future(one())
+
+    # --- lifetime ---
+
+    async def __aenter__(self) -> SlurmExperiment:
+        self._loop = asyncio.get_running_loop()
+        if self._xid is None:
+            self._xid = await self._client.ainsert_experiment(ExperimentPatch(title=self._title))
+            self._context = ExperimentContext(self._client, self._xid, title=self._title)
+            self._launcher = Launcher(self._client, self._xid, self.connections)
+        self._token = _current.set(self)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._token is not None:
+            with _suppress_value_error():
+                _current.reset(self._token)
+            self._token = None
+        first: BaseException | None = None
+        while self._tasks:  # launches may add more (an add outside experiment.add)
+            tasks, self._tasks = self._tasks, []
+            for result in await asyncio.gather(*tasks, return_exceptions=True):
+                if isinstance(result, BaseException) and first is None:
+                    first = result
+        try:
+            await self.context.flush()
+            if not any(u.recorded for u in self._units.values()):
+                # As in xmanager-slurm 0.4.x: an experiment without work units is not kept.
+                await self._client.adelete_experiment(self.experiment_id)
+        finally:
+            self.context.writes.close()
+            await self.connections.aclose()
+        if first is not None and exc is None:
+            raise first
+
+    def __enter__(self) -> SlurmExperiment:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise XmSlurmError("inside a coroutine, use `async with` to enter the experiment")
+        loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=loop.run_forever, name="xm-slurm-experiment", daemon=True)
+        self._thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(self.__aenter__(), loop).result()
+        except BaseException:
+            loop.call_soon_threadsafe(loop.stop)
+            raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        loop, thread = self._loop, self._thread
+        assert loop is not None and thread is not None
+        try:
+            concurrent.futures.wait(self._sync_futures)
+            errors = [f.exception() for f in self._sync_futures if not f.cancelled() and f.exception()]
+            asyncio.run_coroutine_threadsafe(self.__aexit__(exc_type, exc, tb), loop).result()
+            if errors and exc is None:
+                raise errors[0]  # type: ignore[misc]
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+            loop.close()
+            self._thread = None
+
+    async def aclose(self) -> None:
+        """Close the connections of an experiment obtained with `get_experiment` and never entered."""
+        await self.connections.aclose()
+        if self._context is not None:
+            self._context.writes.close()
+
+    # --- xm.Experiment's abstract hooks (our `add` does not use them) ---
+
+    def _get_experiment_unit(self, *args: Any, **kwargs: Any) -> Awaitable[xm.ExperimentUnit]:
+        raise NotImplementedError("SlurmExperiment.add finds units by identity itself")
+
+    def _create_experiment_unit(self, *args: Any, **kwargs: Any) -> Awaitable[xm.ExperimentUnit]:
+        raise NotImplementedError("SlurmExperiment.add creates units itself")
+
+    def _should_reload_experiment_unit(self, role: xm.ExperimentUnitRole) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f"SlurmExperiment(experiment_id={self._xid}, title={self._title!r})"
+
+
+def record_xid(experiment: SlurmExperiment) -> int:
+    return experiment.experiment_id
+
+
+class _suppress_value_error:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: Any) -> bool:
+        return exc_type is ValueError  # the token came from another context (sync entry)
+
+
+async def _run(unit: SlurmExperimentUnit, job: Any, trial: Mapping[str, Any] | None) -> None:
+    if isinstance(job, (xm.Job, xm.JobGroup)):
+        unit.add(job, trial)  # collected; the collector submits it with the other trials
+        return
+    coroutine = job(unit, **(trial or {}))
+    if coroutine is not None:
+        await coroutine
+
+
+# --- module-level API --------------------------------------------------------------------------------
+
+
+def create_experiment(
+    experiment_title: str = "", *, transport_factory: TransportFactory | None = None
+) -> SlurmExperiment:
+    """A new experiment; it is recorded in the metadata store when entered (`async with` / `with`)."""
+    if not isinstance(experiment_title, str):
+        raise ValidationError(f"experiment title {experiment_title!r} must be a string")
+    return SlurmExperiment(title=experiment_title, transport_factory=transport_factory)
+
+
+def get_experiment(
+    experiment_id: int, *, transport_factory: TransportFactory | None = None
+) -> SlurmExperiment:
+    """The stored experiment with its work units and jobs, with live handles (status, logs, stop).
+
+    Use it as `async with get_experiment(xid) as e:` to add more work units; otherwise `await e.aclose()`
+    when done with it.
+    """
+    if isinstance(experiment_id, bool) or not isinstance(experiment_id, int) or experiment_id < 1:
+        raise ValidationError(f"experiment id {experiment_id!r} must be an integer >= 1")
+    api = client()
+    return SlurmExperiment(
+        api=api, record=api.get_experiment(experiment_id), transport_factory=transport_factory
+    )
+
+
+def _env_id(name: str) -> int:
+    value = os.environ.get(name, "")
+    if not value.isdigit() or int(value) < 1:
+        raise XmSlurmError(
+            f"{name}={value!r}: not inside an xm_slurm job (every job it launches has {name} set)"
+        )
+    return int(value)
+
+
+def get_current_experiment(*, transport_factory: TransportFactory | None = None) -> SlurmExperiment:
+    """Inside a job: its experiment (from `XM_SLURM_EXPERIMENT_ID`). In a launch script while an
+    experiment is entered: that experiment."""
+    if "XM_SLURM_EXPERIMENT_ID" not in os.environ and (current := _current.get()) is not None:
+        return current
+    return get_experiment(_env_id("XM_SLURM_EXPERIMENT_ID"), transport_factory=transport_factory)
+
+
+def get_current_work_unit(*, transport_factory: TransportFactory | None = None) -> SlurmExperimentUnit:
+    """Inside a job: its work unit (from `XM_SLURM_EXPERIMENT_ID` and `XM_SLURM_WORK_UNIT_ID`)."""
+    wid = _env_id("XM_SLURM_WORK_UNIT_ID")
+    return get_current_experiment(transport_factory=transport_factory).unit(wid)
+
+
+__all__ = [
+    "SlurmExperiment",
+    "create_experiment",
+    "get_current_experiment",
+    "get_current_work_unit",
+    "get_experiment",
+]

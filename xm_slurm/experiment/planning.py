@@ -1,0 +1,265 @@
+"""From `add` calls to sbatch submissions (pure: no I/O).
+
+Every `work_unit.add(job)` becomes a `PendingAdd` (validated at once). The jobs collected from one
+`experiment.add` (a single job, a sweep, the jobs a set of generators added) are planned together:
+
+* a `JobGroup` is one heterogeneous job;
+* plain jobs with the same cluster, executable and executor become ONE job array (one task per add, order
+  kept), each task carrying its own args and env vars; a lone job is a plain job;
+* dependencies: a shared one goes on the array; per-trial `afterok` on task i of one array for task i of
+  the new array becomes `aftercorr:<array>`; trials whose dependencies still differ are split by dependency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import dataclasses
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from xmanager import xm
+
+from xm_slurm.config import SlurmClusterConfig
+from xm_slurm.dependencies import SlurmDependency, SlurmJobDependencyAfterOK, aftercorr
+from xm_slurm.errors import ValidationError
+from xm_slurm.executables import RemoteImage
+from xm_slurm.executors import Slurm
+from xm_slurm.job_ids import SlurmJobId
+from xm_slurm.rendering import JobComponent, Trial
+
+_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.\-]+")
+
+
+def apply_args(job: xm.Job | xm.JobGroup, args: Mapping[str, Any] | None) -> xm.Job | xm.JobGroup:
+    """A copy of `job` with `{"args": ..., "env_vars": ...}` merged in (for a group: one such dict per
+    member name), as XManager does."""
+    if isinstance(job, xm.JobGroup):
+        group = copy.copy(job)
+        args = dict(args or {})
+        unknown = set(args) - set(job.jobs)
+        if unknown:
+            raise ValidationError(
+                f"args keys {sorted(unknown)} are not members of the job group (members: {sorted(job.jobs)})"
+            )
+        group.jobs = {name: apply_args(member, args.get(name)) for name, member in job.jobs.items()}
+        return group
+    job = copy.copy(job)
+    if not args:
+        return job
+    if not isinstance(args, Mapping):
+        raise ValidationError(
+            f"args={args!r} must be a mapping like {{'args': {{...}}, 'env_vars': {{...}}}}"
+        )
+    unknown = set(args) - {"args", "env_vars"}
+    if unknown:
+        raise ValidationError(
+            f"args keys {sorted(unknown)} are not supported for an xm.Job; use "
+            "{'args': {...}, 'env_vars': {...}} (xm_slurm.JobArgs)"
+        )
+    if "args" in args:
+        job.args = xm.merge_args(job.args, args["args"])
+    if "env_vars" in args:
+        job.env_vars = {**job.env_vars, **dict(args["env_vars"])}
+    return job
+
+
+def display_args(job: object, args: Mapping[str, Any] | None) -> Any:
+    """What the store shows as a work unit's args: the trial's args, else those of the job (as XManager)."""
+    if args is not None:
+        return args
+    if isinstance(job, xm.Job):
+        out = {"args": job.args.to_dict(kwargs_only=True), "env_vars": dict(job.env_vars)}
+        return {k: v for k, v in out.items() if v}
+    if isinstance(job, xm.JobGroup):
+        return {name: display_args(member, None) for name, member in job.jobs.items()}
+    return {}
+
+
+def encode_args(value: Any) -> str:
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
+def job_component(job: object, where: str) -> tuple[SlurmClusterConfig, JobComponent]:
+    """Validate one `xm.Job` for Slurm and turn it into a rendering component."""
+    if isinstance(job, xm.JobGroup):
+        raise ValidationError(f"{where}: nested job groups are not supported; flatten the group")
+    if not isinstance(job, xm.Job):
+        raise ValidationError(f"{where}: {job!r} is not an xm.Job")
+    if not isinstance(job.executor, Slurm):
+        raise ValidationError(
+            f"{where}: executor {job.executor!r} is not an xm_slurm.Slurm executor; use "
+            "xm_slurm.Slurm(requirements=xm_slurm.JobRequirements(..., cluster=...), time=...)"
+        )
+    if not isinstance(job.executable, RemoteImage):
+        raise ValidationError(
+            f"{where}: executable {type(job.executable).__name__} is not packaged for Slurm; "
+            "pass it through experiment.package([...]) first (or use xm_slurm.RemoteImage)"
+        )
+    cluster = job.executor.requirements.cluster
+    assert cluster is not None  # Slurm() refuses requirements without a cluster
+    if cluster.validate is not None:
+        try:
+            cluster.validate(job)
+        except ValidationError:
+            raise
+        except Exception as e:
+            raise ValidationError(f"{where}: cluster {cluster.name!r} refused the job: {e}") from e
+    try:
+        component = JobComponent(
+            executable=job.executable, executor=job.executor, args=job.args, env_vars=job.env_vars
+        )
+    except ValidationError as e:
+        raise ValidationError(f"{where}: {e}") from None
+    return cluster, component
+
+
+@dataclasses.dataclass(eq=False)
+class PendingAdd:
+    """One `work_unit.add(...)` waiting to be submitted; `future` resolves once it is submitted and recorded."""
+
+    unit: Any  # the SlurmExperimentUnit that added it
+    work_unit_id: int
+    trial_index: int
+    cluster: SlurmClusterConfig
+    members: tuple[tuple[str, JobComponent], ...]  # one for a job, several for a job group
+    group: bool
+    dependency: SlurmDependency | None
+    future: asyncio.Future[None]
+
+    @property
+    def label(self) -> str:
+        return "+".join(name for name, _ in self.members)
+
+
+def describe(
+    job: xm.Job | xm.JobGroup, where: str
+) -> tuple[SlurmClusterConfig, tuple[tuple[str, JobComponent], ...], bool]:
+    """Validate a job or job group: (its cluster, its named components, whether it is a group)."""
+    if isinstance(job, xm.JobGroup):
+        if not job.jobs:
+            raise ValidationError(f"{where}: the job group is empty")
+        members = []
+        clusters: dict[str, SlurmClusterConfig] = {}
+        for name, member in job.jobs.items():
+            cluster, component = job_component(member, f"{where}, job {name!r}")
+            clusters[name] = cluster
+            members.append((str(name), component))
+        first = next(iter(clusters.values()))
+        if any(c != first for c in clusters.values()):
+            targets = ", ".join(f"{n} -> {c.name}" for n, c in clusters.items())
+            raise ValidationError(
+                f"{where}: a job group is one heterogeneous Slurm job, so all its jobs must target one "
+                f"cluster ({targets}); add them as separate work units instead"
+            )
+        return first, tuple(members), True
+    cluster, component = job_component(job, where)
+    name = str(getattr(job, "name", "") or component.executable.name)
+    return cluster, ((name, component),), False
+
+
+def make_pending(
+    unit: Any,
+    work_unit_id: int,
+    trial_index: int,
+    job: xm.Job | xm.JobGroup,
+    dependency: SlurmDependency | None,
+) -> PendingAdd:
+    where = f"work unit {work_unit_id}"
+    if dependency is not None and not isinstance(dependency, SlurmDependency):
+        raise ValidationError(
+            f"{where}: dependency={dependency!r} must be an xm_slurm dependency such as wu.after_completed()"
+        )
+    cluster, members, group = describe(job, where)
+    return PendingAdd(unit, work_unit_id, trial_index, cluster, members, group, dependency, _future())
+
+
+def _future() -> asyncio.Future[None]:
+    return asyncio.get_running_loop().create_future()
+
+
+@dataclasses.dataclass
+class Submission:
+    """One sbatch: a plain job, a job array or a heterogeneous job group."""
+
+    cluster: SlurmClusterConfig
+    components: list[JobComponent]
+    trials: list[Trial]
+    array: bool
+    dependency: SlurmDependency | None
+    adds: list[PendingAdd]  # task i of an array is adds[i]
+
+    @property
+    def job_name(self) -> str:
+        return job_name(self.adds[0].label)
+
+
+def job_name(label: str) -> str:
+    name = _NAME_CHARS.sub("_", label).strip("_") or "job"
+    return name[:200]
+
+
+def _aftercorr(deps: Sequence[SlurmDependency | None]) -> SlurmDependency | None:
+    """`afterok(A_i)` for task i, for every i, of one array A -> `aftercorr(A)`; else None."""
+    base: int | None = None
+    for i, dep in enumerate(deps):
+        if not isinstance(dep, SlurmJobDependencyAfterOK) or len(dep.job_ids) != 1:
+            return None
+        jid = SlurmJobId.parse(dep.job_ids[0])
+        if jid.array_task != i or (base is not None and jid.job_id != base):
+            return None
+        base = jid.job_id
+    return aftercorr(str(base)) if base is not None and len(deps) > 1 else None
+
+
+def _array(adds: list[PendingAdd], dependency: SlurmDependency | None) -> Submission:
+    first = adds[0].members[0][1]
+    if len(adds) == 1:
+        return Submission(
+            adds[0].cluster, [first], [Trial(work_unit_id=adds[0].work_unit_id)], False, dependency, adds
+        )
+    bare = dataclasses.replace(first, args=(), env_vars={})
+    trials = [
+        Trial(work_unit_id=a.work_unit_id, args=a.members[0][1].args, env_vars=a.members[0][1].env_vars)
+        for a in adds
+    ]
+    return Submission(adds[0].cluster, [bare], trials, True, dependency, adds)
+
+
+def plan(adds: Sequence[PendingAdd]) -> list[Submission]:
+    """Group the adds into as few submissions as their cluster, image, executor and dependencies allow."""
+    submissions: list[Submission] = []
+    buckets: list[list[PendingAdd]] = []
+    for add in sorted(adds, key=lambda a: (a.trial_index, a.work_unit_id)):
+        if add.group:
+            components = [c for _, c in add.members]
+            trial = Trial(work_unit_id=add.work_unit_id)
+            submissions.append(Submission(add.cluster, components, [trial], False, add.dependency, [add]))
+            continue
+        component = add.members[0][1]
+        for bucket in buckets:
+            other = bucket[0].members[0][1]
+            if (
+                bucket[0].cluster == add.cluster
+                and other.executable == component.executable
+                and other.executor == component.executor
+            ):
+                bucket.append(add)
+                break
+        else:
+            buckets.append([add])
+    for bucket in buckets:
+        deps = [a.dependency for a in bucket]
+        corr = _aftercorr(deps)
+        if corr is not None:
+            submissions.append(_array(bucket, corr))
+            continue
+        by_dep: dict[str, list[PendingAdd]] = {}
+        for add in bucket:
+            key = "" if add.dependency is None else add.dependency.to_dependency_str()
+            by_dep.setdefault(key, []).append(add)
+        for same in by_dep.values():
+            submissions.append(_array(same, same[0].dependency))
+    return submissions

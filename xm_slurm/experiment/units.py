@@ -1,0 +1,311 @@
+"""Work units and auxiliary units of a `SlurmExperiment`.
+
+Everything that needs the cluster is a coroutine here (XManager's own `get_status()` and `stop()` are
+synchronous, but they would block the event loop on SSH round trips):
+
+    status = await wu.get_status()          # SlurmWorkUnitStatus (an xm.ExperimentUnitStatus)
+    await wu.wait_until_complete()          # raises xm.ExperimentUnitFailedError / NotCompletedError
+    await wu.stop()
+    async for line in wu.logs(num_lines=10, follow=True): ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from xmanager import xm
+
+from xm_slurm.api import WorkUnitPatch
+from xm_slurm.dependencies import (
+    SlurmDependency,
+    after,
+    afterany,
+    afternotok,
+    afterok,
+)
+from xm_slurm.errors import ValidationError
+from xm_slurm.experiment.context import WorkUnitContext
+from xm_slurm.experiment.handles import SlurmLaunchedJob
+from xm_slurm.experiment.planning import apply_args, encode_args, make_pending
+from xm_slurm.job_ids import SlurmJobId
+from xm_slurm.scheduler import follow, tail
+from xm_slurm.status import SlurmJobStatus, SlurmWorkUnitStatus
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    from xm_slurm.experiment.experiment import SlurmExperiment
+
+#: Key of the stored args JSON that marks an auxiliary unit (the store has no role column).
+ROLE_KEY = "__xm_slurm_role__"
+
+
+def _unused_create_task(_: Any) -> Any:  # xm.ExperimentUnit wants one; our add() does not use it
+    raise NotImplementedError
+
+
+class SlurmExperimentUnit(xm.ExperimentUnit):
+    """Common part of work units and auxiliary units: jobs, status, logs, stop, dependencies."""
+
+    experiment: SlurmExperiment
+
+    def __init__(
+        self,
+        experiment: SlurmExperiment,
+        unit_id: int,
+        role: xm.ExperimentUnitRole,
+        args: Any,
+        identity: str = "",
+        *,
+        jobs: tuple[SlurmLaunchedJob, ...] = (),
+        artifacts: Mapping[str, str] | None = None,
+        recorded: bool = False,
+    ) -> None:
+        super().__init__(experiment, _unused_create_task, args, role, identity)
+        self._unit_id = unit_id
+        self._jobs: list[SlurmLaunchedJob] = list(jobs)
+        self._context = experiment.context.work_unit(unit_id, artifacts)
+        self.recorded = recorded
+        self.trial_index = 0
+        self.default_dependency: SlurmDependency | None = None
+        self.launch_error: BaseException | None = None
+        self.collector: Any = None  # the launch collecting this unit's adds, while it runs
+
+    # --- identity and records ---
+
+    @property
+    def unit_id(self) -> int:
+        return self._unit_id
+
+    @property
+    def role(self) -> xm.ExperimentUnitRole:
+        return self._role
+
+    @property
+    def experiment_unit_name(self) -> str:
+        return f"{self.experiment_id}_{self._unit_id}"
+
+    @property
+    def context(self) -> WorkUnitContext:
+        return self._context
+
+    @property
+    def launched_jobs(self) -> list[xm.LaunchedJob]:
+        return [job.to_launched_job() for job in self._jobs]
+
+    @property
+    def slurm_jobs(self) -> list[SlurmLaunchedJob]:
+        return list(self._jobs)
+
+    def to_patch(self) -> WorkUnitPatch:
+        args = self._args if self._args is not None else {}
+        if isinstance(self._role, xm.AuxiliaryUnitRole):
+            args = {ROLE_KEY: "AUX_UNIT", "args": args}
+        return WorkUnitPatch(wid=self._unit_id, identity=self._identity, args=encode_args(args))
+
+    def launched(self, handles: list[SlurmLaunchedJob]) -> None:
+        self._jobs.extend(handles)
+
+    # --- adding jobs ---
+
+    def add(
+        self,
+        job: xm.JobType,
+        args: Mapping[str, Any] | None = None,
+        *,
+        dependency: SlurmDependency | None = None,
+        identity: str = "",
+    ) -> asyncio.Future[Any]:
+        """Add a job, job group or generator to this unit; returns a future done once it is submitted."""
+        del identity  # the unit's identity was settled when the unit was created
+        if callable(job) and not isinstance(job, (xm.Job, xm.JobGroup)):
+            if not (inspect.iscoroutinefunction(job) or inspect.iscoroutinefunction(job.__call__)):
+                raise ValidationError(
+                    f"job generator {job!r} must be an async function: async def gen(work_unit, **args)"
+                )
+            return asyncio.ensure_future(job(self, **(args or {})))
+        if not isinstance(job, (xm.Job, xm.JobGroup)):
+            raise ValidationError(
+                f"cannot add {job!r}: use an xm.Job, an xm.JobGroup or an async job generator"
+            )
+        job = apply_args(job, args)
+        pending = make_pending(
+            self, self._unit_id, self.trial_index, job, dependency or self.default_dependency
+        )
+        return self.experiment._enqueue(pending)
+
+    # --- dependencies on this unit ---
+
+    def _dependency_ids(self) -> list[str]:
+        if not self._jobs:
+            raise ValidationError(
+                f"{self} has no launched job yet: await experiment.add(...) before depending on it"
+            )
+        ids: list[str] = []
+        for job in self._jobs:
+            jid = job.job_id.base if job.job_id.het_offset is not None else job.job_id
+            if str(jid) not in ids:
+                ids.append(str(jid))
+        return ids
+
+    def after_started(self, *, time: dt.timedelta | None = None) -> SlurmDependency:
+        return after(*self._dependency_ids(), time=time)
+
+    def after_finished(self) -> SlurmDependency:
+        return afterany(*self._dependency_ids())
+
+    def after_completed(self) -> SlurmDependency:
+        return afterok(*self._dependency_ids())
+
+    def after_failed(self) -> SlurmDependency:
+        return afternotok(*self._dependency_ids())
+
+    # --- status, waiting, stopping, logs ---
+
+    def _by_cluster(self) -> dict[Any, list[SlurmJobId]]:
+        out: dict[Any, list[SlurmJobId]] = {}
+        for job in self._jobs:
+            out.setdefault(job.ssh, []).append(job.job_id)
+        return out
+
+    async def get_status(self) -> SlurmWorkUnitStatus:
+        """The unit's status now (one batched sacct per cluster, shared with concurrent callers)."""
+        if self.launch_error is not None:
+            return SlurmWorkUnitStatus.from_state(
+                _failed_state(), message=f"launch failed: {self.launch_error}"
+            )
+        statuses: list[SlurmJobStatus] = []
+        connections = self.experiment.connections
+        for ssh, ids in self._by_cluster().items():
+            answers = await connections.statuses(ssh, ids)
+            statuses += [answers[i] for i in ids if i in answers]
+        return SlurmWorkUnitStatus(statuses)
+
+    async def _final_status(self) -> SlurmWorkUnitStatus:
+        connections = self.experiment.connections
+        results = await asyncio.gather(
+            *(connections.watcher(ssh).wait(ids) for ssh, ids in self._by_cluster().items())
+        )
+        return SlurmWorkUnitStatus([s for r in results for s in r.values()])
+
+    async def _wait(self) -> None:
+        if self.launch_error is not None:
+            raise xm.ExperimentUnitError(
+                f"{self} could not be launched: {self.launch_error}"
+            ) from self.launch_error
+        status = await self._final_status()
+        wu = self if isinstance(self, xm.WorkUnit) else None
+        if status.is_failed:
+            raise xm.ExperimentUnitFailedError(f"{self} failed: {status.message}", work_unit=wu)
+        if not status.is_completed:
+            raise xm.ExperimentUnitNotCompletedError(
+                f"{self} was {status.status.value}: {status.message}", work_unit=wu
+            )
+
+    async def stop(
+        self,
+        *,
+        mark_as_failed: bool = False,
+        mark_as_completed: bool = False,
+        message: str | None = None,
+    ) -> None:
+        """Cancel every job of the unit (scancel; the container stops with it)."""
+        del mark_as_failed, mark_as_completed, message  # Slurm records the final state itself
+        await self.experiment.launcher.cancel(self._jobs)
+
+    async def logs(self, *, num_lines: int = 10, follow: bool = False) -> AsyncIterator[str]:
+        """The last `num_lines` lines of each job's log; with `follow=True`, then new lines until the jobs
+        end. With several logs (several jobs), lines are prefixed `[job name] ` and interleaved."""
+        files: dict[tuple[Any, str], list[str]] = {}
+        connections = self.experiment.connections
+        for job in self._jobs:
+            path = job.log_path(await connections.state_root(job.ssh))
+            names = files.setdefault((job.ssh, path), [])
+            if job.name not in names:
+                names.append(job.name)
+        labelled = len(files) > 1
+        if not follow:
+            for (ssh, path), names in files.items():
+                prefix = f"[{'+'.join(names)}] " if labelled else ""
+                for line in await tail(connections.transport(ssh), path, num_lines):
+                    yield prefix + line
+            return
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+        async def pump(ssh: Any, path: str, prefix: str) -> None:
+            ids = [j.job_id for j in self._jobs if j.ssh == ssh]
+            try:
+                until = connections.watcher(ssh).wait(ids)
+                async for line in follow_log(
+                    connections.transport(ssh), path, num_lines=num_lines, until=until
+                ):
+                    await queue.put(prefix + line)
+            finally:
+                await queue.put(None)
+
+        pumps = [
+            asyncio.ensure_future(pump(ssh, path, f"[{'+'.join(names)}] " if labelled else ""))
+            for (ssh, path), names in files.items()
+        ]
+        try:
+            remaining = len(pumps)
+            while remaining:
+                item = await queue.get()
+                if item is None:
+                    remaining -= 1
+                else:
+                    yield item
+            for p in pumps:
+                await p  # surface a pump's error
+        finally:
+            for p in pumps:
+                p.cancel()
+                with contextlib.suppress(BaseException):
+                    await p
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(experiment_id={self.experiment_id}, id={self._unit_id})"
+
+
+follow_log = follow  # the scheduler's follow; named apart from the `follow=` flag of `logs`
+
+
+def _failed_state() -> Any:
+    from xm_slurm.status import SlurmWorkUnitStatusEnum
+
+    return SlurmWorkUnitStatusEnum.FAILED
+
+
+class SlurmWorkUnit(SlurmExperimentUnit, xm.WorkUnit):
+    """A work unit: `work_unit_id` (1-based, per experiment), `identity`, jobs, status, logs."""
+
+    @property
+    def work_unit_id(self) -> int:
+        return self._unit_id
+
+    def wait_until_complete(self) -> xm.WorkUnitCompletedAwaitable:
+        """Await it: returns the unit once all its jobs completed; raises `xm.ExperimentUnitFailedError`
+        if one failed, `xm.ExperimentUnitNotCompletedError` if one was cancelled."""
+        return xm.WorkUnitCompletedAwaitable(self, self._wait)
+
+    def __str__(self) -> str:
+        return f"WorkUnit(experiment_id={self.experiment_id}, work_unit_id={self._unit_id})"
+
+
+class SlurmAuxiliaryUnit(SlurmExperimentUnit, xm.AuxiliaryUnit):
+    """An auxiliary unit (e.g. a parameter controller or TensorBoard); not counted as a work unit."""
+
+    @property
+    def auxiliary_unit_id(self) -> int:
+        return self._unit_id
+
+    async def wait_until_complete(self) -> SlurmAuxiliaryUnit:
+        await self._wait()
+        return self
+
+    def __str__(self) -> str:
+        return f"AuxiliaryUnit(experiment_id={self.experiment_id}, id={self._unit_id})"
