@@ -224,7 +224,11 @@ class SlurmExperiment(xm.Experiment):
             raise ValidationError("identity= names one work unit; it cannot be given for a sweep")
         if isinstance(job, (xm.Job, xm.JobGroup)):
             for i, trial in enumerate(trials):  # every trial checked before anything is submitted
-                describe(apply_args(job, trial), f"trial #{i}" if sweep else "job")
+                where = f"trial #{i}" if sweep else "job"
+                try:
+                    describe(apply_args(job, trial), where)
+                except ValidationError as e:
+                    raise ValidationError(str(e) if str(e).startswith(where) else f"{where}: {e}") from None
         elif not callable(job):
             raise ValidationError(
                 f"cannot add {job!r}: use an xm.Job, an xm.JobGroup or an async job generator"
