@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from experiment_fixtures import (  # noqa: E402
+from experiment_fixtures import (
     cluster,
     counting,
     python_executor,

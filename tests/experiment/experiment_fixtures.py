@@ -112,7 +112,9 @@ def counting() -> Counting:
 
 async def dumps(wu: Any) -> list[dict[str, Any]]:
     """The XMDUMP records a work unit's jobs printed."""
-    return [json.loads(line.split("XMDUMP ", 1)[1]) async for line in wu.logs(num_lines=1000) if "XMDUMP " in line]
+    return [
+        json.loads(line.split("XMDUMP ", 1)[1]) async for line in wu.logs(num_lines=1000) if "XMDUMP " in line
+    ]
 
 
 def run_script(code: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -142,3 +144,18 @@ def cluster_literal(lc: LocalCluster) -> str:
 
 def quote_all(values: Sequence[str]) -> str:
     return " ".join(shlex.quote(v) for v in values)
+
+
+def gate() -> str:
+    """A held job to depend on: whatever depends on it stays pending (and visible) until `release`."""
+    out = subprocess.run(
+        ["sbatch", "--parsable", "--hold", "--output=/dev/null", "--time=1", "--wrap", "true"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return out.strip().split(";")[0]
+
+
+def release(job_id: str) -> None:
+    scontrol("release", job_id)

@@ -20,13 +20,16 @@ from xm_slurm.errors import NotFoundError, ValidationError, XmSlurmError
 def _cluster(name: str = "nowhere") -> xm_slurm.SlurmClusterConfig:
     # Never contacted: every test here fails validation before any command runs.
     return xm_slurm.SlurmClusterConfig(
-        name=name, ssh=xm_slurm.SlurmSSHConfig(host="127.0.0.1", port=9), runtime=xm_slurm.ContainerRuntime.PODMAN
+        name=name,
+        ssh=xm_slurm.SlurmSSHConfig(host="127.0.0.1", port=9),
+        runtime=xm_slurm.ContainerRuntime.PODMAN,
     )
 
 
 def _job(cluster: xm_slurm.SlurmClusterConfig | None = None, **kw: typing.Any) -> xm.Job:
     executor = xm_slurm.Slurm(
-        requirements=xm_slurm.JobRequirements(CPU=1, cluster=cluster or _cluster()), time=dt.timedelta(minutes=1)
+        requirements=xm_slurm.JobRequirements(CPU=1, cluster=cluster or _cluster()),
+        time=dt.timedelta(minutes=1),
     )
     image = xm_slurm.RemoteImage(image="localhost:5000/x/busybox:latest", entrypoint=["true"])
     return xm.Job(executable=image, executor=executor, **kw)
@@ -47,7 +50,10 @@ def test_public_types() -> None:
     assert issubclass(xm_slurm.SlurmWorkUnit, xm.WorkUnit)
     assert issubclass(xm_slurm.SlurmAuxiliaryUnit, xm.AuxiliaryUnit)
     assert typing.get_type_hints(xm_slurm.JobArgs).keys() == {"args", "env_vars"}
-    assert xm_slurm.JobArgs(args={"lr": 1}, env_vars={"A": "b"}) == {"args": {"lr": 1}, "env_vars": {"A": "b"}}
+    assert xm_slurm.JobArgs(args={"lr": 1}, env_vars={"A": "b"}) == {
+        "args": {"lr": 1},
+        "env_vars": {"A": "b"},
+    }
     assert xm_slurm.Slurm.Spec is xm_slurm.SlurmSpec
     # The abstract hooks of xm.Experiment are implemented (the class is instantiable) and unused by `add`.
     experiment = xm_slurm.create_experiment("t")
