@@ -124,3 +124,13 @@ async def test_bad_sweeps_and_dependencies_fail_before_any_side_effect() -> None
         with pytest.raises(ValidationError, match="no launched job yet"):
             unit.after_completed()
     assert counting.transports == []
+
+
+def test_synchronous_with_block() -> None:
+    with xm_slurm.create_experiment("sync") as experiment:
+        xid = experiment.experiment_id
+        assert api.client().get_experiment(xid).title == "sync"
+        with pytest.raises(ValidationError, match="cannot add"):
+            experiment.add(42)  # type: ignore[arg-type]
+    with pytest.raises(NotFoundError):
+        api.client().get_experiment(xid)
