@@ -117,7 +117,8 @@ def render_job_script(request: JobScriptRequest) -> str:
     # Append so that the log of every requeued attempt is kept.
     job_directives.append("--open-mode=append")
     if request.array:
-        job_directives.append(f"--array=0-{len(request.trials) - 1}")
+        throttle = f"%{first.array_throttle}" if first.array_throttle is not None else ""
+        job_directives.append(f"--array=0-{len(request.trials) - 1}{throttle}")
     if request.dependency is not None:
         job_directives.append(f"--dependency={request.dependency.to_dependency_str()}")
     job_directives += first.job_directives()
