@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Iterable
 
+from xm_slurm.experiment import dry_run
 from xm_slurm.job_ids import SlurmJobId
 from xm_slurm.scheduler import JobWatcher, state_root
 from xm_slurm.ssh_config import SlurmSSHConfig
@@ -46,6 +47,8 @@ class _StatusBatch:
 class ClusterConnections:
     def __init__(self, transport_factory: TransportFactory | None = None) -> None:
         self._factory = transport_factory or ssh_transport_factory
+        # `xm-slurm preview` (XM_SLURM_DRY_RUN set): record submissions instead of making them.
+        self._factory = dry_run.wrap_factory(self._factory)
         self._transports: dict[SlurmSSHConfig, Transport] = {}
         self._watchers: dict[SlurmSSHConfig, JobWatcher] = {}
         self._roots: dict[SlurmSSHConfig, asyncio.Task[str]] = {}

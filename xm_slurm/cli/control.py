@@ -1,0 +1,145 @@
+"""`xm-slurm cancel XID` (one scancel per cluster) and `xm-slurm wait XID` (exit code = outcome)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import TYPE_CHECKING, Any
+
+from xm_slurm.cli import exit_codes
+from xm_slurm.cli.output import print_json, print_table
+from xm_slurm.cli.selection import add_experiment_arguments, opened, select_units
+
+if TYPE_CHECKING:
+    from xm_slurm.job_ids import SlurmJobId
+
+CANCEL_EPILOG = """\
+examples:
+  xm-slurm cancel 12                  # every job of experiment 12 (one scancel per cluster)
+  xm-slurm cancel 12 --wid 3 --wid 4
+"""
+
+WAIT_EPILOG = """\
+examples:
+  xm-slurm wait 12 && echo all done
+  xm-slurm wait 12 --timeout 3600 --json
+
+exit codes: 0 every work unit completed; 4 a work unit failed, timed out, ran out of memory or was
+cancelled; 5 --timeout passed first; 3 no such experiment or unit; 1 the states could not be read.
+"""
+
+
+def _jobs_by_cluster(units: list[Any]) -> dict[Any, list[SlurmJobId]]:
+    out: dict[Any, list[SlurmJobId]] = {}
+    for unit in units:
+        for job in unit.slurm_jobs:
+            out.setdefault(job.ssh, []).append(job.job_id)
+    return out
+
+
+async def _cancel_async(args: argparse.Namespace) -> int:
+    from xm_slurm.errors import NotFoundError
+    from xm_slurm.scheduler import cancel
+
+    async with opened(args.xid) as (experiment, _):
+        units = select_units(experiment, args.wid, args.identity)
+        by_cluster = _jobs_by_cluster(units)
+        if not by_cluster:
+            raise NotFoundError(f"experiment {args.xid}: the selected units have no Slurm job to cancel")
+        for ssh, ids in by_cluster.items():
+            await cancel(experiment.connections.transport(ssh), ids)
+            print(f"cancelled {len(ids)} job(s) on {ssh.destination}: {' '.join(str(i) for i in ids)}")
+    return exit_codes.OK
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    return asyncio.run(_cancel_async(args))
+
+
+async def _wait_async(args: argparse.Namespace) -> int:
+    from xm_slurm.status import SlurmWorkUnitStatus
+
+    async with opened(args.xid) as (experiment, _):
+        units = select_units(experiment, args.wid, args.identity, auxiliary=False)
+        by_cluster = _jobs_by_cluster(units)
+        clusters = list(by_cluster)
+        # One watcher per cluster: one sacct per poll for every job of the experiment.
+        waits = asyncio.gather(*(experiment.connections.watcher(s).wait(by_cluster[s]) for s in clusters))
+        try:
+            results = await asyncio.wait_for(waits, args.timeout)
+        except asyncio.TimeoutError:
+            print(
+                f"xm-slurm wait: experiment {args.xid}: jobs still running after {args.timeout:g} s",
+                file=sys.stderr,
+            )
+            return exit_codes.TIMEOUT
+    final = {(ssh, jid): st for ssh, r in zip(clusters, results, strict=True) for jid, st in r.items()}
+    outcome = []
+    for unit in units:
+        found = [s for j in unit.slurm_jobs if (s := final.get((j.ssh, j.job_id))) is not None]
+        status = SlurmWorkUnitStatus(found)
+        outcome.append(
+            {
+                "wid": unit.unit_id,
+                "identity": unit.identity,
+                "status": status.status.value if found else "no jobs",
+                "message": status.message if found else "",
+                "ok": status.is_completed or not found,
+            }
+        )
+    ok = all(u["ok"] for u in outcome)
+    if args.json:
+        print_json({"xid": args.xid, "ok": ok, "work_units": outcome})
+    else:
+        rows = [[f"wid {u['wid']}", u["identity"], u["status"], u["message"]] for u in outcome]
+        print_table(["unit", "identity", "status", "detail"], rows)
+    if not ok:
+        bad = [str(u["wid"]) for u in outcome if not u["ok"]]
+        print(
+            f"xm-slurm wait: experiment {args.xid}: work unit(s) {', '.join(bad)} did not complete",
+            file=sys.stderr,
+        )
+        return exit_codes.JOBS_FAILED
+    return exit_codes.OK
+
+
+def _wait(args: argparse.Namespace) -> int:
+    return asyncio.run(_wait_async(args))
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds > 0")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "cancel",
+        help="cancel an experiment's jobs (scancel)",
+        description="Cancel the Slurm jobs of an experiment, or of some of its units: one scancel per cluster.",
+        epilog=CANCEL_EPILOG,
+    )
+    add_experiment_arguments(p)
+    p.set_defaults(func=_cancel)
+
+    p = subparsers.add_parser(
+        "wait",
+        help="wait until an experiment's work units end; exit 0 only if all completed",
+        description=(
+            "Wait until every work unit of an experiment (or the selected ones) has ended. Exits 0 only "
+            "when all completed; see the exit codes below. Auxiliary units are not waited for."
+        ),
+        epilog=WAIT_EPILOG,
+    )
+    add_experiment_arguments(p)
+    p.add_argument(
+        "--timeout", type=_seconds, default=None, metavar="SECONDS", help="give up after this long"
+    )
+    p.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    p.set_defaults(func=_wait)

@@ -1,0 +1,119 @@
+"""What the experiment commands share: the XID / --wid / --identity arguments and picking units."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from xm_slurm.api import Experiment
+    from xm_slurm.experiment.experiment import SlurmExperiment
+    from xm_slurm.experiment.units import SlurmExperimentUnit
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 1")
+    return value
+
+
+def add_experiment_arguments(parser: argparse.ArgumentParser, *, units: bool = True) -> None:
+    parser.add_argument(
+        "xid", type=positive_int, metavar="XID", help="the experiment id (see `xm-slurm list`)"
+    )
+    if units:
+        parser.add_argument(
+            "--wid",
+            type=positive_int,
+            action="append",
+            default=[],
+            metavar="N",
+            help="only work unit N (repeatable; default: every unit)",
+        )
+        parser.add_argument(
+            "--identity",
+            action="append",
+            default=[],
+            metavar="S",
+            help="only the work unit launched with identity S (repeatable)",
+        )
+
+
+@contextlib.asynccontextmanager
+async def opened(xid: int) -> AsyncIterator[tuple[SlurmExperiment, Experiment]]:
+    """The stored experiment with live handles, and its store record; connections are closed on exit."""
+    from xm_slurm.api import client
+    from xm_slurm.experiment.experiment import SlurmExperiment
+
+    api = client()
+    record = await api.aget_experiment(xid)  # NotFoundError if there is none
+    experiment = SlurmExperiment(api=api, record=record)
+    try:
+        yield experiment, record
+    finally:
+        await experiment.aclose()
+
+
+def all_units(experiment: SlurmExperiment, *, auxiliary: bool = True) -> list[SlurmExperimentUnit]:
+    units: dict[int, Any] = dict(experiment.work_units)
+    if auxiliary:
+        units.update(experiment.auxiliary_units)
+    return [units[i] for i in sorted(units)]
+
+
+def select_units(
+    experiment: SlurmExperiment,
+    wids: Sequence[int] = (),
+    identities: Sequence[str] = (),
+    *,
+    auxiliary: bool = True,
+) -> list[SlurmExperimentUnit]:
+    """Every unit, or those named by id / identity (in id order). Raises NotFoundError for a bad name."""
+    from xm_slurm.errors import NotFoundError
+
+    units = all_units(experiment, auxiliary=auxiliary)
+    if not wids and not identities:
+        return units
+    by_id = {u.unit_id: u for u in units}
+    chosen: dict[int, SlurmExperimentUnit] = {}
+    for wid in wids:
+        if wid not in by_id:
+            have = f"ids {_ranges(sorted(by_id))}" if by_id else "no work units"
+            raise NotFoundError(
+                f"experiment {experiment.experiment_id} has no work unit {wid} (it has {have})"
+            )
+        chosen[wid] = by_id[wid]
+    for identity in identities:
+        found = [u for u in units if u.identity == identity]
+        if not found:
+            raise NotFoundError(
+                f"experiment {experiment.experiment_id} has no work unit with identity {identity!r}"
+            )
+        chosen[found[0].unit_id] = found[0]
+    return [chosen[i] for i in sorted(chosen)]
+
+
+def label(unit: SlurmExperimentUnit) -> str:
+    """`wid 3`, or `aux 4` for an auxiliary unit."""
+    from xm_slurm.experiment.units import SlurmAuxiliaryUnit
+
+    return f"{'aux' if isinstance(unit, SlurmAuxiliaryUnit) else 'wid'} {unit.unit_id}"
+
+
+def _ranges(ids: list[int]) -> str:
+    parts: list[str] = []
+    start = prev = ids[0]
+    for i in [*ids[1:], None]:
+        if i is not None and i == prev + 1:
+            prev = i
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if i is not None:
+            start = prev = i
+    return ",".join(parts)
