@@ -64,6 +64,7 @@ class Slurm(xm.Executor):
     requeue: bool = True
     requeue_on_exit_code: int = 42
     requeue_max_attempts: int = 5
+    array_throttle: int | None = None  # a sweep runs at most this many trials at once (`--array=...%N`)
 
     Spec = SlurmSpec  # xm.Executor.Spec: the executor-spec type, called as Slurm.Spec(tag=...)
 
@@ -118,6 +119,14 @@ class Slurm(xm.Executor):
         attempts = self.requeue_max_attempts
         if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 0:
             raise ValidationError(f"requeue_max_attempts={attempts!r} must be an integer >= 0")
+        throttle = self.array_throttle
+        if throttle is not None and (
+            isinstance(throttle, bool) or not isinstance(throttle, int) or throttle < 1
+        ):
+            raise ValidationError(
+                f"array_throttle={throttle!r} must be None (no limit) or an integer >= 1: the most trials "
+                "of a sweep that run at once"
+            )
 
     @property
     def cluster(self):  # -> SlurmClusterConfig; not annotated to keep this module free of config imports

@@ -9,6 +9,11 @@ Order of effects for one batch (documented in docs/experiments.md):
 
 `Collector` runs the job generators of one `experiment.add` (one per trial) and submits what they add in as
 few batches as possible: it waits until every generator has finished or is waiting for its own adds.
+
+Scale (docs/scale.md): each cluster's `MaxArraySize` is read once per launcher (`scontrol show config`) and
+caps every array (`Launcher.max_array_size` may lower it further); the chunks of a throttled sweep are
+submitted one after another, each waiting (`afterany`) for the previous one. `retry_failed` resubmits the
+failed trials of work units from their scripts on the cluster and appends the new jobs to the same units.
 """
 
 from __future__ import annotations
@@ -22,15 +27,25 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from xm_slurm.api import ConflictError, SlurmJob, XManagerAPI
-from xm_slurm.errors import SubmissionError, XmSlurmError
+from xm_slurm.dependencies import afterany
+from xm_slurm.errors import SubmissionError, ValidationError, XmSlurmError
 from xm_slurm.experiment.connections import ClusterConnections
 from xm_slurm.experiment.handles import SlurmLaunchedJob
 from xm_slurm.experiment.planning import PendingAdd, Submission, plan
 from xm_slurm.job_ids import SlurmJobId
 from xm_slurm.rendering import JobScriptRequest, render_job_script
 from xm_slurm.scheduler import cancel, submit
+from xm_slurm.scheduler.limits import ClusterLimits, read_limits
+from xm_slurm.scheduler.resubmit import resubmit, submitted_scripts
+from xm_slurm.ssh_config import SlurmSSHConfig
+from xm_slurm.status import SlurmWorkUnitStatusEnum
 
 log = logging.getLogger(__name__)
+
+#: A resubmitted job's record name: `<name> [retry of <old id>]`; the old job no longer counts for the unit.
+RETRY_MARK = " [retry of "
+#: At most this many sbatch calls in flight at once (slurmctld serialises them anyway).
+MAX_CONCURRENT_SBATCH = 8
 
 
 def _job_ids(submission: Submission, job_id: SlurmJobId) -> list[list[SlurmJobId]]:
@@ -48,6 +63,20 @@ class Launcher:
         self.experiment_id = experiment_id
         self.connections = connections
         self.sbatch_calls = 0
+        #: Lowers every cluster's MaxArraySize for this launcher's sweeps (None: the cluster's own limit).
+        self.max_array_size: int | None = None
+        self._limits: dict[SlurmSSHConfig, asyncio.Task[ClusterLimits]] = {}
+        self._sbatch_slots = asyncio.Semaphore(MAX_CONCURRENT_SBATCH)
+
+    async def limits(self, ssh: SlurmSSHConfig) -> ClusterLimits:
+        """The cluster's limits (asked once per cluster; capped by `max_array_size`)."""
+        task = self._limits.get(ssh)
+        if task is None or (task.done() and task.exception() is not None):
+            task = self._limits[ssh] = asyncio.ensure_future(read_limits(self.connections.transport(ssh)))
+        cap = self.max_array_size
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            raise ValidationError(f"max_array_size={cap!r} must be None or an integer >= 1")
+        return (await asyncio.shield(task)).capped(cap)
 
     async def _render(self, submissions: Sequence[Submission]) -> list[tuple[Submission, str, str]]:
         roots = {}
@@ -71,11 +100,23 @@ class Launcher:
     async def submit(self, adds: Sequence[PendingAdd]) -> None:
         """Submit and record `adds`; each add's future gets None or the error that stopped it."""
         try:
-            rendered = await self._render(plan(adds))
+            limits = {}
+            for ssh in {a.cluster.ssh for a in adds}:
+                limits[ssh] = await self.limits(ssh)
+            submissions = plan(adds, lambda cluster: limits[cluster.ssh].max_array_size)
+            for ssh, lim in limits.items():
+                tasks = sum(len(s.trials) for s in submissions if s.cluster.ssh == ssh)
+                if tasks > lim.max_job_count:
+                    log.warning(
+                        "submitting %d tasks to a cluster whose MaxJobCount is %d: some wait for room",
+                        tasks,
+                        lim.max_job_count,
+                    )
+            rendered = await self._render(submissions)
         except BaseException as e:
             _fail(adds, e)
             return
-        results = await asyncio.gather(*(self._sbatch(s, text, folder) for s, text, folder in rendered))
+        results = await self._submit_all(rendered)
         submitted: list[tuple[PendingAdd, list[SlurmLaunchedJob]]] = []
         for (s, _, _), result in zip(rendered, results, strict=True):
             if isinstance(result, BaseException):
@@ -96,12 +137,43 @@ class Launcher:
         if submitted:
             await self._record(submitted)
 
-    async def _sbatch(self, s: Submission, text: str, folder: str) -> SlurmJobId | BaseException:
+    async def _submit_all(
+        self, rendered: list[tuple[Submission, str, str]]
+    ) -> list[SlurmJobId | BaseException]:
+        """sbatch every submission; the chunks of one throttled sweep in order, everything else at once."""
+        results: dict[int, SlurmJobId | BaseException] = {}
+        position = {id(s): i for i, (s, _, _) in enumerate(rendered)}
+
+        async def chain(head: int) -> None:
+            i: int | None = head
+            previous: SlurmJobId | BaseException | None = None
+            while i is not None:
+                s, text, folder = rendered[i]
+                if isinstance(previous, BaseException):
+                    results[i] = previous  # an earlier chunk was refused: do not run the rest unthrottled
+                else:
+                    results[i] = previous = await self._sbatch(s, text, folder, previous)
+                i = next((k for k, (t, _, _) in enumerate(rendered) if t.after is s), None)
+
+        heads = [i for i, (s, _, _) in enumerate(rendered) if s.after is None or id(s.after) not in position]
+        await asyncio.gather(*(chain(i) for i in heads))
+        return [results[i] for i in range(len(rendered))]
+
+    async def _sbatch(
+        self, s: Submission, text: str, folder: str, after: SlurmJobId | None = None
+    ) -> SlurmJobId | BaseException:
         transport = self.connections.transport(s.cluster.ssh)
         name = f"{s.job_name}-wu{s.adds[0].work_unit_id}-{time.time_ns():x}.sh"
+        sbatch_args: list[str] = []
+        if after is not None:
+            # On the command line, --dependency replaces the script's own: give both.
+            wait = afterany(str(after))
+            dependency = wait if s.dependency is None else s.dependency & wait
+            sbatch_args.append(f"--dependency={dependency.to_dependency_str()}")
         self.sbatch_calls += 1
         try:
-            return await submit(transport, text, directory=folder, name=name)
+            async with self._sbatch_slots:
+                return await submit(transport, text, directory=folder, name=name, sbatch_args=sbatch_args)
         except Exception as e:
             log.error("submitting %s failed: %s", name, e)
             return e
@@ -145,6 +217,93 @@ class Launcher:
                 await cancel(self.connections.transport(ssh), ids)
             except XmSlurmError as e:
                 log.error("could not cancel jobs %s on %s: %s", [str(i) for i in ids], ssh, e)
+
+    async def retry_failed(self, units: Sequence[Any], *, include_cancelled: bool = False) -> list[Any]:
+        """Resubmit the failed jobs of these units (and only those); returns the units that were retried.
+
+        Each failed array task runs again under its index from its original script (one sbatch per
+        script, `--array=<failed ids>`); a failed job or job group is resubmitted whole. The new jobs are
+        recorded on the same work units, named `<name> [retry of <old id>]`, and replace the old ones in
+        the units' status.
+        """
+        wanted = {SlurmWorkUnitStatusEnum.FAILED}
+        if include_cancelled:
+            wanted.add(SlurmWorkUnitStatusEnum.CANCELLED)
+        by_cluster: dict[SlurmSSHConfig, list[tuple[Any, SlurmLaunchedJob]]] = collections.defaultdict(list)
+        for unit in units:
+            for job in current_jobs(unit.slurm_jobs):
+                by_cluster[job.ssh].append((unit, job))
+        new_records: list[tuple[int, SlurmJob]] = []
+        replaced: list[tuple[Any, SlurmLaunchedJob, SlurmLaunchedJob]] = []
+        for ssh, pairs in by_cluster.items():
+            statuses = await self.connections.statuses(ssh, [job.job_id for _, job in pairs])
+            failed = [
+                (u, j)
+                for u, j in pairs
+                if j.job_id in statuses and statuses[j.job_id].work_unit_status in wanted
+            ]
+            if not failed:
+                continue
+            transport = self.connections.transport(ssh)
+            scripts = await submitted_scripts(transport, [j.job_id for _, j in failed])
+            # One resubmission per script: the failed tasks of an array together, a job (group) once.
+            groups: dict[str, list[tuple[Any, SlurmLaunchedJob]]] = collections.defaultdict(list)
+            for unit, job in failed:
+                script = scripts.get(job.job_id.job_id)
+                if script is None:
+                    raise XmSlurmError(
+                        f"cannot retry job {job.job_id} of {unit}: accounting does not show the script it "
+                        "was submitted with"
+                    )
+                groups[script].append((unit, job))
+            for script, members in groups.items():
+                tasks = [j.job_id.array_task for _, j in members]
+                is_array = all(t is not None for t in tasks)
+                self.sbatch_calls += 1
+                new_id = await resubmit(
+                    transport, script, array_tasks=[t for t in tasks if t is not None] if is_array else None
+                )
+                watcher = self.connections.watcher(ssh)
+                now = time.time()
+                for unit, job in members:
+                    jid = job.job_id
+                    if jid.array_task is not None:
+                        fresh = new_id.task(jid.array_task)
+                    elif jid.het_offset is not None:
+                        fresh = new_id.component(jid.het_offset)
+                    else:
+                        fresh = new_id
+                    watcher.register(fresh, submitted_at=now)
+                    handle = SlurmLaunchedJob(
+                        name=f"{base_name(job.name)}{RETRY_MARK}{jid}]",
+                        job_id=fresh,
+                        ssh=ssh,
+                        experiment_id=self.experiment_id,
+                    )
+                    new_records.append((unit.unit_id, handle.to_record()))
+                    replaced.append((unit, job, handle))
+        if new_records:
+            await self.client.ainsert_jobs(self.experiment_id, new_records)
+        retried: list[Any] = []
+        for unit, old, new in replaced:
+            unit._jobs = [new if j is old else j for j in unit._jobs]
+            if unit not in retried:
+                retried.append(unit)
+        return retried
+
+
+def base_name(name: str) -> str:
+    """A job's name without its retry mark."""
+    return name.split(RETRY_MARK, 1)[0]
+
+
+def current_jobs(jobs: Sequence[SlurmLaunchedJob]) -> list[SlurmLaunchedJob]:
+    """A unit's jobs without those a retry replaced (their id is named in a later job's retry mark)."""
+    replaced = set()
+    for job in jobs:
+        if RETRY_MARK in job.name:
+            replaced.add(job.name.rsplit(RETRY_MARK, 1)[1].rstrip("]"))
+    return [j for j in jobs if str(j.job_id) not in replaced]
 
 
 def _fail(adds: Sequence[PendingAdd], error: BaseException) -> None:
@@ -215,4 +374,4 @@ async def stop_quietly(launcher: Launcher, handles: Sequence[SlurmLaunchedJob]) 
         await launcher.cancel(handles)
 
 
-__all__ = ["Collector", "Launcher", "SubmissionError", "stop_quietly"]
+__all__ = ["Collector", "Launcher", "SubmissionError", "base_name", "current_jobs", "stop_quietly"]

@@ -7,7 +7,12 @@ Every `work_unit.add(job)` becomes a `PendingAdd` (validated at once). The jobs 
 * plain jobs with the same cluster, executable and executor become ONE job array (one task per add, order
   kept), each task carrying its own args and env vars; a lone job is a plain job;
 * dependencies: a shared one goes on the array; per-trial `afterok` on task i of one array for task i of
-  the new array becomes `aftercorr:<array>`; trials whose dependencies still differ are split by dependency.
+  the new array becomes `aftercorr:<array>`; trials whose dependencies still differ are split by dependency;
+* sizes: an array holds at most the cluster's `MaxArraySize` tasks (indices 0..k-1), so a larger sweep becomes
+  several arrays of consecutive trials. A sweep split that way against an earlier sweep split the same way
+  still pairs chunk by chunk (`aftercorr` on each chunk of the earlier one). With `Slurm(array_throttle=N)`
+  each array gets `%N`, and the chunks of one sweep are chained (chunk k+1 waits `afterany` for chunk k) so
+  that the whole sweep never runs more than N trials at once.
 """
 
 from __future__ import annotations
@@ -15,15 +20,21 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import itertools
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from xmanager import xm
 
 from xm_slurm.config import SlurmClusterConfig
-from xm_slurm.dependencies import SlurmDependency, SlurmJobDependencyAfterOK, aftercorr
+from xm_slurm.dependencies import (
+    SlurmDependency,
+    SlurmDependencyOR,
+    SlurmJobDependencyAfterOK,
+    aftercorr,
+)
 from xm_slurm.errors import ValidationError
 from xm_slurm.executables import RemoteImage
 from xm_slurm.executors import Slurm
@@ -180,7 +191,7 @@ def _future() -> asyncio.Future[None]:
     return asyncio.get_running_loop().create_future()
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)
 class Submission:
     """One sbatch: a plain job, a job array or a heterogeneous job group."""
 
@@ -190,10 +201,15 @@ class Submission:
     array: bool
     dependency: SlurmDependency | None
     adds: list[PendingAdd]  # task i of an array is adds[i]
+    after: Submission | None = None  # a throttled sweep's previous chunk: submit after it, waiting for it
 
     @property
     def job_name(self) -> str:
         return job_name(self.adds[0].label)
+
+    @property
+    def throttle(self) -> int | None:
+        return self.components[0].executor.array_throttle if self.array else None
 
 
 def job_name(label: str) -> str:
@@ -201,17 +217,36 @@ def job_name(label: str) -> str:
     return name[:200]
 
 
-def _aftercorr(deps: Sequence[SlurmDependency | None]) -> SlurmDependency | None:
-    """`afterok(A_i)` for task i, for every i, of one array A -> `aftercorr(A)`; else None."""
-    base: int | None = None
-    for i, dep in enumerate(deps):
-        if not isinstance(dep, SlurmJobDependencyAfterOK) or len(dep.job_ids) != 1:
-            return None
-        jid = SlurmJobId.parse(dep.job_ids[0])
-        if jid.array_task != i or (base is not None and jid.job_id != base):
-            return None
-        base = jid.job_id
-    return aftercorr(str(base)) if base is not None and len(deps) > 1 else None
+def _corr_base(dep: SlurmDependency | None, task: int) -> int | None:
+    """The array A when `dep` is exactly `afterok(A_task)`, else None."""
+    if not isinstance(dep, SlurmJobDependencyAfterOK) or len(dep.job_ids) != 1:
+        return None
+    jid = SlurmJobId.parse(dep.job_ids[0])
+    if jid.array_task != task or jid.het_offset is not None:
+        return None
+    return jid.job_id
+
+
+def _corr_runs(
+    bucket: list[PendingAdd],
+) -> tuple[list[tuple[list[PendingAdd], SlurmDependency]], list[PendingAdd]]:
+    """Maximal runs of trials whose t-th trial waits on task t of one array A (-> `aftercorr:A`), and the
+    trials that are in no such run (two or more trials long)."""
+    runs: list[tuple[list[PendingAdd], SlurmDependency]] = []
+    rest: list[PendingAdd] = []
+    i = 0
+    while i < len(bucket):
+        base = _corr_base(bucket[i].dependency, 0)
+        j = i + 1
+        if base is not None:
+            while j < len(bucket) and _corr_base(bucket[j].dependency, j - i) == base:
+                j += 1
+        if base is not None and j - i > 1:
+            runs.append((bucket[i:j], aftercorr(str(base))))
+        else:
+            rest.extend(bucket[i:j])
+        i = j
+    return runs, rest
 
 
 def _array(adds: list[PendingAdd], dependency: SlurmDependency | None) -> Submission:
@@ -228,8 +263,29 @@ def _array(adds: list[PendingAdd], dependency: SlurmDependency | None) -> Submis
     return Submission(adds[0].cluster, [bare], trials, True, dependency, adds)
 
 
-def plan(adds: Sequence[PendingAdd]) -> list[Submission]:
-    """Group the adds into as few submissions as their cluster, image, executor and dependencies allow."""
+def _chunked(adds: list[PendingAdd], dependency: SlurmDependency | None, size: int) -> list[Submission]:
+    """Arrays of at most `size` consecutive trials; chained when the executor throttles the sweep."""
+    chunks = [_array(adds[k : k + size], dependency) for k in range(0, len(adds), size)]
+    throttle = adds[0].members[0][1].executor.array_throttle
+    if throttle is not None and len(chunks) > 1:
+        if isinstance(dependency, SlurmDependencyOR):
+            raise ValidationError(
+                f"work units {adds[0].work_unit_id}-{adds[-1].work_unit_id}: a throttled sweep of "
+                f"{len(adds)} trials needs {len(chunks)} arrays (MaxArraySize {size}) chained one after "
+                f"another, which Slurm cannot combine with the any-of dependency {dependency}; use an "
+                "all-of dependency (&), or drop array_throttle"
+            )
+        for previous, chunk in itertools.pairwise(chunks):
+            chunk.after = previous
+    return chunks
+
+
+def plan(
+    adds: Sequence[PendingAdd],
+    max_array_size: Callable[[SlurmClusterConfig], int] | None = None,
+) -> list[Submission]:
+    """Group the adds into as few submissions as their cluster, image, executor, dependencies and the
+    cluster's `MaxArraySize` (`max_array_size(cluster)`; unlimited if not given) allow."""
     submissions: list[Submission] = []
     buckets: list[list[PendingAdd]] = []
     for add in sorted(adds, key=lambda a: (a.trial_index, a.work_unit_id)):
@@ -251,15 +307,21 @@ def plan(adds: Sequence[PendingAdd]) -> list[Submission]:
         else:
             buckets.append([add])
     for bucket in buckets:
-        deps = [a.dependency for a in bucket]
-        corr = _aftercorr(deps)
-        if corr is not None:
-            submissions.append(_array(bucket, corr))
-            continue
+        size = max_array_size(bucket[0].cluster) if max_array_size is not None else len(bucket)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValidationError(
+                f"max array size {size!r} of cluster {bucket[0].cluster.name!r} must be >= 1"
+            )
+        runs, rest = _corr_runs(bucket)
+        for run, corr in runs:
+            # A run is as long as the earlier array, so it fits unless the limit was lowered since: then
+            # the first chunk keeps `aftercorr` and the others fall back to one afterok per trial.
+            submissions += _chunked(run[:size], corr, size)
+            rest += run[size:]
         by_dep: dict[str, list[PendingAdd]] = {}
-        for add in bucket:
+        for add in sorted(rest, key=lambda a: (a.trial_index, a.work_unit_id)):
             key = "" if add.dependency is None else add.dependency.to_dependency_str()
             by_dep.setdefault(key, []).append(add)
         for same in by_dep.values():
-            submissions.append(_array(same, same[0].dependency))
+            submissions += _chunked(same, same[0].dependency, size)
     return submissions

@@ -2,8 +2,13 @@
 
 Like submitit's InfoWatcher: callers `register` jobs (at submission) and `await wait(ids)`; a single background
 task polls while anyone waits. The interval starts at `min_interval`, grows by 1.5x while nothing changes and
-falls back to `min_interval` when something does, capped at `max_interval`. Jobs in a terminal state are not
-asked about again. After one `sacct` failure the watcher uses `squeue` for good (accounting is off).
+falls back to `min_interval` when something does or a job is registered (just submitted), capped at
+`max_interval`, with +-10% jitter so that processes started together drift apart. Jobs in a terminal state
+are not asked about again. After one `sacct` failure the watcher uses `squeue` for good (accounting is off).
+
+`poll(ids)` answers from the last poll when it is younger than `min_interval` and covers the ids, so status
+calls next to a running `wait` cost nothing. Answers are shared with the other processes of the same user
+on this machine through `SharedStatusCache` (scheduler/budget.py) unless `share=False`.
 """
 
 from __future__ import annotations
@@ -12,11 +17,13 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import random
 import time
 from collections.abc import Iterable
 
 from xm_slurm.errors import StatusUnavailableError
 from xm_slurm.job_ids import SlurmJobId
+from xm_slurm.scheduler.budget import SharedStatusCache, transport_key
 from xm_slurm.scheduler.states import DEFAULT_GRACE_SECONDS, query_rows, resolve
 from xm_slurm.status import SlurmJobStatus
 from xm_slurm.transport.base import Transport
@@ -38,13 +45,24 @@ class JobWatcher:
         min_interval: float = 1.0,
         max_interval: float = 30.0,
         grace: float = DEFAULT_GRACE_SECONDS,
+        share: bool | SharedStatusCache = True,
+        jitter: float = 0.1,
     ) -> None:
         self.transport = transport
         self.min_interval = min_interval
         self.max_interval = max_interval
         self.grace = grace
-        self.polls = 0  # how many poll rounds ran (each is one sacct/squeue per cluster/chunk)
+        self.jitter = jitter
+        self.polls = 0  # poll rounds that asked the cluster (each is one sacct/squeue per cluster/chunk)
+        self.reused = 0  # poll rounds answered without a command (a recent poll here or in another process)
+        self.shared: SharedStatusCache | None = None
+        if isinstance(share, SharedStatusCache):
+            self.shared = share
+        elif share and (key := transport_key(transport)) is not None:
+            self.shared = SharedStatusCache(key)
         self._use_sacct = True
+        self._fetched: dict[SlurmJobId, float] = {}  # id -> when its latest status was asked for
+        self._interval = min_interval
         self._registered: dict[SlurmJobId, float] = {}  # id -> when first seen (submission time if given)
         self._array_sizes: dict[SlurmJobId, int] = {}
         self._latest: dict[SlurmJobId, SlurmJobStatus] = {}
@@ -60,6 +78,8 @@ class JobWatcher:
         self._registered.setdefault(jid, time.time() if submitted_at is None else submitted_at)
         if array_size is not None:
             self._array_sizes[jid.base] = array_size
+        if jid not in self._fetched:
+            self._interval = self.min_interval  # just submitted: its first changes come soon
         self._wakeup.set()
         return jid
 
@@ -68,20 +88,41 @@ class JobWatcher:
         return self._latest.get(SlurmJobId.parse(job_id))
 
     async def poll(
-        self, job_ids: Iterable[SlurmJobId | str] | None = None
+        self, job_ids: Iterable[SlurmJobId | str] | None = None, *, max_age: float | None = None
     ) -> dict[SlurmJobId, SlurmJobStatus]:
-        """Ask the cluster now about these (default: all registered, non-final) jobs, in one batched query."""
+        """The states of these (default: all registered, non-final) jobs, in one batched query.
+
+        An answer younger than `max_age` seconds (default `min_interval`) is reused: from this watcher's
+        last poll, else from the shared cache of this machine's processes.
+        """
+        max_age = self.min_interval if max_age is None else max_age
         if job_ids is None:
             ids = [j for j in self._registered if not self._is_final(j)]
         else:
             ids = [self.register(j) for j in job_ids]
         if not ids:
             return {}
-        rows, source = await query_rows(self.transport, ids, use_sacct=self._use_sacct)
+        now = time.time()
+        if job_ids is not None and all(
+            j in self._latest and (self._is_final(j) or now - self._fetched.get(j, 0.0) <= max_age)
+            for j in ids
+        ):
+            self.reused += 1
+            return {j: self._latest[j] for j in ids}
+        if self.shared is not None:
+            rows, source, asked = await self.shared.query(
+                self.transport, ids, max_age=max_age, use_sacct=self._use_sacct
+            )
+        else:
+            (rows, source), asked = await query_rows(self.transport, ids, use_sacct=self._use_sacct), True
         if source == "squeue" and self._use_sacct:
             log.warning("sacct is unavailable on %r; following jobs with squeue from now on", self.transport)
             self._use_sacct = False
-        self.polls += 1
+        if asked:
+            self.polls += 1
+        else:
+            self.reused += 1
+        self._fetched.update(dict.fromkeys(ids, now))
         answers = resolve(
             ids,
             rows,
@@ -134,11 +175,12 @@ class JobWatcher:
             waiter.future.set_result({j: s for j, s in statuses.items() if s is not None})
 
     async def _run(self) -> None:
-        interval = self.min_interval
+        self._interval = self.min_interval
         while any(not w.future.done() for w in self._waiters):
             before = dict(self._latest)
             try:
-                await self.poll()
+                # Half the interval: our own previous answer (in the shared cache) is always too old.
+                await self.poll(max_age=self._interval / 2)
             except StatusUnavailableError as e:
                 for w in self._waiters:
                     if not w.future.done():
@@ -149,10 +191,11 @@ class JobWatcher:
             for w in list(self._waiters):
                 self._check(w)
             changed = self._latest != before
-            interval = self.min_interval if changed else min(interval * 1.5, self.max_interval)
+            self._interval = self.min_interval if changed else min(self._interval * 1.5, self.max_interval)
+            pause = self._interval * random.uniform(1 - self.jitter, 1 + self.jitter)
             self._wakeup.clear()
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), interval)
+                await asyncio.wait_for(self._wakeup.wait(), pause)
 
     async def aclose(self) -> None:
         if self._task is not None:

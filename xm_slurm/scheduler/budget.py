@@ -1,0 +1,189 @@
+"""Sharing the status-poll budget between the processes of one user on one machine.
+
+Ten launch scripts watching jobs on the same cluster should not cost ten times the `sacct` calls. So the
+answers are kept in a small cache file per cluster in the local state folder (`$XM_SLURM_STATE_DIR`, else
+`~/.local/state/xm-slurm`; folder 0700, files 0600):
+
+    status-cache/<key hash>.json   {"time", "source", "covered": [base ids], "interest": {base id: time},
+                                    "rows": [...]}
+    status-cache/<key hash>.lock   flock: one process at a time refreshes
+
+A poll first reads the file: if the answer is younger than the caller's `max_age` and covers every job it
+asks about (by base id), it is used and nothing runs on the cluster. Otherwise the caller takes the lock,
+reads again (another process may just have refreshed), and else asks the cluster ONE query for its own jobs
+plus every job other processes asked about in the last `interest_ttl` seconds ("interest"), and writes the
+answer back. So at most one refresh per freshness window serves every process.
+
+The cache only ever answers with rows Slurm printed; what a row means (lag, grace) is decided by
+`states.resolve` in each process, exactly as for a fresh answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import Any
+
+from xm_slurm.job_ids import SlurmJobId
+from xm_slurm.scheduler.states import Row, query_rows
+from xm_slurm.status import SlurmJobState
+from xm_slurm.transport.base import Transport
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INTEREST_TTL = 300.0
+LOCK_TIMEOUT = 30.0  # a refresh takes one sacct; past this, ask without the lock rather than hang
+
+
+def local_state_dir() -> Path:
+    """This machine's xm_slurm state folder (read from the environment at each call)."""
+    configured = os.environ.get("XM_SLURM_STATE_DIR")
+    return Path(configured) if configured else Path.home() / ".local" / "state" / "xm-slurm"
+
+
+def transport_key(transport: Transport) -> str | None:
+    """Which cluster account a transport talks to, or None if it cannot tell (then nothing is shared)."""
+    inner: Any = transport
+    while hasattr(inner, "inner"):  # e.g. CountingTransport
+        inner = inner.inner
+    config = getattr(inner, "config", None)
+    destination = getattr(config, "destination", None)
+    if isinstance(destination, str):
+        return f"ssh:{destination}"
+    if type(inner).__name__ == "LocalTransport":
+        return f"local:{os.uname().nodename}:{os.getuid()}"
+    return None
+
+
+def _row_to_json(row: Row) -> list[Any]:
+    return [row.job_id.to_string(), row.raw_state, row.exit_code, row.signal, row.reason]
+
+
+def _row_from_json(item: list[Any]) -> Row:
+    job_id, raw_state, exit_code, signal, reason = item
+    return Row(SlurmJobId.parse(job_id), SlurmJobState.parse(raw_state), exit_code, signal, reason, raw_state)
+
+
+def _base(job_id: SlurmJobId) -> str:
+    return job_id.base.to_string()
+
+
+class SharedStatusCache:
+    """The status cache file of one cluster account (see the module docstring)."""
+
+    def __init__(
+        self,
+        key: str,
+        directory: str | os.PathLike[str] | None = None,
+        *,
+        interest_ttl: float = DEFAULT_INTEREST_TTL,
+    ) -> None:
+        self.key = key
+        self._directory = Path(directory) if directory is not None else None
+        self.interest_ttl = interest_ttl
+
+    @property
+    def directory(self) -> Path:
+        return self._directory or local_state_dir() / "status-cache"
+
+    def _paths(self) -> tuple[Path, Path]:
+        name = hashlib.sha256(self.key.encode()).hexdigest()[:24]
+        return self.directory / f"{name}.json", self.directory / f"{name}.lock"
+
+    def _ensure_directory(self) -> None:
+        directory = self.directory
+        if not directory.is_dir():
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(directory, 0o700)
+
+    def _read(self) -> dict[str, Any] | None:
+        path, _ = self._paths()
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) and data.get("key") == self.key else None
+
+    def _write(self, data: dict[str, Any]) -> None:
+        path, _ = self._paths()
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, separators=(",", ":"))
+        os.replace(tmp, path)
+
+    @contextlib.asynccontextmanager
+    async def _locked(self) -> AsyncIterator[None]:
+        _, lock_path = self._paths()
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + LOCK_TIMEOUT
+        try:
+            while True:  # non-blocking attempts: a cancelled poll never leaves a thread holding the lock
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        log.warning(
+                            "status cache %s stayed locked for %.0f s; asking anyway", lock_path, LOCK_TIMEOUT
+                        )
+                        break
+                    await asyncio.sleep(0.02)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    @staticmethod
+    def _answer(
+        data: dict[str, Any] | None, wanted: set[str], max_age: float
+    ) -> tuple[list[Row], str] | None:
+        if data is None or time.time() - float(data.get("time", 0)) > max_age:
+            return None
+        if not wanted <= set(data.get("covered", ())):
+            return None
+        rows = [_row_from_json(item) for item in data.get("rows", ())]
+        return [r for r in rows if _base(r.job_id) in wanted], str(data.get("source", "sacct"))
+
+    async def query(
+        self, transport: Transport, job_ids: Iterable[SlurmJobId], *, max_age: float, use_sacct: bool = True
+    ) -> tuple[list[Row], str, bool]:
+        """Rows for these jobs: (rows, source, whether this call asked the cluster)."""
+        ids = list(job_ids)
+        wanted = {_base(j) for j in ids}
+        found = self._answer(self._read(), wanted, max_age)
+        if found is not None:
+            return (*found, False)
+        self._ensure_directory()
+        async with self._locked():
+            data = self._read()
+            found = self._answer(data, wanted, max_age)
+            if found is not None:
+                return (*found, False)
+            now = time.time()
+            interest = {
+                base: float(t)
+                for base, t in ((data or {}).get("interest") or {}).items()
+                if now - float(t) < self.interest_ttl
+            }
+            interest.update(dict.fromkeys(wanted, now))
+            asked = [SlurmJobId.parse(base) for base in interest]
+            rows, source = await query_rows(transport, asked, use_sacct=use_sacct)
+            self._write(
+                {
+                    "key": self.key,
+                    "time": now,
+                    "source": source,
+                    "covered": sorted(interest),
+                    "interest": interest,
+                    "rows": [_row_to_json(r) for r in rows],
+                }
+            )
+        return [r for r in rows if _base(r.job_id) in wanted], source, True

@@ -1,0 +1,107 @@
+"""Running some tasks of an earlier submission again: its script, found through accounting, resubmitted.
+
+Every xm_slurm job script stays in the experiment's folder on the cluster, and an array script holds every
+trial (task i runs trial i). So retrying failed trials needs no job definition, only the script: sacct's
+`SubmitLine` names it, and `sbatch --array=<failed task ids> <script>` runs exactly those trials again, each
+under its original task index (always < MaxArraySize, as it was before). This works from any process,
+including one that only read the experiment back from the metadata store.
+
+The resubmitted job does not inherit the original dependency (`--dependency=`): the trial ran once, so its
+dependency was met. The original throttle (`%N` of the script's `--array`) is kept.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterable, Sequence
+
+from xm_slurm.errors import SchedulerError, StatusUnavailableError, SubmissionError, ValidationError
+from xm_slurm.job_ids import SlurmJobId
+from xm_slurm.scheduler.states import MAX_COMMAND_CHARS
+from xm_slurm.transport.base import Transport
+
+_THROTTLE = re.compile(r"^#SBATCH --array=\S*?(%\d+)\s*$", re.MULTILINE)
+
+
+def compact_ranges(indices: Iterable[int]) -> str:
+    """`[0, 1, 2, 5, 7, 8]` -> `"0-2,5,7-8"` (an sbatch `--array` list)."""
+    ordered = sorted(set(indices))
+    if not ordered or ordered[0] < 0:
+        raise ValidationError(f"array task ids {ordered!r} must be a non-empty list of integers >= 0")
+    parts: list[str] = []
+    start = prev = ordered[0]
+    for i in [*ordered[1:], None]:
+        if i is not None and i == prev + 1:
+            prev = i
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if i is not None:
+            start = prev = i
+    return ",".join(parts)
+
+
+def _script_from(submit_line: str, workdir: str) -> str | None:
+    try:
+        words = shlex.split(submit_line)
+    except ValueError:
+        return None
+    if not words or words[0].rsplit("/", 1)[-1] != "sbatch" or len(words) < 2 or words[-1].startswith("-"):
+        return None
+    script = words[-1]  # xm_slurm always submits `sbatch [options] <script path>`
+    if not script.startswith("/") and workdir:
+        script = f"{workdir.rstrip('/')}/{script}"
+    return script
+
+
+async def submitted_scripts(transport: Transport, job_ids: Iterable[SlurmJobId]) -> dict[int, str]:
+    """The script each job (by base id) was submitted with, from ONE `sacct` (chunked by length)."""
+    bases = sorted({j.job_id for j in job_ids})
+    found: dict[int, str] = {}
+    chunk: list[str] = []
+    chunks = [chunk]
+    for base in map(str, bases):
+        if sum(len(b) + 1 for b in chunk) + len(base) > MAX_COMMAND_CHARS:
+            chunk = []
+            chunks.append(chunk)
+        chunk.append(base)
+    for ids in chunks:
+        if not ids:
+            continue
+        argv = ["sacct", "-X", "-P", "-n", "--format=JobID,WorkDir,SubmitLine", "-j", ",".join(ids)]
+        result = await transport.run(argv, check=False, idempotent=True)
+        if result.exit_status != 0:
+            raise StatusUnavailableError(
+                f"cannot find the scripts of jobs {','.join(ids)} to resubmit them: `sacct` exited with "
+                f"{result.exit_status}: {result.stderr.strip()} (retrying needs Slurm accounting)"
+            )
+        for line in result.stdout.splitlines():
+            fields = line.split("|", 2)
+            if len(fields) < 3:
+                continue
+            script = _script_from(fields[2], fields[1])
+            if script is not None:
+                found.setdefault(SlurmJobId.parse(fields[0]).job_id, script)
+    return found
+
+
+async def resubmit(
+    transport: Transport, script: str, *, array_tasks: Sequence[int] | None = None
+) -> SlurmJobId:
+    """Submit `script` again (only `array_tasks` of it, for an array script), without its dependency."""
+    if not isinstance(script, str) or not script.startswith("/") or "\n" in script:
+        raise ValidationError(f"script path {script!r} must be an absolute path on the cluster")
+    argv = ["sbatch", "--parsable", "--dependency="]
+    if array_tasks is not None:
+        throttle = _THROTTLE.search(await transport.read_text(script))
+        argv.append(f"--array={compact_ranges(array_tasks)}{throttle.group(1) if throttle else ''}")
+    result = await transport.run([*argv, script], check=False)
+    if result.exit_status != 0:
+        raise SubmissionError(
+            f"sbatch refused to resubmit {script} (exit status {result.exit_status}): "
+            f"{result.stderr.strip() or result.stdout.strip() or '(no message)'}"
+        )
+    try:
+        return SlurmJobId.from_sbatch_parsable(result.stdout)
+    except ValidationError as e:
+        raise SchedulerError(f"sbatch resubmitted {script} but printed no job id: {result.stdout!r}") from e
