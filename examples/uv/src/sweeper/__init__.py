@@ -1,0 +1,1 @@
+"""A toy training program for the uv example."""
