@@ -31,6 +31,7 @@ exit codes: 0 Slurm answered (warnings may be printed), 1 the cluster could not 
 2 bad CLUSTER or option.
 """
 
+DEFAULT_MAX_ARRAY_SIZE = 1001  # Slurm's default
 RUNTIMES = ("apptainer", "singularity", "podman")
 _RUNTIME_PROBE = (
     "for r in " + " ".join(RUNTIMES) + "; do "
@@ -160,10 +161,9 @@ async def probe(transport: Transport) -> dict[str, Any]:
     max_array = report["max_array_size"]
     report["decisions"] = {
         "status_source": "sacct" if report["sacct"]["works"] else "squeue",
-        # Task ids run 0..MaxArraySize-1, so one array holds at most MaxArraySize tasks.
-        "array_chunk_size": None
-        if max_array is None
-        else max(1, min(max_array, report["max_job_count"] or max_array)),
+        # Task ids run 0..MaxArraySize-1, so one array holds at most MaxArraySize tasks; a larger sweep is
+        # split into arrays of that size. Unreadable: Slurm's default (1001) is assumed.
+        "array_chunk_size": max_array if max_array is not None else DEFAULT_MAX_ARRAY_SIZE,
     }
     return report
 

@@ -7,8 +7,9 @@ stock Slurm hands out) and the script is written to `<folder>/NNN-<name>` plus o
 COMPLETED for fake ids (so a script that waits on its work units goes on), `scancel` and log reads do
 nothing, and nothing else runs: an unexpected command is an error rather than a side effect.
 
-The state folder query is answered with PLACEHOLDER_STATE_DIR, so a preview needs no connection at all;
-with `XM_SLURM_DRY_RUN_REMOTE=1` (`preview --check`) it is asked of the real cluster (a read-only `printf`).
+The state folder query is answered with PLACEHOLDER_STATE_DIR and `scontrol show config` (the cluster's
+limits) fails, so a preview needs no connection at all; with `XM_SLURM_DRY_RUN_REMOTE=1` (`preview --check`)
+both are asked of the real cluster (read-only commands).
 The metadata store is not handled here: `xm-slurm preview` points `XM_SLURM_STATE_DIR` at a throwaway folder.
 """
 
@@ -162,11 +163,21 @@ class DryRunTransport(Transport):
             if self.remote:
                 return await self.inner.run(command, check=check, timeout=timeout, idempotent=True)
             return CommandResult(line, 0, PLACEHOLDER_STATE_DIR, "")
-        if program == "sbatch" and "--parsable" in argv:
-            path = argv[-1]
-            if path not in self._files:
-                return self._result(line, 1, "", f"sbatch: error: Unable to open file {path}", check)
-            args = [a for a in argv[1:-1] if a != "--parsable"]
+        if program == "scontrol" and argv[1:3] == ["show", "config"]:  # the cluster's limits: read-only
+            if self.remote:
+                return await self.inner.run(command, check=check, timeout=timeout, idempotent=True)
+            return self._result(line, 1, "", "dry run without --check: limits not asked", check)
+        if program == "sbatch":
+            # The scheduler wraps sbatch in a shell line (env prefix, redirections): find the script among
+            # the words; the sbatch options are the words between `sbatch` and it.
+            start = argv.index("sbatch") if "sbatch" in argv else 0
+            paths = [i for i, word in enumerate(argv) if i > start and word in self._files]
+            if not paths:
+                return self._result(line, 1, "", "dry run: sbatch of a script that was not written", check)
+            path = argv[paths[0]]
+            args = [
+                a for a in argv[start + 1 : paths[0]] if a != "--parsable" and not a.startswith("--comment")
+            ]
             job_id = self.recorder.record(self.config, path, self._files[path], args)
             return CommandResult(line, 0, f"{job_id}\n", "")
         if program == "sacct":
