@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import (
+from local_cluster import LocalCluster
+from render_helpers import (
     ODD_VALUES,
     cluster_config,
     request,
@@ -18,7 +19,6 @@ from helpers import (
     shared_dir,
     write_script,
 )
-from local_cluster import LocalCluster
 
 from xm_slurm.config import ContainerRuntime
 from xm_slurm.rendering import Trial

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import ODD_VALUES, cluster_config, request
+from render_helpers import ODD_VALUES, cluster_config, request
 
 from xm_slurm import dependencies as deps
 from xm_slurm.config import ContainerRuntime
