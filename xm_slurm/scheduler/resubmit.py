@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import re
 import shlex
+import time
 from collections.abc import Iterable, Sequence
 
-from xm_slurm.errors import SchedulerError, StatusUnavailableError, SubmissionError, ValidationError
+from xm_slurm.errors import StatusUnavailableError, ValidationError
 from xm_slurm.job_ids import SlurmJobId
 from xm_slurm.scheduler.states import MAX_COMMAND_CHARS
+from xm_slurm.scheduler.submit import submit
 from xm_slurm.transport.base import Transport
 
 _THROTTLE = re.compile(r"^#SBATCH --array=\S*?(%\d+)\s*$", re.MULTILINE)
+_RETRY_SUFFIX = re.compile(r"(-r[0-9a-f]+)+$")
 
 
 def compact_ranges(indices: Iterable[int]) -> str:
@@ -88,20 +91,20 @@ async def submitted_scripts(transport: Transport, job_ids: Iterable[SlurmJobId])
 async def resubmit(
     transport: Transport, script: str, *, array_tasks: Sequence[int] | None = None
 ) -> SlurmJobId:
-    """Submit `script` again (only `array_tasks` of it, for an array script), without its dependency."""
+    """Submit `script` again (only `array_tasks` of it, for an array script), without its dependency.
+
+    The script is copied next to itself under a new name and submitted with `submit` (exactly once, like
+    any submission); its `SubmitLine` then names the copy, so a retry can be retried.
+    """
     if not isinstance(script, str) or not script.startswith("/") or "\n" in script:
         raise ValidationError(f"script path {script!r} must be an absolute path on the cluster")
-    argv = ["sbatch", "--parsable", "--dependency="]
+    text = await transport.read_text(script)
+    args = ["--dependency="]
     if array_tasks is not None:
-        throttle = _THROTTLE.search(await transport.read_text(script))
-        argv.append(f"--array={compact_ranges(array_tasks)}{throttle.group(1) if throttle else ''}")
-    result = await transport.run([*argv, script], check=False)
-    if result.exit_status != 0:
-        raise SubmissionError(
-            f"sbatch refused to resubmit {script} (exit status {result.exit_status}): "
-            f"{result.stderr.strip() or result.stdout.strip() or '(no message)'}"
-        )
-    try:
-        return SlurmJobId.from_sbatch_parsable(result.stdout)
-    except ValidationError as e:
-        raise SchedulerError(f"sbatch resubmitted {script} but printed no job id: {result.stdout!r}") from e
+        throttle = _THROTTLE.search(text)
+        args.append(f"--array={compact_ranges(array_tasks)}{throttle.group(1) if throttle else ''}")
+    directory, _, name = script.rpartition("/")
+    stem = _RETRY_SUFFIX.sub("", name.removesuffix(".sh"))
+    return await submit(
+        transport, text, directory=directory or "/", name=f"{stem}-r{time.time_ns():x}.sh", sbatch_args=args
+    )
