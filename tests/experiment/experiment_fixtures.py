@@ -24,7 +24,9 @@ from xm_slurm.transport import CountingTransport, SSHTransport, Transport
 REPO = Path(__file__).resolve().parents[2]
 
 # The odd-value corpus of the rendering tests (imported from its file, not copied).
-_spec = importlib.util.spec_from_file_location("rendering_test_helpers", REPO / "tests/rendering/helpers.py")
+_spec = importlib.util.spec_from_file_location(
+    "rendering_test_helpers", REPO / "tests/rendering/render_helpers.py"
+)
 assert _spec is not None and _spec.loader is not None
 _rendering_helpers = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_rendering_helpers)
@@ -33,7 +35,7 @@ ODD_VALUES: list[str] = _rendering_helpers.ODD_VALUES
 # Prints one JSON line: argv, the work unit id and every ODD*/XM_SLURM_* env var (ASCII-escaped: one line).
 DUMP = (
     "import json, os, sys; "
-    "env = {k: v for k, v in os.environ.items() if k.startswith(('ODD', 'XM_SLURM_')) and k != 'XM_SLURM_PAYLOAD'}; "
+    "env = {k: v for k, v in os.environ.items() if k.startswith(('ODD', 'XM_SLURM_', 'SLURM_STEP_NODELIST')) and k != 'XM_SLURM_PAYLOAD'}; "
     "print('XMDUMP ' + json.dumps({'argv': sys.argv[1:], 'env': env}))"
 )
 

@@ -111,6 +111,23 @@ async def test_job_group_is_one_heterogeneous_job_and_stop_cancels_it(
     subprocess.run(["scancel", held], check=True)  # noqa: ASYNC221
 
 
+async def test_job_group_runs_both_components_to_completion(
+    local_cluster: LocalCluster, cluster: xm_slurm.SlurmClusterConfig, counting: Counting
+) -> None:
+    group = xm.JobGroup(learner=python_job(local_cluster, cluster), actor=python_job(local_cluster, cluster))
+    async with xm_slurm.create_experiment("group runs", transport_factory=counting) as experiment:
+        wu = await experiment.add(group, args={"actor": {"args": ["--actor", "a b"]}})
+        assert counting.count("sbatch") == 1
+        await wu.wait_until_complete()
+        assert (await wu.get_status()).status is COMPLETED
+        records = await dumps(wu)
+        # One record per component, in one heterogeneous job: the learner without args, the actor with its own.
+        assert sorted(r["argv"] for r in records) == [[], ["--actor", "a b"]]
+        assert {r["env"]["XM_SLURM_WORK_UNIT_ID"] for r in records} == {str(wu.work_unit_id)}
+        nodes = {r["env"].get("SLURM_STEP_NODELIST") for r in records}
+        assert len(nodes) == 2  # Slurm places each hetjob component on its own node
+
+
 async def test_generator_and_auxiliary_unit(
     local_cluster: LocalCluster, cluster: xm_slurm.SlurmClusterConfig
 ) -> None:
@@ -158,11 +175,6 @@ async def test_failure_and_stop(local_cluster: LocalCluster, cluster: xm_slurm.S
             subprocess.run(["podman", "rm", "-f", cid], capture_output=True, check=False)  # noqa: ASYNC221
 
 
-@pytest.mark.xfail(
-    reason="rendering layer: `srun ... podman run --init` leaves the container running after scancel "
-    "(seen 3 times out of 4 here); SPEC §3 wants the container stopped",
-    strict=False,
-)
 async def test_stop_removes_the_container(
     local_cluster: LocalCluster, cluster: xm_slurm.SlurmClusterConfig
 ) -> None:
