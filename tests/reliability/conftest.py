@@ -1,0 +1,39 @@
+"""Reliability tests: faults injected for real. Tests marked `disruptive` stop shared daemons of the local
+cluster (slurmctld, slurmdbd); they run LAST in the session, one at a time, and only when that is safe (see
+`disruption.py`)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from xm_slurm.api import settings
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "disruptive: stops a shared daemon of the local cluster; ordered last in the session and run serially",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Called with the whole session's items: move every disruptive test to the end (stable order otherwise),
+    # so they run after every other test of this session has finished with the shared cluster.
+    items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
+
+
+@pytest.fixture(autouse=True)
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private SQLite store per test."""
+    monkeypatch.setenv("XM_SLURM_STATE_DIR", str(tmp_path / "state"))
+    for var in ("XM_SLURM_API_BACKEND", "XM_SLURM_EXPERIMENT_ID", "XM_SLURM_WORK_UNIT_ID"):
+        monkeypatch.delenv(var, raising=False)
+    settings.clear_cache()
+    yield tmp_path / "state"
+    settings.clear_cache()
