@@ -3,6 +3,7 @@ arrays; `retry_failed` resubmits only the failed trials and appends the new jobs
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from pathlib import Path
 
@@ -44,14 +45,14 @@ async def test_throttle_holds_across_split_arrays(
                 assert f"afterok:{gate}" in dependency
                 if i:
                     assert f"afterany:{bases[i - 1]}" in dependency
-            subprocess.run(["scontrol", "release", gate], check=True)
+            await asyncio.to_thread(subprocess.run, ["scontrol", "release", gate], check=True)
             ids = [j.job_id for u in units for j in u.slurm_jobs]
             watcher = experiment.connections.watcher(cluster.ssh)
-            waiting = __import__("asyncio").ensure_future(watcher.wait(ids, timeout=500))
+            waiting = asyncio.ensure_future(watcher.wait(ids, timeout=500))
             most = 0
             while not waiting.done():  # squeue polling while the sweep runs
                 most = max(most, running_tasks(bases))
-                await __import__("asyncio").sleep(0.1)
+                await asyncio.sleep(0.1)
             finals = await waiting
         assert all(s.work_unit_status is WU.COMPLETED for s in finals.values())
         assert 1 <= most <= 2, most
@@ -80,7 +81,7 @@ async def test_retry_failed_reruns_only_failed_trials(
         sbatch = counting.count("sbatch")
         retried = await experiment.launcher.retry_failed(units)
         assert [u.work_unit_id for u in retried] == [
-            u.work_unit_id for u, k in zip(units, kinds) if k == "flaky"
+            u.work_unit_id for u, k in zip(units, kinds, strict=True) if k == "flaky"
         ]
         assert counting.count("sbatch") == sbatch + 1  # one resubmission of the array's script
         new = {u.work_unit_id: u.slurm_jobs[-1].job_id for u in retried}
@@ -94,7 +95,7 @@ async def test_retry_failed_reruns_only_failed_trials(
         assert counting.count("sbatch") == sbatch + 1
 
     stored = {wu.wid: wu for wu in xm_slurm.api.client().get_experiment(experiment.experiment_id).work_units}
-    for unit, kind in zip(units, kinds):
+    for unit, kind in zip(units, kinds, strict=True):
         jobs = stored[unit.work_unit_id].jobs
         if kind == "flaky":
             assert [j.slurm_job_id for j in jobs] == [

@@ -51,6 +51,10 @@ def _script_from(submit_line: str, workdir: str) -> str | None:
         return None
     if not words or words[0].rsplit("/", 1)[-1] != "sbatch" or len(words) < 2 or words[-1].startswith("-"):
         return None
+    if any(w.startswith("--wrap") for w in words) or (
+        len(words) > 2 and len(words[-2]) == 2 and words[-2][0] == "-"
+    ):
+        return None  # not a script submission, or the last word is the value of a short option
     script = words[-1]  # xm_slurm always submits `sbatch [options] <script path>`
     if not script.startswith("/") and workdir:
         script = f"{workdir.rstrip('/')}/{script}"
