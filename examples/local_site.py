@@ -84,10 +84,18 @@ def trust_host_certificates() -> None:
     base = Path(os.environ.get("CONTAINERS_CONF") or "/etc/containers/containers.conf")
     text = base.read_text() if base.is_file() else ""
     folder = Path(tempfile.mkdtemp(prefix="xm-examples-podman-"))
-    # uv ignores the system's CA store unless told to; containers.conf `env` does not reach build steps,
-    # but a mounted system-wide uv.toml does.
+    # The bundle goes where OpenSSL-style lookups find it but no package writes (/etc/ssl/certs is
+    # ca-certificates' own); pip is pointed at it by /etc/pip.conf, uv by /etc/uv/uv.toml (system certs).
+    # containers.conf `env` would not reach build steps; mounts do.
+    ca = "/etc/pki/tls/certs/ca-bundle.crt"
+    (folder / "pip.conf").write_text(f"[global]\ncert = {ca}\n")
     (folder / "uv.toml").write_text("system-certs = true\n")
-    extra = f'volumes = ["/etc/ssl/certs:/etc/ssl/certs:ro", "{folder}/uv.toml:/etc/uv/uv.toml:ro"]\n'
+    mounts = [
+        f"{bundle}:{ca}:ro",
+        f"{folder}/pip.conf:/etc/pip.conf:ro",
+        f"{folder}/uv.toml:/etc/uv/uv.toml:ro",
+    ]
+    extra = "volumes = [" + ", ".join(f'"{m}"' for m in mounts) + "]\n"
     if "[containers]" in text:
         text = text.replace("[containers]\n", "[containers]\n" + extra, 1)
     else:
