@@ -50,16 +50,68 @@ class ProcessRunner(Protocol):
     ) -> ProcessResult: ...
 
 
-async def _terminate(proc: asyncio.subprocess.Process) -> None:
-    """Stop a process group politely, then firmly."""
-    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, None)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            await asyncio.wait_for(proc.wait(), wait)
-            return
-        except asyncio.TimeoutError:
+def _descendants(pid: int) -> list[int]:
+    """All processes below `pid`, from /proc (empty where there is no /proc)."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
             continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                # The command name (field 2) may hold spaces and parens: split after its last ')'.
+                ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _pid_namespace(pid: int | str) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
+
+
+def _in_namespaces(namespaces: set[str]) -> list[int]:
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    return [int(e) for e in entries if e.isdigit() and _pid_namespace(e) in namespaces]
+
+
+async def _terminate(proc: asyncio.subprocess.Process) -> None:
+    """Stop the tool as Ctrl-C would, then kill whatever it leaves behind.
+
+    `podman build` exits on SIGINT but leaves the process of a running `RUN` step alive (it is
+    reparented to init). So the processes below it, and the container PID namespaces they run
+    in, are noted first, and whatever still lives there afterwards is killed.
+    """
+    below = _descendants(proc.pid)
+    ours = _pid_namespace(os.getpid())
+    namespaces = {ns for ns in map(_pid_namespace, below) if ns is not None and ns != ours}
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(proc.pid, signal.SIGINT)
+    try:
+        await asyncio.wait_for(proc.wait(), 15.0)
+    except asyncio.TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        await proc.wait()
+    for pid in {*below, *_in_namespaces(namespaces)}:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
 
 
 async def run_process(
