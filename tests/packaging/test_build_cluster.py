@@ -71,14 +71,16 @@ async def test_identical_builds_run_once(
     same = pk.docker_container(SlurmSpec(tag=tag1), context=ctx)
     also_same = pk.docker_container(SlurmSpec(tag=tag1), context=ctx, args=["x"])
     other_tag = pk.docker_container(SlurmSpec(tag=tag2), context=ctx)
+    # XManager's own packageable for the same Dockerfile is the same build too.
+    xm_own = xm.dockerfile_container(SlurmSpec(tag=tag1), path=str(ctx))
 
-    results = await package_async([same, also_same, other_tag], builder=builder)
+    results = await package_async([same, also_same, other_tag, xm_own], builder=builder)
 
     assert recorder.count("build") == 1  # one build, tagged twice
     assert recorder.count("push") == 2  # each tag pushed once
     digests = {r.image.split("@")[1] for r in results if isinstance(r, RemoteImage)}
     assert digests == {registry_digest(tag1)} == {registry_digest(tag2)}
-    assert [r.args.to_list() for r in results if isinstance(r, RemoteImage)] == [[], ["x"], []]
+    assert [r.args.to_list() for r in results if isinstance(r, RemoteImage)] == [[], ["x"], [], []]
 
 
 async def test_failing_build_names_image_command_and_log_tail(
