@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import sysconfig
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -155,3 +156,27 @@ def resolve_entrypoint(executable: xm.Executable) -> xm.Executable:
     config = json.loads(out).get("config") or {}
     argv = [*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])]
     return attr.evolve(executable, entrypoint=argv)
+
+
+def controller_cluster(base: xm_slurm.SlurmClusterConfig) -> xm_slurm.SlurmClusterConfig:
+    """`base` as a parameter controller's job needs it on the local cluster, without building an image.
+
+    The controller runs xm_slurm inside its container. At a real site that is your project's image (it
+    depends on xmanager-slurm) and ~/.ssh and the state folder come with $HOME (Apptainer mounts it). Here
+    the cluster IS this machine, so the job mounts, at the same paths: this virtual environment and checkout
+    (xm_slurm and its dependencies; the image's python3 is the same 3.11), the SQLite store's folder, and
+    the SSH key and known_hosts the recorded jobs name.
+    """
+    from xm_slurm.api.storage.engine import default_sqlite_path
+
+    site_packages = sysconfig.get_paths()["purelib"]
+    checkout = str(Path(xm_slurm.__file__).resolve().parent.parent)
+    store = str(default_sqlite_path().expanduser().resolve().parent)
+    os.makedirs(store, mode=0o700, exist_ok=True)
+    ssh_files = {
+        os.path.dirname(path) for path in (*base.ssh.client_keys, base.ssh.known_hosts or "") if path
+    }
+    mounts = {**base.mounts, site_packages: site_packages, checkout: checkout, store: store}
+    mounts.update({folder: folder for folder in ssh_files})
+    environment = {**base.container_environment, "PYTHONPATH": f"{site_packages}:{checkout}"}
+    return dataclasses.replace(base, mounts=mounts, container_environment=environment)
