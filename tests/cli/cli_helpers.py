@@ -15,7 +15,9 @@ from xmanager import xm
 import xm_slurm
 
 
-def xm_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def xm_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
     """`python -m xm_slurm.cli ARGS` in a new process (the store is the test's: XM_SLURM_STATE_DIR is set)."""
     return subprocess.run(
         [sys.executable, "-m", "xm_slurm.cli", *args],
@@ -45,7 +47,8 @@ async def launch(
 ) -> tuple[int, list[str]]:
     """A new experiment with one work unit per job; returns its id and the Slurm job ids."""
     async with xm_slurm.create_experiment(title) as experiment:
-        experiment.context.annotations.tags.update(tags)
+        for tag in tags:
+            experiment.context.annotations.tags.add(tag)
         units = [await experiment.add(job, dependency=dependency) for job in jobs]
         ids = [wu.launched_jobs[0].address for wu in units]
         return experiment.experiment_id, ids
@@ -66,5 +69,7 @@ def sacct_state(job_id: str) -> str:
 
 
 def squeue_ids() -> set[str]:
-    out = subprocess.run(["squeue", "-h", "-r", "-o", "%i"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["squeue", "-h", "-r", "-o", "%i"], capture_output=True, text=True, check=True
+    ).stdout
     return set(out.split())

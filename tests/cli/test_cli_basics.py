@@ -94,7 +94,11 @@ def _seed() -> dict[str, int]:
     settings.clear_cache()
     client = api.client()
     ids = {}
-    for title, tags in [("resnet base", {"baseline"}), ("resnet wide", {"wide"}), ("vit", {"baseline", "vit"})]:
+    for title, tags in [
+        ("resnet base", {"baseline"}),
+        ("resnet wide", {"wide"}),
+        ("vit", {"baseline", "vit"}),
+    ]:
         ids[title] = client.insert_experiment(api.ExperimentPatch(title=title, tags=frozenset(tags)))
     client.insert_work_units(ids["vit"], [api.WorkUnitPatch(wid=i, args="{}") for i in (1, 2)])
     return ids

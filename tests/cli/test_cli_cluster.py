@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import subprocess
@@ -11,13 +12,18 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import launch, sacct_state, sh_job, xm_cli
-from experiment_fixtures import gate
 from local_cluster import LocalCluster
 
 import xm_slurm
 from xm_slurm.cli import exit_codes
 
 pytestmark = pytest.mark.cluster
+
+# The experiment tests' helpers (local cluster config, held gate job), reused by import.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiment"))
+from experiment_fixtures import cluster, cluster_literal, gate  # noqa: E402
+
+__all__ = ["cluster"]
 
 
 def _poll(predicate, what: str, timeout: float = 120) -> None:  # type: ignore[no-untyped-def]
@@ -28,7 +34,7 @@ def _poll(predicate, what: str, timeout: float = 120) -> None:  # type: ignore[n
         time.sleep(0.25)
 
 
-async def test_wait_show_logs_of_completed_and_failed_units(
+def test_wait_show_logs_of_completed_and_failed_units(
     local_cluster: LocalCluster, cluster: xm_slurm.SlurmClusterConfig
 ) -> None:
     jobs = [
@@ -36,7 +42,7 @@ async def test_wait_show_logs_of_completed_and_failed_units(
         sh_job(local_cluster, cluster, "echo hello-2; echo second-2"),
         sh_job(local_cluster, cluster, "echo bad-3; exit 3"),
     ]
-    xid, ids = await launch(jobs, "cli completed and failed", tags=["cli-test"])
+    xid, ids = asyncio.run(launch(jobs, "cli completed and failed", tags=["cli-test"]))
 
     result = xm_cli("wait", str(xid), "--json")
     assert result.returncode == exit_codes.JOBS_FAILED, result.stderr
@@ -48,7 +54,9 @@ async def test_wait_show_logs_of_completed_and_failed_units(
     assert xm_cli("wait", str(xid), "--wid", "1", "--wid", "2").returncode == exit_codes.OK
 
     shown = json.loads(xm_cli("show", str(xid), "--json").stdout)
-    assert shown["xid"] == xid and shown["title"] == "cli completed and failed" and shown["tags"] == ["cli-test"]
+    assert (
+        shown["xid"] == xid and shown["title"] == "cli completed and failed" and shown["tags"] == ["cli-test"]
+    )
     units = shown["work_units"]
     assert [u["wid"] for u in units] == [1, 2, 3]
     assert [u["status"] for u in units] == ["completed", "completed", "failed"]
@@ -71,11 +79,15 @@ async def test_wait_show_logs_of_completed_and_failed_units(
     assert xm_cli("logs", str(xid), "--wid", "7").returncode == exit_codes.NOT_FOUND
 
 
-async def test_pending_reason_timeout_cancel(local_cluster: LocalCluster, cluster: xm_slurm.SlurmClusterConfig) -> None:
+def test_pending_reason_timeout_cancel(
+    local_cluster: LocalCluster, cluster: xm_slurm.SlurmClusterConfig
+) -> None:
     held = gate()
     try:
         job = sh_job(local_cluster, cluster, "echo never")
-        xid, [job_id] = await launch([job], "cli pending", dependency=xm_slurm.dependencies.afterok(held))
+        xid, [job_id] = asyncio.run(
+            launch([job], "cli pending", dependency=xm_slurm.dependencies.afterok(held))
+        )
 
         shown = json.loads(xm_cli("show", str(xid), "--json").stdout)
         [entry] = shown["work_units"][0]["jobs"]
@@ -101,7 +113,7 @@ async def test_pending_reason_timeout_cancel(local_cluster: LocalCluster, cluste
         subprocess.run(["scancel", held], check=False)
 
 
-async def test_logs_follow_interleaves_and_stops_when_jobs_end(
+def test_logs_follow_interleaves_and_stops_when_jobs_end(
     tmp_path: Path, local_cluster: LocalCluster, cluster: xm_slurm.SlurmClusterConfig
 ) -> None:
     folder = tmp_path / "gate"
@@ -112,7 +124,7 @@ async def test_logs_follow_interleaves_and_stops_when_jobs_end(
         sh_job(local_cluster, gated, f"echo first-1; {wait_for_go}; echo last-1"),
         sh_job(local_cluster, gated, f"echo first-2; {wait_for_go}; echo last-2"),
     ]
-    xid, _ = await launch(jobs, "cli follow")
+    xid, _ = asyncio.run(launch(jobs, "cli follow"))
     process = subprocess.Popen(
         [sys.executable, "-m", "xm_slurm.cli", "logs", str(xid), "-f"],
         stdout=subprocess.PIPE,
@@ -165,8 +177,6 @@ main()
 def test_preview_prints_scripts_and_submits_nothing(
     tmp_path: Path, local_cluster: LocalCluster, store: Path
 ) -> None:
-    from experiment_fixtures import cluster_literal
-
     script = tmp_path / "launch.py"
     script.write_text(LAUNCH.format(cluster=cluster_literal(local_cluster), image=local_cluster.image))
     mark = f"xmpreview{time.time_ns() % 10**9}"
@@ -246,5 +256,7 @@ def test_doctor_errors_are_one_line(local_cluster: LocalCluster, tmp_path: Path)
     assert result.returncode == exit_codes.FAILURE
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("xm-slurm doctor: error: SSH host key of ") and "Traceback" not in result.stderr
-    debug = xm_cli("--debug", "doctor", target, "--identity-file", local_cluster.ssh_key, "--known-hosts", str(empty))
+    debug = xm_cli(
+        "--debug", "doctor", target, "--identity-file", local_cluster.ssh_key, "--known-hosts", str(empty)
+    )
     assert debug.returncode == exit_codes.FAILURE and "Traceback (most recent call last)" in debug.stderr
