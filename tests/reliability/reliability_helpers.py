@@ -132,7 +132,7 @@ def jobs_named(name: str) -> list[str]:
     return out.split()
 
 
-class _Inotify:
+class Inotify:
     """inotify(7) through ctypes: wait for a file to be created in a folder, with no polling."""
 
     IN_CREATE = 0x100
@@ -200,7 +200,7 @@ class ConnectionKiller(CountingTransport):
         conn = self.ssh._conn
         assert conn is not None, "the launch should have opened the connection before sbatch"
         sshd = sshd_pids_of(conn, self.ssh.config.port or 22)
-        watch = _Inotify(folder)
+        watch = Inotify(folder)
 
         def kill_when_created() -> bool:
             # In this thread, not the event loop: the kill must not wait for the loop to wake up.
@@ -287,131 +287,6 @@ class RestServer:
         self.current.stdin.write("go\n")
         self.current.stdin.flush()
         self.restarts += 1
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
-class ConnectionKiller(CountingTransport):
-    """The real SSH transport; during the first `sbatch`, it SIGKILLs the server-side sshd processes of this
-    transport's connection at the moment the remote shell opens sbatch's answer file (seen with inotify: the
-    server is this machine), so the connection surely dies between sbatch and its answer.
-
-    With `block_answer_file`, a directory is put where the answer file would go, so the answer cannot be
-    recorded either and submit has to find the job by its token."""
-
-    def __init__(self, config: xm_slurm.SlurmSSHConfig, *, block_answer_file: bool = False) -> None:
-        super().__init__(SSHTransport(config))
-        self.ssh: SSHTransport = self.inner  # type: ignore[assignment]
-        self.block = block_answer_file
-        self.kills = 0
-        self.tokens: list[str] = []
-
-    async def run(self, command: Command, **kw: Any) -> CommandResult:
-        line = join_command(command)
-        if command_name(command) != "sbatch":
-            return await super().run(command, **kw)
-        token = TOKEN_RE.search(line)
-        assert token is not None, f"sbatch without a submission token: {line}"
-        self.tokens.append(token.group())
-        if self.kills:
-            return await super().run(command, **kw)
-        out = re.search(r">(\S+)\.sbatch-out", line)
-        assert out is not None, f"sbatch's answer is not recorded in a file: {line}"
-        folder, name = os.path.split(out.group(1) + ".sbatch-out")
-        if self.block:
-            os.mkdir(out.group(1) + ".sbatch-rc.tmp")
-        conn = self.ssh._conn
-        assert conn is not None, "the launch should have opened the connection before sbatch"
-        sshd = sshd_pids_of(conn, self.ssh.config.port or 22)
-        watch = _Inotify(folder)
-
-        def kill_when_created() -> bool:
-            # In this thread, not the event loop: the kill must not wait for the loop to wake up.
-            if not watch.wait_for(name, 30):
-                return False
-            for pid in sshd:
-                os.kill(pid, signal.SIGKILL)
-            return True
-
-        try:
-            task = asyncio.ensure_future(super().run(command, **kw))
-            killed = await asyncio.to_thread(kill_when_created)
-        finally:
-            watch.close()
-        assert killed, f"{name} never appeared in {folder}"
-        self.kills += 1
-        return await task
-
-
-# --- a REST server of our own, restartable in a few milliseconds ------------------------------------------
-
-_WARM_SERVER = """
-import sys
-import uvicorn
-from xm_slurm.api.sql import SqlClient
-from xm_slurm.api.server.app import create_app
-app = create_app(SqlClient.open(sys.argv[1]))
-print("ready", flush=True)
-sys.stdin.readline()  # imported and ready: bind only when told, so a restart takes milliseconds
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RestServer:
-    """`xm_slurm.api.server` in subprocesses: one serving, one warm spare that binds when the first dies."""
-
-    def __init__(self, db_url: str) -> None:
-        self.db_url = db_url
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.restarts = 0
-        self.current = self._spawn()
-        self._go(self.current)
-        self.spare: subprocess.Popen[str] | None = self._spawn()
-
-    def _spawn(self) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _WARM_SERVER, self.db_url, str(self.port)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        return proc
-
-    def _go(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdin is not None
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-        deadline = time.monotonic() + 30
-        while True:  # the port accepts connections once uvicorn has bound it
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                assert proc.poll() is None, "the REST server exited"
-                assert time.monotonic() < deadline, "the REST server did not start listening"
-                time.sleep(0.01)
-
-    def kill_and_restart(self) -> None:
-        """SIGKILL the serving process (requests in flight are lost), then let the spare bind the port."""
-        self.current.kill()
-        self.current.wait()
-        self.current, self.spare = self.spare, self._spawn_later()
-        assert self.current.stdin is not None
-        self.current.stdin.write("go\n")
-        self.current.stdin.flush()
-        self.restarts += 1
-
-    def _spawn_later(self) -> subprocess.Popen[str]:
-        return self._spawn()
 
     def close(self) -> None:
         for proc in (self.current, self.spare):

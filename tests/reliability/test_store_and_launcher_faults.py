@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from local_cluster import LocalCluster
 from reliability_helpers import (
+    Inotify,
     RestServer,
-    _Inotify,
     cluster_config,
     executor,
     jobs_named,
@@ -151,7 +151,7 @@ def test_launch_killed_between_sbatch_and_record_leaves_no_unknown_job(
         xid = json.loads(proc.stdout.readline())["xid"]
         folder = f"{_state_root()}/{xid:08d}"
         os.makedirs(folder, mode=0o700, exist_ok=True)
-        watch = _Inotify(folder, moved=True)
+        watch = Inotify(folder, moved=True)
         try:
             # The third unit's sbatch starts (its answer file is opened): freeze the launch process there, let
             # sbatch finish on the cluster (its answer file is in place), then kill the launch process.
