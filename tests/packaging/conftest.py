@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,8 +19,19 @@ from xm_slurm.packaging.progress import ProgressReporter
 
 
 @pytest.fixture
-def unique() -> str:
-    return f"xm-test-{uuid.uuid4().hex[:12]}"
+def unique() -> Iterator[str]:
+    """A name for this test's images; the local copies of those images are removed afterwards."""
+    name = f"xm-test-{uuid.uuid4().hex[:12]}"
+    yield name
+    listed = subprocess.run(
+        ["podman", "images", "--format", "{{.Repository}}:{{.Tag}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    ours = [ref for ref in listed.stdout.split() if f"/{name}/" in ref]
+    if ours:
+        subprocess.run(["podman", "rmi", "--force", *ours], capture_output=True, check=False)
 
 
 @pytest.fixture
