@@ -20,7 +20,7 @@ from xm_slurm.cli.preview import parse_test_only
 COMMANDS = ["list", "show", "logs", "cancel", "wait", "preview", "doctor"]
 
 
-@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("command", [*COMMANDS, "server"])
 def test_every_command_has_help_with_an_example(command: str) -> None:
     result = xm_cli(command, "--help")
     assert result.returncode == 0, result.stderr

@@ -15,6 +15,12 @@ from typing import Any
 
 from xm_slurm.errors import ConfigurationError, XmSlurmError
 
+EPILOG = """\
+examples:
+  xm-slurm server token create --name alice --db postgresql+psycopg://xm@db.example.org/xm
+  xm-slurm server run --host 127.0.0.1 --port 8000 --db postgresql+psycopg://xm@db.example.org/xm
+"""
+
 
 def _db_url(value: str | None) -> str | None:
     if value is None or "://" in value:
@@ -72,7 +78,12 @@ def _guard(func: Any) -> Any:
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("server", help="run the metadata REST server, manage its tokens")
+    parser = subparsers.add_parser(
+        "server",
+        help="run the metadata REST server, manage its tokens",
+        description="Run the metadata REST server (the `server` extra) and manage its bearer tokens.",
+        epilog=EPILOG,
+    )
     commands = parser.add_subparsers(dest="server_command", metavar="SUBCOMMAND", required=True)
     db_help = "SQLAlchemy URL or SQLite file (default: $XM_SLURM_STATE_DIR/db.sqlite3)"
 
