@@ -129,3 +129,15 @@ def test_generated_dockerfiles(tmp_path: Path, isolated_env) -> None:
     assert "micromamba install --yes --name base --file /tmp/xm-slurm/environment.yml" in conda
     assert 'ENTRYPOINT ["/usr/local/bin/_entrypoint.sh", "python", "-m", "train"]' in conda
     assert pk.conda_container is pk.mamba_container
+
+
+async def test_missing_registry_auth_file(
+    builder: ImageBuilder, recorder: RecordingRunner, tmp_path: Path
+) -> None:
+    missing = str(tmp_path / "no-such-auth.json")
+    builder.client.env["REGISTRY_AUTH_FILE"] = missing
+    with pytest.raises(ValidationError, match=r"REGISTRY_AUTH_FILE='.*no-such-auth\.json' does not exist"):
+        await package_async(
+            [pk.docker_container(SlurmSpec(tag=TAG), context=_ctx(tmp_path))], builder=builder
+        )
+    assert recorder.calls == []

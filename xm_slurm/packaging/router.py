@@ -123,6 +123,15 @@ def _plan(index: int, packageable: xm.Packageable) -> _Build | _Existing | Remot
     )
 
 
+def _check_auth_file(env: dict[str, str]) -> None:
+    auth_file = env.get("REGISTRY_AUTH_FILE")
+    if auth_file and not Path(auth_file).is_file():
+        # podman refuses to push with it (and says only "stat ...: no such file").
+        raise ValidationError(
+            f"REGISTRY_AUTH_FILE={auth_file!r} does not exist; log in with `podman login` or unset it"
+        )
+
+
 def _image_credentials(creds: RegistryCredentials | None) -> ImageCredentials | None:
     return None if creds is None else ImageCredentials(username=creds.username, password=creds.password)
 
@@ -152,6 +161,7 @@ async def package_async(
     if builds:
         # Choose the client (and check XM_DOCKER_CLIENT) before anything runs; not needed otherwise.
         builder.ensure_client()
+        _check_auth_file(builder.env)
     env = builder.env
 
     async def credentials_for(ref: ImageReference) -> RegistryCredentials | None:
