@@ -1,0 +1,1 @@
+"""Benchmarks against the local test cluster: `uv run python -m benchmarks` (see run.py)."""
