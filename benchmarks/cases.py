@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from xm_slurm.scheduler.limits import read_limits  # noqa: E402  (light: no XManager)
 
 
 def cluster_env() -> dict[str, str]:
@@ -94,6 +97,22 @@ async def gate(transport: Any) -> str:
     return held
 
 
+async def wait_for_room(transport: Any, tasks: int) -> float:
+    """Wait until slurmctld holds few enough job records for `tasks` more; returns the seconds waited.
+
+    Every array task counts against MaxJobCount, and finished or cancelled ones are kept for MinJobAge
+    (300 s on the test cluster), so back-to-back 5,000-task runs must wait for the purge.
+    """
+    limits = await read_limits(transport)
+    start = time.perf_counter()
+    while time.perf_counter() - start < 900:
+        held = await transport.run("squeue -h -r -t all -o %i | wc -l")
+        if int(held.stdout.strip() or 0) + tasks + 200 <= limits.max_job_count:
+            break
+        await asyncio.sleep(5)
+    return time.perf_counter() - start
+
+
 async def launch(n: int) -> dict[str, Any]:
     import xm_slurm
     from xm_slurm.dependencies import afterok
@@ -103,7 +122,8 @@ async def launch(n: int) -> dict[str, Any]:
     sweep = [xm_slurm.JobArgs(args={"trial": i}, env_vars={"TRIAL": str(i)}) for i in range(n)]
     async with xm_slurm.create_experiment("launch benchmark", transport_factory=s.factory) as experiment:
         transport = experiment.connections.transport(s.ssh)
-        held = await gate(transport)  # connects first: both timings exclude the SSH handshake
+        waited = await wait_for_room(transport, n + 1)  # connects first: timings exclude the handshake
+        held = await gate(transport)
         await experiment.connections.state_root(s.ssh)
         before = s.count("sbatch")
         start = time.perf_counter()
@@ -113,6 +133,7 @@ async def launch(n: int) -> dict[str, Any]:
         recorded = len(xm_slurm.api.client().get_experiment(experiment.experiment_id).work_units)
         # Pending array tasks count against MaxJobCount (10,000 here): cancel the sweep before the raw run.
         await cancel(transport, list({j.job_id.base for u in units for j in u.slurm_jobs}))
+        waited += await wait_for_room(transport, n)
 
         start = time.perf_counter()
         raw = []
@@ -133,6 +154,7 @@ async def launch(n: int) -> dict[str, Any]:
         "raw_arrays": len(raw),
         "recorded": recorded,
         "peak_mib": peak_mib(),
+        "waited_for_room_s": waited,
     }
 
 
@@ -144,6 +166,7 @@ async def poll(n: int, seconds: float) -> dict[str, Any]:
     s = Setup()
     async with xm_slurm.create_experiment("poll benchmark", transport_factory=s.factory) as experiment:
         transport = experiment.connections.transport(s.ssh)
+        await wait_for_room(transport, n + 1)
         held = await gate(transport)
         units = await experiment.add(
             s.job, args=[xm_slurm.JobArgs(args={"trial": i}) for i in range(n)], dependency=afterok(held)
@@ -178,6 +201,7 @@ async def complete(n: int) -> dict[str, Any]:
 
     s = Setup()
     async with xm_slurm.create_experiment("complete benchmark", transport_factory=s.factory) as experiment:
+        await wait_for_room(experiment.connections.transport(s.ssh), n)
         start = time.perf_counter()
         units = await experiment.add(s.job, args=[xm_slurm.JobArgs(args={"trial": i}) for i in range(n)])
         launched = time.perf_counter() - start

@@ -1,0 +1,55 @@
+"""`xm-slurm retry XID`: resubmit the failed trials of an experiment (only those), on the same work units.
+
+Not registered by this module: the lead adds "retry" to `_SUBCOMMAND_MODULES` in `xm_slurm/cli/__init__.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from xm_slurm.cli import exit_codes
+from xm_slurm.cli.output import print_json, print_table
+from xm_slurm.cli.selection import add_experiment_arguments, opened, select_units
+
+RETRY_EPILOG = """\
+examples:
+  xm-slurm retry 12                   # every failed work unit of experiment 12
+  xm-slurm retry 12 --wid 3 --cancelled
+"""
+
+
+async def _retry_async(args: argparse.Namespace) -> int:
+    async with opened(args.xid) as (experiment, _):
+        units = select_units(experiment, args.wid, args.identity, auxiliary=False)
+        retried = await experiment.launcher.retry_failed(units, include_cancelled=args.cancelled)
+        rows = [{"wid": u.unit_id, "jobs": [str(j.job_id) for j in u.slurm_jobs[-1:]]} for u in retried]
+    if args.json:
+        print_json({"xid": args.xid, "retried": rows})
+    elif rows:
+        print_table(["unit", "new job"], [[f"wid {r['wid']}", " ".join(r["jobs"])] for r in rows])
+    else:
+        print(f"experiment {args.xid}: nothing to retry (no failed work unit among those selected)")
+    return exit_codes.OK
+
+
+def _retry(args: argparse.Namespace) -> int:
+    return asyncio.run(_retry_async(args))
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "retry",
+        help="resubmit the failed trials of an experiment",
+        description=(
+            "Resubmit the failed jobs of an experiment's work units (or the selected ones), and only those: "
+            "the failed tasks of each array run again under their original indices, from the script they "
+            "were submitted with; the new jobs are recorded on the same work units."
+        ),
+        epilog=RETRY_EPILOG,
+    )
+    add_experiment_arguments(p)
+    p.add_argument("--cancelled", action="store_true", help="retry cancelled work units too")
+    p.add_argument("--json", action="store_true", help="print what was resubmitted as JSON")
+    p.set_defaults(func=_retry)
