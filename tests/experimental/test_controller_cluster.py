@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import importlib.util
 import os
 import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from local_cluster import LocalCluster, parse_env_file
@@ -28,16 +26,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "examples"))
 import local_site  # noqa: E402  (the examples' local-cluster helpers: mounts that put xm_slurm in the job)
 
-
-def _load(name: str, path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_metadata = _load("experimental_metadata_fixtures", REPO / "tests/api/metadata_fixtures.py")
+sys.path.insert(0, str(REPO / "tests" / "api"))
+from metadata_fixtures import start_server, stop_server  # noqa: E402  (the REST server of the api tests)
 
 PROGRAM = (
     "import os, sys; print('trained', sys.argv[1:], 'in work unit', os.environ['XM_SLURM_WORK_UNIT_ID'])"
@@ -117,11 +107,30 @@ async def _check_recorded(xid: int, marker: str) -> None:
         assert sorted(reloaded.work_units) == [2, 3]
         for wu in reloaded.work_units.values():
             assert (await wu.get_status()).status.name == "COMPLETED"
-        lines = [line async for wu in reloaded.work_units.values() async for line in wu.logs(num_lines=5)]
+        lines = []
+        for wu in reloaded.work_units.values():
+            lines += [line async for line in wu.logs(num_lines=5)]
         assert f"trained ['--lr=0.1', '--marker={marker}'] in work unit 2" in lines
         assert f"trained ['--lr=0.01', '--marker={marker}'] in work unit 3" in lines
     finally:
         await reloaded.aclose()
+
+
+def _remote_state_folder() -> str:
+    """The cluster's state folder (root's default, as sshd sees it): the token file goes there, so the
+    controller's container must see it."""
+    folder = os.path.expanduser("~/.local/state/xm-slurm")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    return folder
+
+
+def _check_token_file(folder: Path, token: str) -> None:
+    token_file = folder / "controller-1.token"
+    assert token_file.read_text().strip() == token
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    # The token is in that file only: not in any job script or log of the experiment.
+    leaks = [p.name for p in folder.iterdir() if p != token_file and token in p.read_text(errors="replace")]
+    assert leaks == []
 
 
 async def test_controller_with_the_sqlite_store(cluster_env: Path) -> None:
@@ -133,28 +142,16 @@ async def test_controller_with_the_sqlite_store(cluster_env: Path) -> None:
 async def test_controller_with_the_rest_store_reads_the_token_from_a_private_file(
     cluster_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server = _metadata.start_server(tmp_path / "server")
+    server = start_server(tmp_path / "server")
     try:
         monkeypatch.setenv("XM_SLURM_API_BACKEND", "rest")
         monkeypatch.setenv("XM_SLURM_REST_API_BASE_URL", server.base_url)
         monkeypatch.setenv("XM_SLURM_REST_API_TOKEN", server.token)
         settings.clear_cache()
-        # The cluster's state folder (root's default, as sshd sees it) holds the token file: the job sees it.
-        remote_state = os.path.expanduser("~/.local/state/xm-slurm")
-        os.makedirs(remote_state, mode=0o700, exist_ok=True)
+        remote_state = _remote_state_folder()
         train, executor = _jobs({remote_state: remote_state})
         xid = await _run_controller(train, executor, "rest")
         await _check_recorded(xid, "rest")
-        folder = Path(remote_state, f"{xid:08d}")
-        token_file = folder / "controller-1.token"
-        assert token_file.read_text().strip() == server.token
-        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
-        # The token is in that file only: not in any job script or log of the experiment.
-        leaks = [
-            p.name
-            for p in folder.iterdir()
-            if p != token_file and server.token in p.read_text(errors="replace")
-        ]
-        assert leaks == []
+        _check_token_file(Path(remote_state, f"{xid:08d}"), server.token)
     finally:
-        _metadata.stop_server(server)
+        stop_server(server)
