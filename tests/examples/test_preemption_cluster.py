@@ -30,6 +30,19 @@ def _squeue(job_id: str) -> str:
     ).stdout.strip()
 
 
+def _first_run_over(job_id: str) -> bool:
+    runs = subprocess.run(
+        ["sacct", "-D", "-X", "-n", "-P", "-j", job_id, "-o", "State"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    shown = subprocess.run(
+        ["scontrol", "show", "job", job_id], capture_output=True, text=True, check=False
+    ).stdout
+    return "REQUEUED" in runs and "COMPLETING" not in shown
+
+
 def test_preemption_checkpoints_requeues_and_resumes(example_env: ExampleEnv) -> None:
     proc = example_env.popen("preemption")
     assert proc.stdout is not None
@@ -44,8 +57,9 @@ def test_preemption_checkpoints_requeues_and_resumes(example_env: ExampleEnv) ->
         # What Slurm does `timeout_signal_grace_period` before the time limit (`--signal=USR2@120`: the
         # job's steps, i.e. the container's program, get the signal; see xm_slurm/executors.py).
         subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
-        # Requeued jobs wait for a BeginTime (about 2 minutes on a stock Slurm); start it now instead.
-        _poll("the requeue", lambda: _squeue(job_id).startswith("PENDING"))
+        # Requeued jobs wait for a BeginTime (about 2 minutes on a stock Slurm); start it now instead, once
+        # the first run is over (accounted as REQUEUED), or the new run would race the old one's clean-up.
+        _poll("the requeue", lambda: _squeue(job_id) == "PENDING BeginTime" and _first_run_over(job_id))
         subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True)
         out = first + proc.communicate(timeout=180)[0]
     finally:
