@@ -48,11 +48,16 @@ def create_app(client: SqlClient) -> FastAPI:
         description="Experiments, work units, Slurm jobs and artifacts recorded by xm_slurm launch scripts.",
     )
 
-    def authenticate(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
-        if credentials is None or not tokens.is_valid(client, credentials.credentials):
+    def authenticate(
+        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    ) -> None:
+        info = None if credentials is None else tokens.lookup(client, credentials.credentials)
+        if info is None:  # missing, unknown or expired: the same answer, so nothing leaks about tokens
             raise HTTPException(
-                401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+                401, "a valid, unexpired bearer token is required", headers={"WWW-Authenticate": "Bearer"}
             )
+        if request.method not in ("GET", "HEAD", "OPTIONS") and not info.can_write:
+            raise HTTPException(403, f"token {info.name!r} is read-only: {request.method} is not allowed")
 
     @app.exception_handler(NotFoundError)
     def _not_found(_request: Request, e: NotFoundError) -> JSONResponse:

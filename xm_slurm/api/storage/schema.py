@@ -98,6 +98,8 @@ api_tokens = sa.Table(
     sa.Column("name", sa.Text, nullable=False, server_default=""),
     sa.Column("token_sha256", sa.String(64), nullable=False, unique=True),  # never the token itself
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),  # revision 0003; NULL: never
+    sa.Column("scope", sa.String(16), nullable=False, server_default="read-write"),  # or "read-only"
 )
 
 idempotency_keys = sa.Table(
