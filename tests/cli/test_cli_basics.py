@@ -12,7 +12,7 @@ from cli_helpers import xm_cli
 
 import xm_slurm.api as api
 from xm_slurm.api import settings
-from xm_slurm.cli import exit_codes
+from xm_slurm.cli import exit_codes, main
 from xm_slurm.cli.doctor import parse_config, resolve_target, ssh_config_hosts
 from xm_slurm.cli.listing import parse_start_rows
 from xm_slurm.cli.preview import parse_test_only
@@ -21,11 +21,13 @@ COMMANDS = ["list", "show", "logs", "cancel", "wait", "preview", "doctor"]
 
 
 @pytest.mark.parametrize("command", [*COMMANDS, "server"])
-def test_every_command_has_help_with_an_example(command: str) -> None:
-    result = xm_cli(command, "--help")
-    assert result.returncode == 0, result.stderr
-    assert f"usage: xm-slurm {command}" in result.stdout
-    assert "examples:" in result.stdout and f"xm-slurm {command}" in result.stdout.split("examples:")[1]
+def test_every_command_has_help_with_an_example(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])  # in-process: the same parser the console script builds
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert f"usage: xm-slurm {command}" in out
+    assert "examples:" in out and f"xm-slurm {command}" in out.split("examples:")[1]
 
 
 def test_top_level_help_lists_commands_and_exit_codes() -> None:
