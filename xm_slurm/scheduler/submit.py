@@ -100,6 +100,8 @@ def _sbatch_line(path: str, sbatch_args: Sequence[str], token: str, attempt: int
     return (
         f"SLURM_UMASK={JOB_UMASK} XM_SLURM_SUBMISSION={token} {' '.join(map(q, argv))} "
         f"</dev/null >{out} 2>{err}; xm_rc=$?; "
+        # The shell created out/err with the login umask (inside the 0700 folder): make them private too.
+        f"chmod 600 {out} {err}; umask 077; "
         f"echo $xm_rc >{rc}.tmp && mv -f {rc}.tmp {rc}; "
         f'cat {out}; cat {err} >&2; exit "$xm_rc"'
     )
