@@ -1,4 +1,4 @@
-"""Build, push and pin a batch of images concurrently.
+"""Build, push and pin a batch of images concurrently, and read what each one runs.
 
 Identical builds (same Dockerfile bytes, context and build arguments) run once and the image is
 tagged with every target asked for. At most `max_concurrency` builds run at a time. The first
@@ -20,11 +20,13 @@ from pathlib import Path
 from xm_slurm.errors import PackagingError
 from xm_slurm.packaging.client import BuildRequest, ImageBuildClient, select_client
 from xm_slurm.packaging.credentials import RegistryCredentials, find_credentials
+from xm_slurm.packaging.image_config import ImageConfig, run_fields
 from xm_slurm.packaging.image_ref import ImageReference, parse_image_ref
 from xm_slurm.packaging.progress import ProgressReporter
-from xm_slurm.packaging.registry import resolve_digest
+from xm_slurm.packaging.registry import fetch_config, resolve_digest
 
 Resolver = Callable[..., Awaitable[str]]
+ConfigFetcher = Callable[..., Awaitable[ImageConfig]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +41,8 @@ class ImageBuild:
 class BuiltImage:
     tag: str
     digest: str
+    # What the image runs (ENTRYPOINT, CMD, WORKDIR), from `image inspect` right after the build.
+    config: ImageConfig = dataclasses.field(default_factory=ImageConfig)
 
     @property
     def pinned(self) -> str:
@@ -71,12 +75,14 @@ class ImageBuilder:
         reporter: ProgressReporter | None = None,
         log_dir: Path | None = None,
         resolver: Resolver = resolve_digest,
+        config_fetcher: ConfigFetcher = fetch_config,
     ) -> None:
         self._client = client
         self.max_concurrency = max_concurrency or max(1, min(4, os.cpu_count() or 1))
         self.reporter = reporter if reporter is not None else ProgressReporter()
         self.log_dir = log_dir if log_dir is not None else default_log_dir()
         self.resolver = resolver
+        self.config_fetcher = config_fetcher
 
     def ensure_client(self) -> ImageBuildClient:
         """The build client, chosen now (by `XM_DOCKER_CLIENT`) if none was given."""
@@ -105,22 +111,29 @@ class ImageBuilder:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         semaphore = asyncio.Semaphore(self.max_concurrency)
         digests: dict[str, str] = {}
+        configs: dict[str, ImageConfig] = {}
 
         async def one(request: BuildRequest, tags: list[str]) -> None:
             async with semaphore:
-                digests.update(await self._build_group(request, tags))
+                found, config = await self._build_group(request, tags)
+                digests.update(found)
+                configs.update(dict.fromkeys(tags, config))
 
         with self.reporter:
             await _all_or_nothing([one(request, tags) for request, tags in groups.values()])
-        return [BuiltImage(tag=b.tag, digest=digests[b.tag]) for b in builds]
+        return [BuiltImage(tag=b.tag, digest=digests[b.tag], config=configs[b.tag]) for b in builds]
 
-    async def _build_group(self, request: BuildRequest, tags: list[str]) -> dict[str, str]:
+    async def _build_group(
+        self, request: BuildRequest, tags: list[str]
+    ) -> tuple[dict[str, str], ImageConfig]:
         label = tags[0] if len(tags) == 1 else f"{tags[0]} (+{len(tags) - 1} more tags)"
         task = self.reporter.start(label, "building")
         log_path = self.log_dir / f"{_log_name(tags[0])}.build.log"
         try:
             await self.client.build(request, tags, log_path=log_path, on_line=task.line)
             log_path.unlink(missing_ok=True)
+            config = await self.client.inspect_config(tags[0])
+            run_fields(config, image=tags[0], workdir=None)  # nothing to run: fail before pushing
             out: dict[str, str] = {}
             for tag in tags:
                 task.step(f"pushing {tag}")
@@ -138,7 +151,7 @@ class ImageBuilder:
             task.finish("FAILED")
             raise
         task.finish(f"pushed {', '.join(out[t] for t in tags[:1])}")
-        return out
+        return out, config
 
     async def resolve(self, ref: ImageReference) -> str:
         """The registry's digest for `ref`, using stored credentials if there are any."""

@@ -2,10 +2,14 @@
 
 Per executable spec:
   * `xm_slurm.Dockerfile` (or XManager's `xm.Dockerfile`): build, push to `Slurm.Spec(tag=...)`,
-    pin by digest (`registry/name@sha256:...`);
-  * `xm_slurm.DockerImage` (or `xm.Container`): the existing image, pinned by digest when its
-    registry answers, else kept by tag;
+    pin by digest (`registry/name@sha256:...`); what it runs comes from `image inspect`;
+  * `xm_slurm.DockerImage` (or `xm.Container`): the existing image, pinned by digest, what it runs
+    read from its config blob in the registry (an unreachable registry is an error: without the
+    image's ENTRYPOINT/CMD a job would not know what to run);
   * a `RemoteImage` already: returned as is.
+
+The `RemoteImage` gets the image's ENTRYPOINT (or CMD) as `entrypoint` and its WORKDIR as `workdir`
+(rules in `image_config.py`).
 
 Everything is validated before anything is built, so a bad tag or path in the tenth packageable
 fails the call at once instead of after nine builds. `package` is the synchronous entry point
@@ -29,6 +33,7 @@ from xm_slurm.executors import SlurmSpec
 from xm_slurm.packaging.builder import ImageBuild, ImageBuilder
 from xm_slurm.packaging.client import BuildRequest
 from xm_slurm.packaging.credentials import RegistryCredentials, find_credentials
+from xm_slurm.packaging.image_config import ImageConfig, run_fields
 from xm_slurm.packaging.image_ref import ImageReference, parse_image_ref, require_registry
 
 # How long to wait for a registry when pinning an existing image before keeping its tag.
@@ -137,12 +142,18 @@ def _image_credentials(creds: RegistryCredentials | None) -> ImageCredentials | 
 
 
 def _remote_image(
-    packageable: xm.Packageable, image: str, workdir: str | None, creds: RegistryCredentials | None
+    packageable: xm.Packageable,
+    image: str,
+    workdir: str | None,
+    config: ImageConfig,
+    creds: RegistryCredentials | None,
 ) -> RemoteImage:
+    entrypoint, workdir = run_fields(config, image=image, workdir=workdir)
     return RemoteImage(
         name=packageable.executable_spec.name,
         image=image,
         workdir=workdir,
+        entrypoint=entrypoint,
         args=packageable.args,
         env_vars=packageable.env_vars,
         credentials=_image_credentials(creds),
@@ -167,16 +178,22 @@ async def package_async(
     async def credentials_for(ref: ImageReference) -> RegistryCredentials | None:
         return await asyncio.to_thread(find_credentials, ref.domain, ref.repository, env=env)
 
-    async def pin(item: _Existing) -> tuple[str, RegistryCredentials | None]:
+    async def pin(item: _Existing) -> tuple[str, ImageConfig, RegistryCredentials | None]:
         creds = await credentials_for(item.ref)
-        if item.ref.digest is not None:
-            return str(item.ref), creds
+        ref = item.ref
         try:
-            digest = await builder.resolver(item.ref, credentials=creds, timeout=RESOLVE_TIMEOUT_S)
+            if ref.digest is None:
+                digest = await builder.resolver(ref, credentials=creds, timeout=RESOLVE_TIMEOUT_S)
+                ref = ref.with_digest(digest)
+            # From the pinned manifest, so the config read is the one of the image the cluster runs.
+            config = await builder.config_fetcher(ref, credentials=creds, timeout=RESOLVE_TIMEOUT_S)
         except PackagingError as e:
-            builder.reporter.note(f"keeping {item.ref} by tag: {e}")
-            return str(item.ref), creds
-        return str(item.ref.with_digest(digest)), creds
+            raise PackagingError(
+                f"{_describe(item.index, item.packageable)}: cannot read what image {item.ref} runs "
+                f"(its ENTRYPOINT/CMD and WORKDIR) from its registry: {e}. If only the cluster can reach "
+                "that registry, use xm_slurm.RemoteImage(image=..., entrypoint=[...], workdir=...) instead"
+            ) from None
+        return str(ref), config, creds
 
     built, pinned = await asyncio.gather(
         builder.build_all([b.build for b in builds]),
@@ -186,9 +203,9 @@ async def package_async(
 
     out: list[xm.Executable | None] = [None] * len(plans)
     for b, image, creds in zip(builds, built, build_creds, strict=True):
-        out[b.index] = _remote_image(b.packageable, image.pinned, b.workdir, creds)
-    for e, (ref, creds) in zip(existing, pinned, strict=True):
-        out[e.index] = _remote_image(e.packageable, ref, e.workdir, creds)
+        out[b.index] = _remote_image(b.packageable, image.pinned, b.workdir, image.config, creds)
+    for e, (ref, config, creds) in zip(existing, pinned, strict=True):
+        out[e.index] = _remote_image(e.packageable, ref, e.workdir, config, creds)
     for i, plan in enumerate(plans):
         if isinstance(plan, RemoteImage):
             out[i] = plan

@@ -2,6 +2,7 @@
 
 Shape of every script (templates under `templates/`):
   directives -> host environment -> pick this task's payload -> prolog -> [SOCKS proxy]
+  -> prepare images (registry login file; Apptainer: convert once into the shared SIF cache, see images.py)
   -> `srun` the container runtime (one step; one per component for a job group) -> epilog -> requeue monitor.
 
 Why `srun`: the batch shell stays alive to read the program's exit code (requeue monitor), while the
@@ -22,6 +23,7 @@ from xmanager import xm
 
 from xm_slurm.config import SUBMISSION_HOST, ContainerRuntime
 from xm_slurm.errors import ValidationError
+from xm_slurm.rendering.images import auth_file_path, cache_key, default_image_cache
 from xm_slurm.rendering.payload import BOOTSTRAP, PAYLOAD_VAR, quote_args, render_payload
 from xm_slurm.rendering.request import JobComponent, JobScriptRequest, Trial
 
@@ -82,6 +84,8 @@ def _component(request: JobScriptRequest, index: int, job: JobComponent) -> dict
         "directives": executor.allocation_directives(),
         "srun_options": srun,
         "image": job.executable.image,
+        "auth_file": auth_file_path(request.experiment_dir, job.executable),
+        "cache_key": cache_key(job.executable.image),
         "gpus": requirements.accelerator is not None,
         "forward": forward,
     }
@@ -147,6 +151,7 @@ def render_job_script(request: JobScriptRequest) -> str:
         "proxy_host": proxy_host,
         "proxy_vars": PROXY_VARS,
         "runtime": runtime.value,
+        "image_cache": default_image_cache(request.state_dir),
         "runtime_template": "runtimes/podman.sh.j2"
         if runtime is ContainerRuntime.PODMAN
         else "runtimes/apptainer.sh.j2",
