@@ -101,7 +101,9 @@ class SharedStatusCache:
     def _ensure_directory(self) -> None:
         directory = self.directory
         if not directory.is_dir():
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # `parents=True` would create the state folder itself with the umask's mode (0755): make it 0700.
+            directory.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            directory.mkdir(mode=0o700, exist_ok=True)
             os.chmod(directory, 0o700)
 
     def _read(self) -> dict[str, Any] | None:
