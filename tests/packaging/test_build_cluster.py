@@ -53,6 +53,8 @@ async def test_build_push_pin_and_run(
     assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest)
     assert registry_digest(tag) == digest
     assert podman_run(executable.image) == f"hello {unique}\n"
+    # What the job will run, read back from the built image (ENTRYPOINT; no WORKDIR: "/").
+    assert executable.entrypoint.to_list() == ["cat", "/msg.txt"] and executable.workdir == "/"
     assert executable.args.to_list() == ["--lr", "0.1"] and dict(executable.env_vars) == {"A": "1"}
     assert recorder.count("build") == 1 and recorder.count("push") == 1
     # One line when the work starts, one when it ends (with its time), even without a terminal.
@@ -101,16 +103,25 @@ async def test_failing_build_names_image_command_and_log_tail(
     assert recorder.count("push") == 0
 
 
-async def test_docker_image_is_pinned_when_reachable_else_kept(local_cluster, builder: ImageBuilder) -> None:
-    reachable = pk.docker_image(image=local_cluster.image, args=["echo", "hi"])
-    unreachable = pk.docker_image(image="127.0.0.1:9/nobody/nothing:latest")
+async def test_docker_image_is_pinned_and_its_command_read(local_cluster, builder: ImageBuilder) -> None:
+    reachable = pk.docker_image(image=local_cluster.image, args=["-c", "true"])
 
-    pinned, kept = await package_async([reachable, unreachable], builder=builder)
+    [pinned] = await package_async([reachable], builder=builder)
 
-    assert isinstance(pinned, RemoteImage) and isinstance(kept, RemoteImage)
+    assert isinstance(pinned, RemoteImage)
     assert pinned.image == local_cluster.image.rsplit(":", 1)[0] + "@" + registry_digest(local_cluster.image)
-    assert pinned.args.to_list() == ["echo", "hi"]
-    assert kept.image == "127.0.0.1:9/nobody/nothing:latest"
+    assert pinned.args.to_list() == ["-c", "true"]
+    # The busybox image has CMD ["/bin/sh"] and no ENTRYPOINT or WORKDIR (Docker's default: /).
+    assert pinned.entrypoint.to_list() == ["/bin/sh"] and pinned.workdir == "/"
+
+
+async def test_unreachable_docker_image_is_a_clear_error(local_cluster, builder: ImageBuilder) -> None:
+    unreachable = pk.docker_image(image="127.0.0.1:9/nobody/nothing:latest")
+    with pytest.raises(PackagingError) as info:
+        await package_async([unreachable], builder=builder)
+    message = str(info.value)
+    assert "127.0.0.1:9/nobody/nothing:latest" in message and "ENTRYPOINT/CMD" in message
+    assert "xm_slurm.RemoteImage(image=..., entrypoint=[...]" in message
 
 
 async def test_sync_package_inside_running_loop(local_cluster, isolated_env) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,7 @@ import pytest
 from xm_slurm.errors import ValidationError
 from xm_slurm.packaging.client import (
     BuildRequest,
+    DockerBuildxClient,
     DockerClient,
     PodmanClient,
     display_command,
@@ -18,24 +22,72 @@ from xm_slurm.packaging.client import (
 )
 
 
-def _fake_bin(tmp_path: Path, *names: str) -> str:
+def _fake_bin(tmp_path: Path, *names: str, script: str = "exit 0") -> str:
+    """Stand-ins for the CLIs whose answers (`docker version`, `docker buildx version`) pick the client."""
     bindir = tmp_path / "bin"
-    bindir.mkdir(exist_ok=True)
+    bindir.mkdir(parents=True, exist_ok=True)
     for name in names:
         exe = bindir / name
-        exe.write_text("#!/bin/sh\nexit 0\n")
+        exe.write_text(f"#!/bin/sh\n{script}\n")
         exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
     return str(bindir)
 
 
-def test_choice_by_env(tmp_path: Path) -> None:
-    path = _fake_bin(tmp_path, "docker", "podman")
-    assert isinstance(select_client({"PATH": path}), PodmanClient)  # podman preferred
-    assert isinstance(select_client({"PATH": path, "XM_DOCKER_CLIENT": "docker"}), DockerClient)
-    assert isinstance(select_client({"PATH": path, "XM_DOCKER_CLIENT": "podman"}), PodmanClient)
-    (tmp_path / "d").mkdir()
-    only_docker = _fake_bin(tmp_path / "d", "docker")
-    assert isinstance(select_client({"PATH": only_docker}), DockerClient)
+NO_DAEMON = 'if [ "$1" = version ]; then echo "Cannot connect to the Docker daemon" >&2; exit 1; fi; exit 0'
+NO_BUILDX = 'if [ "$1" = buildx ]; then echo "unknown command: docker buildx" >&2; exit 1; fi; exit 0'
+
+
+def test_choice_order_and_override(tmp_path: Path) -> None:
+    # docker with a daemon and buildx > docker with BuildKit > podman; XM_DOCKER_CLIENT overrides.
+    full = _fake_bin(tmp_path / "full", "docker")
+    both = f"{full}:{_fake_bin(tmp_path / 'p', 'podman')}"
+    assert type(select_client({"PATH": both})) is DockerBuildxClient
+    assert type(select_client({"PATH": both, "XM_DOCKER_CLIENT": "podman"})) is PodmanClient
+    plain = f"{_fake_bin(tmp_path / 'plain', 'docker', script=NO_BUILDX)}:{tmp_path / 'p' / 'bin'}"
+    assert type(select_client({"PATH": plain})) is DockerClient
+    down = f"{_fake_bin(tmp_path / 'down', 'docker', script=NO_DAEMON)}:{tmp_path / 'p' / 'bin'}"
+    assert type(select_client({"PATH": down})) is PodmanClient  # a CLI without a daemon cannot build
+    assert type(select_client({"PATH": down, "XM_DOCKER_CLIENT": "docker"})) is DockerBuildxClient
+    only_down = _fake_bin(tmp_path / "only", "docker", script=NO_DAEMON)
+    with pytest.raises(ValidationError, match=r"daemon does not answer.*podman is not installed"):
+        select_client({"PATH": only_down})
+
+
+def test_choice_on_this_machine() -> None:
+    # The real CLIs: docker only when its daemon answers, else podman (the local-cluster set-up has podman).
+    path = os.environ["PATH"]
+    docker = shutil.which("docker")
+    daemon = docker is not None and subprocess.run([docker, "version"], capture_output=True).returncode == 0
+    chosen = select_client({"PATH": path, "HOME": os.environ.get("HOME", "/root")})
+    assert isinstance(chosen, DockerClient if daemon else PodmanClient), chosen
+
+
+def test_bake_file(tmp_path: Path) -> None:
+    request = BuildRequest(
+        dockerfile=tmp_path / "Dockerfile",
+        context=tmp_path,
+        build_args=(("A", "1"),),
+        labels=(("l", "v"),),
+        cache_from=("r.io/cache:1",),
+    )
+    client = DockerBuildxClient("docker", env={})
+    bake = client.bake_definition(request, ["r.io/a:1", "r.io/b:2"])
+    assert bake == {
+        "target": {
+            "xm-slurm": {
+                "context": str(tmp_path),
+                "dockerfile": str(tmp_path / "Dockerfile"),
+                "tags": ["r.io/a:1", "r.io/b:2"],
+                "output": ["type=docker"],
+                "args": {"A": "1"},
+                "labels": {"l": "v"},
+                "cache-from": ["r.io/cache:1"],
+                "platforms": ["linux/amd64"],
+            }
+        }
+    }
+    assert json.loads(json.dumps(bake)) == bake
+    assert client.bake_argv(tmp_path / "b.json")[:3] == ["docker", "buildx", "bake"]
 
 
 def test_bad_choice_is_named(tmp_path: Path) -> None:

@@ -60,6 +60,8 @@ async def test_python_container_module_and_commands(
 
     assert isinstance(module_image, RemoteImage) and isinstance(command_image, RemoteImage)
     assert module_image.workdir == "/workdir"
+    assert module_image.entrypoint.to_list() == ["python3", "-m", "hello"]
+    assert command_image.entrypoint.to_list()[:2] == ["/bin/sh", "-c"]
     assert recorder.count("build") == 2
     out = podman_run(module_image.image, "--lr", "a b")
     assert "hello from __main__ ['--lr', 'a b'] None" in out
@@ -120,7 +122,7 @@ async def test_uv_container(local_cluster, builder: ImageBuilder, unique, tmp_pa
     uv_ctx = tmp_path / "uvimage"
     uv_ctx.mkdir()
     shutil.copy(uv, uv_ctx / "uv")
-    (uv_ctx / "Dockerfile").write_text("FROM scratch\nCOPY uv /uv\n")
+    (uv_ctx / "Dockerfile").write_text('FROM scratch\nCOPY uv /uv\nCMD ["/uv"]\n')
     uv_image_tag = f"{local_cluster.registry}/{unique}/uv:latest"
     [uv_image] = await package_async(
         [pk.docker_container(SlurmSpec(tag=uv_image_tag), context=uv_ctx)], builder=builder
