@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
 
@@ -41,7 +42,9 @@ async def test_changed_host_key_in_known_hosts_is_refused(
     config = dataclasses.replace(ssh_config(local_cluster), known_hosts=str(known))
     message = await _refused(config)
     assert "could not be verified" in message and str(known) in message and "ssh-keyscan" in message, message
-    assert Path(known).read_text().count("\n") == 1, "the new key must not be added to known_hosts"
+    assert (await asyncio.to_thread(known.read_text)).count("\n") == 1, (
+        "the new key must not be added to known_hosts"
+    )
 
 
 async def test_unknown_host_is_refused_not_trusted_on_first_use(
@@ -62,7 +65,7 @@ async def test_pinned_key_mismatch_is_refused_and_the_right_pin_works(local_clus
     )
     message = await _refused(wrong)
     assert "does not match the pinned host_public_key" in message, message
-    line = Path(local_cluster.known_hosts).read_text().split()
+    line = (await asyncio.to_thread(Path(local_cluster.known_hosts).read_text)).split()
     right = dataclasses.replace(
         ssh_config(local_cluster), known_hosts=None, host_public_key=xm_slurm.PublicKey(line[1], line[2])
     )
