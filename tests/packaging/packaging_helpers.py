@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -62,3 +64,30 @@ def read_text(path: str | Path) -> str:
 def all_text_under(folder: Path) -> str:
     """Every file's text under `folder` (e.g. kept build logs), concatenated."""
     return "".join(p.read_text(errors="replace") for p in folder.rglob("*") if p.is_file())
+
+
+def uv_binary() -> str | None:
+    """The real uv executable (not a shell shim) to put in a local 'uv image'."""
+    candidates = []
+    try:
+        import uv  # type: ignore[import-not-found]
+
+        candidates.append(uv.find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        pass
+    found = shutil.which("uv")
+    if found:
+        resolved = subprocess.run(["pyenv", "which", "uv"], capture_output=True, text=True, check=False)
+        if resolved.returncode == 0:
+            candidates.append(resolved.stdout.strip())
+        candidates.append(found)
+    for path in candidates:
+        with open(path, "rb") as f:
+            if f.read(4) == b"\x7fELF":
+                return path
+    return None
+
+
+def uv_lock(uv: str, project: Path) -> None:
+    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
+    subprocess.run([uv, "lock", "--offline"], cwd=project, check=True, capture_output=True, env=env)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
-from packaging_helpers import RecordingRunner, podman_run, read_text
+from packaging_helpers import RecordingRunner, podman_run, read_text, uv_binary, uv_lock
 from xmanager import xm
 
 import xm_slurm.packageables as pk
@@ -87,35 +85,8 @@ def test_default_ignores_apply_without_a_dockerignore(tmp_path, isolated_env) ->
     assert again.executable_spec == spec
 
 
-def _uv_binary() -> str | None:
-    """The real uv executable (not a shell shim) to put in a local 'uv image'."""
-    candidates = []
-    try:
-        import uv  # type: ignore[import-not-found]
-
-        candidates.append(uv.find_uv_bin())
-    except (ImportError, FileNotFoundError):
-        pass
-    found = shutil.which("uv")
-    if found:
-        resolved = subprocess.run(["pyenv", "which", "uv"], capture_output=True, text=True, check=False)
-        if resolved.returncode == 0:
-            candidates.append(resolved.stdout.strip())
-        candidates.append(found)
-    for path in candidates:
-        with open(path, "rb") as f:
-            if f.read(4) == b"\x7fELF":
-                return path
-    return None
-
-
-def _lock(uv: str, project: Path) -> None:
-    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
-    subprocess.run([uv, "lock", "--offline"], cwd=project, check=True, capture_output=True, env=env)
-
-
 async def test_uv_container(local_cluster, builder: ImageBuilder, unique, tmp_path) -> None:
-    uv = _uv_binary()
+    uv = uv_binary()
     if uv is None:
         pytest.skip("no uv executable on this machine to build the local uv image from")
     # An image holding just /uv, in the local registry (no ghcr.io here); uv_container copies it in.
@@ -133,7 +104,7 @@ async def test_uv_container(local_cluster, builder: ImageBuilder, unique, tmp_pa
     (project / "pyproject.toml").write_text(
         '[project]\nname = "hello"\nversion = "0.1.0"\nrequires-python = ">=3.9"\n'
     )
-    _lock(uv, project)
+    uv_lock(uv, project)
     packageable = pk.uv_container(
         SlurmSpec(tag=f"{local_cluster.registry}/{unique}/uvapp:latest"),
         xm.ModuleName("hello"),
