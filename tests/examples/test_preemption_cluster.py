@@ -30,17 +30,20 @@ def _squeue(job_id: str) -> str:
     ).stdout.strip()
 
 
-def _first_run_over(job_id: str) -> bool:
-    runs = subprocess.run(
-        ["sacct", "-D", "-X", "-n", "-P", "-j", job_id, "-o", "State"],
+def _first_run_node(job_id: str) -> str:
+    """The node of the first (requeued) run, once Slurm accounts it as REQUEUED; else ''."""
+    rows = subprocess.run(
+        ["sacct", "-D", "-X", "-n", "-P", "-j", job_id, "-o", "State,NodeList"],
         capture_output=True,
         text=True,
         check=False,
-    ).stdout.split()
-    shown = subprocess.run(
-        ["scontrol", "show", "job", job_id], capture_output=True, text=True, check=False
-    ).stdout
-    return "REQUEUED" in runs and "COMPLETING" not in shown
+    ).stdout.splitlines()
+    return next((row.split("|")[1] for row in rows if row.startswith("REQUEUED|")), "")
+
+
+def _nodes() -> list[str]:
+    out = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True, text=True, check=True).stdout
+    return sorted(set(out.split()))
 
 
 def test_preemption_checkpoints_requeues_and_resumes(example_env: ExampleEnv) -> None:
@@ -57,11 +60,15 @@ def test_preemption_checkpoints_requeues_and_resumes(example_env: ExampleEnv) ->
         # What Slurm does `timeout_signal_grace_period` before the time limit (`--signal=USR2@120`: the
         # job's steps, i.e. the container's program, get the signal; see xm_slurm/executors.py).
         subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
-        # Requeued jobs wait for a BeginTime (about 2 minutes on a stock Slurm); start it now instead, once
-        # the first run is over (accounted as REQUEUED), or the new run would race the old one's clean-up.
-        _poll("the requeue", lambda: _squeue(job_id) == "PENDING BeginTime" and _first_run_over(job_id))
-        subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True)
-        out = first + proc.communicate(timeout=180)[0]
+        # A requeued job waits for a BeginTime (about 2 minutes on a stock Slurm): the old run's job
+        # credential stays revoked on its node until then ("Job credential revoked" if started there).
+        # With another node, start the second run there at once; on one node, wait for Slurm.
+        _poll("the requeue", lambda: _squeue(job_id) == "PENDING BeginTime")
+        node = str(_poll("the first run accounted as REQUEUED", lambda: _first_run_node(job_id)))
+        if len(_nodes()) > 1:
+            update = ["scontrol", "update", f"JobId={job_id}", "StartTime=now", f"ExcNodeList={node}"]
+            subprocess.run(update, check=True)
+        out = first + proc.communicate(timeout=300)[0]
     finally:
         if proc.poll() is None:
             proc.kill()
