@@ -16,9 +16,15 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from local_cluster import LocalCluster
 from packaging_helpers import uv_lock
+from xmanager import xm
 
+import xm_slurm
 from xm_slurm.packaging.process import ProcessResult, run_process
+from xm_slurm.status import SlurmWorkUnitStatusEnum
+
+FAKE_APPTAINER_DIR = Path(__file__).resolve().parents[1] / "fakes" / "fake-apptainer"
 
 # The program of the example projects: when it started, its argv and folder, and one env var.
 PROGRAM = """\
@@ -133,8 +139,13 @@ def password_registry(tmp: Path, user: str, password: str) -> Iterator[str]:
     conf = Path(f"/etc/containers/registries.conf.d/70-xm-test-auth-{port}-{uuid.uuid4().hex[:6]}.conf")
     conf.write_text(f'[[registry]]\nlocation = "{host}"\ninsecure = true\n')
     log = (folder / "registry.log").open("wb")
+    # Not our environment: the registry reads REGISTRY_* variables as settings (REGISTRY_AUTH_FILE!).
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
     proc = subprocess.Popen(
-        ["docker-registry", "serve", str(folder / "config.yml")], stdout=log, stderr=subprocess.STDOUT
+        ["docker-registry", "serve", str(folder / "config.yml")],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=clean,
     )
     try:
         deadline = time.monotonic() + 30
@@ -156,8 +167,8 @@ def password_registry(tmp: Path, user: str, password: str) -> Iterator[str]:
 class CmdlineSampler:
     """Reads every process's command line, over and over, in a thread (e.g. while a job pulls)."""
 
-    def __init__(self, needle: str) -> None:
-        self.needle = needle.encode()
+    def __init__(self, *needles: str) -> None:
+        self.needles = [n.encode() for n in needles]
         self.hits: list[str] = []
         self.samples = 0
         self._stop = threading.Event()
@@ -171,7 +182,7 @@ class CmdlineSampler:
                     continue
                 with contextlib.suppress(OSError):
                     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-                    if self.needle in cmdline:
+                    if any(n in cmdline for n in self.needles):
                         self.hits.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
             self.samples += 1
 
@@ -186,3 +197,53 @@ class CmdlineSampler:
 
 def files_containing(folder: Path, needle: str) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file() and needle.encode() in p.read_bytes()]
+
+
+async def run_job(experiment: xm_slurm.SlurmExperiment, job: xm.Job) -> tuple[list[str], float]:
+    """Add `job` and wait for it: its log lines and the seconds from submission to the program's start."""
+    submitted = time.time()
+    wu = await experiment.add(job)
+    return await finish(wu, submitted)
+
+
+async def finish(wu: Any, submitted: float) -> tuple[list[str], float]:
+    await wu.wait_until_complete()
+    lines = [line async for line in wu.logs(num_lines=200)]
+    status = await wu.get_status()
+    assert status.status is SlurmWorkUnitStatusEnum.COMPLETED, lines
+    return lines, start_latency(lines, submitted)
+
+
+def apptainer_cluster(
+    lc: LocalCluster, cache: Path, *, build_seconds: float = 0.0
+) -> xm_slurm.SlurmClusterConfig:
+    """The local cluster with the FAKE apptainer on PATH and a SIF cache of the test's own."""
+    from experiment_fixtures import ssh_config
+
+    return xm_slurm.SlurmClusterConfig(
+        name="local-apptainer",
+        ssh=ssh_config(lc),
+        runtime=xm_slurm.ContainerRuntime.APPTAINER,
+        partition=lc.partition,
+        host_environment={
+            "PATH": f"{FAKE_APPTAINER_DIR}:$PATH",
+            "XM_SLURM_IMAGE_CACHE": str(cache),
+            "FAKE_APPTAINER_BUILD_SECONDS": str(build_seconds),
+        },
+    )
+
+
+def context_with(root: Path, dockerfile: str, **files: str) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "Dockerfile").write_text(dockerfile)
+    for name, text in files.items():
+        (root / name).write_text(text)
+    return root
+
+
+def listing(folder: str | Path, pattern: str) -> list[Path]:
+    return sorted(Path(folder).glob(pattern))
+
+
+def exists(path: str | Path) -> bool:
+    return Path(path).exists()

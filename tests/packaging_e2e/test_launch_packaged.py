@@ -12,7 +12,7 @@ from e2e_helpers import (
     cache_use,
     forget_image,
     podman,
-    start_latency,
+    run_job,
     uv_image_context,
     uv_project,
 )
@@ -24,20 +24,8 @@ from xmanager import xm
 import xm_slurm
 from xm_slurm.executables import RemoteImage
 from xm_slurm.packaging import ImageBuilder, PodmanClient, package_async
-from xm_slurm.status import SlurmWorkUnitStatusEnum
 
 pytestmark = pytest.mark.cluster
-
-
-async def _run(experiment: xm_slurm.SlurmExperiment, job: xm.Job) -> tuple[list[str], float]:
-    """Add `job`, wait for it; its log lines and the seconds from submission to the program's start."""
-    submitted = time.time()
-    wu = await experiment.add(job)
-    await wu.wait_until_complete()
-    lines = [line async for line in wu.logs(num_lines=200)]
-    status = await wu.get_status()
-    assert status.status is SlurmWorkUnitStatusEnum.COMPLETED, lines
-    return lines, start_latency(lines, submitted)
 
 
 async def test_uv_container_runs_and_an_unchanged_rebuild_uses_the_cache(
@@ -87,11 +75,11 @@ async def test_uv_container_runs_and_an_unchanged_rebuild_uses_the_cache(
         forget_image(tag, executable.image)
         assert podman("image", "exists", executable.image, check=False).returncode == 1
         job = xm.Job(executable=executable, executor=executor(cluster), args=["--seed", "1"])
-        lines, new_image_start = await _run(experiment, job)
+        lines, new_image_start = await run_job(experiment, job)
         assert "hello from uv-app ['--seed', '1'] in /workdir" in lines
         assert podman("image", "exists", executable.image, check=False).returncode == 0
         # ... and the next job finds it there (podman pulls only what the node lacks).
-        lines, cached_image_start = await _run(experiment, job)
+        lines, cached_image_start = await run_job(experiment, job)
         assert "hello from uv-app ['--seed', '1'] in /workdir" in lines
     print(
         f"\nFIGURES uv example: cold build+push {cold:.1f} s, warm (cached) build+push {warm:.1f} s; "
@@ -137,13 +125,13 @@ async def test_python_and_dockerfile_containers_and_a_pushed_docker_image(
         assert image_exe.entrypoint.to_list() == ["python3", "/srv/app/hello.py"]
         assert image_exe.workdir == "/srv/app"
 
-        lines, _ = await _run(
+        lines, _ = await run_job(
             experiment, xm.Job(executable=python_exe, executor=executor(cluster), args=["a b"])
         )
         assert "hello from python-app ['a b'] in /workdir" in lines
-        lines, _ = await _run(
+        lines, _ = await run_job(
             experiment, xm.Job(executable=docker_exe, executor=executor(cluster), args=["x"])
         )
         assert "hello from custom ['x'] in /srv/app" in lines
-        lines, _ = await _run(experiment, xm.Job(executable=image_exe, executor=executor(cluster)))
+        lines, _ = await run_job(experiment, xm.Job(executable=image_exe, executor=executor(cluster)))
         assert "hello from custom ['from-image'] in /srv/app" in lines
