@@ -247,3 +247,7 @@ def listing(folder: str | Path, pattern: str) -> list[Path]:
 
 def exists(path: str | Path) -> bool:
     return Path(path).exists()
+
+
+def read_lines(path: str | Path) -> list[str]:
+    return Path(path).read_text().splitlines() if Path(path).exists() else []
