@@ -49,11 +49,8 @@ def test_missing_files_and_tags_without_registry(local_cluster: LocalCluster, tm
 def test_built_image_without_entrypoint_is_refused_before_the_push(
     local_cluster: LocalCluster, unique: str, tmp_path: Path
 ) -> None:
-    ctx = context_with(
-        tmp_path / "ctx", f"FROM {local_cluster.image}\nCOPY data.txt /data.txt\n", **{"data.txt": "x"}
-    )
-    # busybox has CMD ["/bin/sh"]: an image FROM it would run a shell. Clear it, so nothing runs.
-    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY data.txt /data.txt\n")
+    # FROM scratch with no ENTRYPOINT and no CMD: the image runs nothing.
+    ctx = context_with(tmp_path / "ctx", "FROM scratch\nCOPY data.txt /data.txt\n", **{"data.txt": "x"})
     tag = f"{local_cluster.registry}/{unique}/nothing:latest"
     with pytest.raises(PackagingError, match=rf"image {tag} has neither ENTRYPOINT nor CMD.*ENTRYPOINT \["):
         xm_slurm.SlurmExperiment.package(
