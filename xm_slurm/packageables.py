@@ -4,7 +4,8 @@
 helpers (`python_container`, `uv_container`, `mamba_container` = `conda_container`) generate a
 Dockerfile from the templates in `xm_slurm/packaging/templates/` and build your project folder
 with it (your `.dockerignore` applies). Every built image is pushed to `executor_spec.tag`
-(`xm_slurm.Slurm.Spec(tag="registry.example.org/me/train:latest")`) and pinned by digest.
+(`xm_slurm.Slurm.Spec(tag="registry.example.org/me/train:latest")`) and pinned by digest; the
+resulting `RemoteImage` runs the image's ENTRYPOINT (or CMD) in its WORKDIR.
 
 Relative paths are taken from the launch script's folder, as XManager does (or from the current
 folder when there is no launch script, e.g. in a notebook).
@@ -99,7 +100,8 @@ def docker_image(
     executor_spec: xm.ExecutorSpec | None = None,
     workdir: str | None = None,
 ) -> xm.Packageable:
-    """An existing image (by tag or digest). Packaging pins a tag to its digest when the registry answers."""
+    """An existing image (by tag or digest). Packaging pins it by digest and reads what it runs
+    (ENTRYPOINT/CMD, WORKDIR) from its registry, which must answer (see docs/packaging.md)."""
     return xm.Packageable(
         executable_spec=DockerImage(image=image, workdir=workdir),
         executor_spec=executor_spec if executor_spec is not None else SlurmSpec(),
