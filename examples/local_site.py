@@ -13,7 +13,6 @@ Everything comes from the `XM_TEST_*` variables of `.local-cluster/env.sh`:
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import subprocess
@@ -22,7 +21,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import attr
 from xmanager import xm
 
 import xm_slurm
@@ -135,27 +133,8 @@ def uv_image() -> xm.Packageable:
     """
     context = Path(tempfile.mkdtemp(prefix="xm-examples-uv-"))
     shutil.copy(_uv_binary(), context / "uv")
-    (context / "Dockerfile").write_text("FROM scratch\nCOPY uv /uv\n")
+    (context / "Dockerfile").write_text('FROM scratch\nCOPY uv /uv\nCMD ["/uv"]\n')
     return xm_slurm.docker_container(xm_slurm.Slurm.Spec(tag=image_tag("uv")), context=context)
-
-
-def resolve_entrypoint(executable: xm.Executable) -> xm.Executable:
-    """Fill in a packaged image's ENTRYPOINT/CMD when packaging left `RemoteImage.entrypoint` empty.
-
-    Library gap (reported): `experiment.package` does not yet read the built image's ENTRYPOINT into the
-    RemoteImage, and `experiment.add` refuses an image without one. Once packaging does, this is a no-op.
-    """
-    if not isinstance(executable, xm_slurm.RemoteImage) or executable.entrypoint.to_list():
-        return executable
-    out = subprocess.run(
-        ["skopeo", "inspect", "--config", f"docker://{executable.image}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    config = json.loads(out).get("config") or {}
-    argv = [*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])]
-    return attr.evolve(executable, entrypoint=argv)
 
 
 def controller_cluster(base: xm_slurm.SlurmClusterConfig) -> xm_slurm.SlurmClusterConfig:

@@ -38,7 +38,6 @@ async def main(base_image: str) -> None:
     cluster = local_site.cluster()
     async with xm_slurm.create_experiment("conda example") as experiment:
         [executable] = experiment.package([packageable(base_image)])
-        executable = local_site.resolve_entrypoint(executable)  # until packaging sets it (see local_site)
         executor = xm_slurm.Slurm(
             requirements=xm_slurm.JobRequirements(CPU=1, cluster=cluster), time=dt.timedelta(minutes=5)
         )

@@ -32,7 +32,6 @@ async def main() -> None:
                 )
             ]
         )
-        executable = local_site.resolve_entrypoint(executable)  # until packaging sets it (see local_site)
         print(f"built and pinned {executable.image}")  # type: ignore[attr-defined]
         executor = xm_slurm.Slurm(
             requirements=xm_slurm.JobRequirements(CPU=1, cluster=cluster), time=dt.timedelta(minutes=5)

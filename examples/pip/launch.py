@@ -39,7 +39,6 @@ async def main() -> None:
                 )
             ]
         )
-        executable = local_site.resolve_entrypoint(executable)  # until packaging sets it (see local_site)
         executor = xm_slurm.Slurm(
             requirements=xm_slurm.JobRequirements(CPU=1, cluster=cluster), time=dt.timedelta(minutes=5)
         )
