@@ -37,6 +37,10 @@ def validate_image_ref(image: object, *, field: str = "image") -> str:
     return image
 
 
+# Set by xm_slurm in every job; a user value would be silently overridden, so it is refused instead.
+RESERVED_ENV_VARS = frozenset({"XM_SLURM_EXPERIMENT_ID", "XM_SLURM_WORK_UNIT_ID", "XM_SLURM_PAYLOAD"})
+
+
 def validate_env_vars(env_vars: Mapping[str, Any], *, field: str = "env_vars") -> immutabledict[str, str]:
     """Names must be shell identifiers; values become strings (as XManager does with str())."""
     out: dict[str, str] = {}
@@ -44,6 +48,10 @@ def validate_env_vars(env_vars: Mapping[str, Any], *, field: str = "env_vars") -
         if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
             raise ValidationError(
                 f"{field}: {name!r} is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"
+            )
+        if name in RESERVED_ENV_VARS:
+            raise ValidationError(
+                f"{field}: {name!r} is set by xm_slurm in every job and cannot be overridden; use another name"
             )
         text = str(value)
         if "\0" in text:

@@ -22,11 +22,18 @@ _STATE_DIR = re.compile(r"/[A-Za-z0-9_./+@\-]*")
 
 def _args(value: Any, field: str) -> xm.SequentialArgs:
     try:
-        return xm.SequentialArgs.from_collection(value)
+        args = xm.SequentialArgs.from_collection(value)
+        rendered = args.to_list()
     except (ValueError, TypeError) as e:
         raise ValidationError(
             f"{field}={value!r} are not XManager args (a list, a dict or xm.SequentialArgs): {e}"
         ) from None
+    for arg in rendered:
+        if "\0" in arg:  # an argv entry ends at NUL: the program would get a truncated value
+            raise ValidationError(
+                f"{field}: argument {arg!r} contains a NUL byte, which no command line can hold"
+            )
+    return args
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
