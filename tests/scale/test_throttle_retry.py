@@ -31,9 +31,9 @@ async def test_throttle_holds_across_split_arrays(
     gate = held_gate()
     try:
         async with xm_slurm.create_experiment("scale throttle", transport_factory=counting) as experiment:
-            experiment.launcher.max_array_size = 5  # 12 trials -> arrays of 5, 5 and 2, chained
+            experiment.launcher.max_array_size = 3  # 8 trials -> arrays of 3, 3 and 2, chained
             units = await experiment.add(
-                job, args=[xm_slurm.JobArgs(args=[i]) for i in range(12)], dependency=afterok(gate)
+                job, args=[xm_slurm.JobArgs(args=[i]) for i in range(8)], dependency=afterok(gate)
             )
             bases = list(dict.fromkeys(u.slurm_jobs[0].job_id.job_id for u in units))
             assert len(bases) == 3 and counting.count("sbatch") == 3
