@@ -13,7 +13,7 @@ import argparse
 import sys
 from typing import Any
 
-from xm_slurm.errors import ConfigurationError, XmSlurmError
+from xm_slurm.errors import ConfigurationError, ValidationError, XmSlurmError
 
 EPILOG = """\
 examples:
@@ -55,9 +55,19 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _token_create(args: argparse.Namespace) -> int:
-    from xm_slurm.api.server.tokens import create_token
+    import datetime as dt
 
-    token = create_token(_open(args.db), args.name)
+    from xm_slurm.api.server.tokens import READ_ONLY, READ_WRITE, create_token
+
+    expires_in = None
+    if args.expires_in_days is not None:
+        if args.expires_in_days <= 0:
+            raise ValidationError(
+                f"--expires-in-days {args.expires_in_days} must be a positive number of days"
+            )
+        expires_in = dt.timedelta(days=args.expires_in_days)
+    scope = READ_ONLY if args.read_only else READ_WRITE
+    token = create_token(_open(args.db), args.name, scope=scope, expires_in=expires_in)
     # The token is shown this once (only its hash is stored): stdout alone, so it can be captured.
     print(token)
     print(
@@ -71,8 +81,10 @@ def _guard(func: Any) -> Any:
         try:
             return int(func(args))
         except XmSlurmError as e:
-            print(f"xm-slurm server: {e}", file=sys.stderr)
-            return 1
+            from xm_slurm.cli.exit_codes import for_error
+
+            print(f"xm-slurm server: error: {e}", file=sys.stderr)
+            return for_error(e)
 
     return run
 
@@ -99,4 +111,14 @@ def register(subparsers: Any) -> None:
     create = token_commands.add_parser("create", help="create a token and print it (once)")
     create.add_argument("--name", default="", help="a label for the token, e.g. the team member's name")
     create.add_argument("--db", default=None, help=db_help)
+    create.add_argument(
+        "--read-only", action="store_true", help="the token may read experiments but not change them"
+    )
+    create.add_argument(
+        "--expires-in-days",
+        type=float,
+        default=None,
+        metavar="DAYS",
+        help="the token stops working after DAYS days",
+    )
     create.set_defaults(func=_guard(_token_create))
