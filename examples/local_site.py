@@ -131,8 +131,12 @@ def uv_image() -> xm.Packageable:
     Real sites use `ghcr.io/astral-sh/uv:<version>`; the local cluster has no access to ghcr.io, so the
     image is built from the uv that runs these examples.
     """
-    context = Path(tempfile.mkdtemp(prefix="xm-examples-uv-"))
-    shutil.copy(_uv_binary(), context / "uv")
+    binary = _uv_binary()
+    context = Path(tempfile.gettempdir(), f"xm-examples-uv-image-{os.getuid()}")
+    context.mkdir(mode=0o700, exist_ok=True)
+    target = context / "uv"
+    if not target.exists() or target.stat().st_size != os.stat(binary).st_size:  # ~40 MB: copy once
+        shutil.copy(binary, target)
     (context / "Dockerfile").write_text('FROM scratch\nCOPY uv /uv\nCMD ["/uv"]\n')
     return xm_slurm.docker_container(xm_slurm.Slurm.Spec(tag=image_tag("uv")), context=context)
 
