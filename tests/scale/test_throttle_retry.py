@@ -79,7 +79,7 @@ async def test_retry_failed_reruns_only_failed_trials(
         assert before == [WU.FAILED if k == "flaky" else WU.COMPLETED for k in kinds]
 
         sbatch = counting.count("sbatch")
-        retried = await experiment.launcher.retry_failed(units)
+        retried = await experiment.retry_failed(units)
         assert [u.work_unit_id for u in retried] == [
             u.work_unit_id for u, k in zip(units, kinds, strict=True) if k == "flaky"
         ]
@@ -91,7 +91,7 @@ async def test_retry_failed_reruns_only_failed_trials(
         after = [(await u.get_status()).status for u in units]
         assert after == [WU.COMPLETED] * len(kinds)
         assert all(u.slurm_jobs[0].job_id == first[u.work_unit_id] for u in units if u not in retried)
-        assert await experiment.launcher.retry_failed(units) == []  # nothing failed any more
+        assert await experiment.retry_failed() == []  # nothing failed any more (default: every work unit)
         assert counting.count("sbatch") == sbatch + 1
 
     stored = {wu.wid: wu for wu in xm_slurm.api.client().get_experiment(experiment.experiment_id).work_units}
@@ -106,3 +106,10 @@ async def test_retry_failed_reruns_only_failed_trials(
         else:
             assert [j.slurm_job_id for j in jobs] == [str(first[unit.work_unit_id])]
     assert sorted(p.name for p in marks.iterdir()) == ["1", "3", "4"]
+    # Reloaded (as `xm-slurm show` or another process would), each unit reports its newest attempt.
+    reloaded = xm_slurm.get_experiment(experiment.experiment_id)
+    try:
+        statuses = [(await wu.get_status()).status for wu in reloaded.work_units.values()]
+    finally:
+        await reloaded.aclose()
+    assert statuses == [WU.COMPLETED] * len(kinds)

@@ -34,7 +34,7 @@ from xm_slurm.errors import ValidationError, XmSlurmError
 from xm_slurm.experiment.connections import ClusterConnections, TransportFactory
 from xm_slurm.experiment.context import ExperimentContext
 from xm_slurm.experiment.handles import SlurmLaunchedJob
-from xm_slurm.experiment.launching import Collector, Launcher
+from xm_slurm.experiment.launching import Collector, Launcher, current_jobs
 from xm_slurm.experiment.planning import PendingAdd, apply_args, describe, display_args
 from xm_slurm.experiment.units import ROLE_KEY, SlurmAuxiliaryUnit, SlurmExperimentUnit, SlurmWorkUnit
 
@@ -169,7 +169,8 @@ class SlurmExperiment(xm.Experiment):
                 SlurmAuxiliaryUnit,
                 args.get("args"),
             )
-        jobs = tuple(SlurmLaunchedJob.from_record(j, record_xid(self)) for j in record.jobs)
+        # A retried job is superseded by its retry: report the newest attempt only.
+        jobs = tuple(current_jobs([SlurmLaunchedJob.from_record(j, record_xid(self)) for j in record.jobs]))
         unit = cls(
             self,
             record.wid,
@@ -311,6 +312,16 @@ class SlurmExperiment(xm.Experiment):
                 raise type(error)(f"launching {unit} failed: {error}{more}") from error
             raise error
         return units
+
+    async def retry_failed(
+        self, work_units: Sequence[SlurmExperimentUnit] | None = None, *, include_cancelled: bool = False
+    ) -> list[SlurmExperimentUnit]:
+        """Resubmit only the failed jobs of these work units (default: all of them), reusing the units.
+
+        Returns the units that were retried; see `Launcher.retry_failed` and docs/scale.md.
+        """
+        units = list(work_units) if work_units is not None else list(self.work_units.values())
+        return await self.launcher.retry_failed(units, include_cancelled=include_cancelled)
 
     def _enqueue(self, pending: PendingAdd) -> asyncio.Future[None]:
         collector = getattr(pending.unit, "collector", None)
