@@ -28,7 +28,7 @@ from xmanager import xm
 
 import xm_slurm
 from xm_slurm.executables import RemoteImage
-from xm_slurm.packaging.cluster_auth import remove_registry_auth, upload_registry_auth
+from xm_slurm.packaging.cluster_auth import AUTH_DIR, remove_registry_auth
 from xm_slurm.scheduler.submit import experiment_dir
 
 pytestmark = pytest.mark.cluster
@@ -69,14 +69,11 @@ async def test_private_registry_login_reaches_jobs_and_no_secret_leaks(
             refused = podman("pull", "--authfile", str(empty), image.image, check=False)
             assert refused.returncode != 0 and "unauthorized" in refused.stderr.lower()
 
-            # The hook launching.py needs (see docs/packaging.md): upload the logins before submitting.
+            # The launcher uploads the login (a private file) before it submits the job that needs it.
             transport = experiment.connections.transport(cluster.ssh)
             folder = experiment_dir(
                 await experiment.connections.state_root(cluster.ssh), experiment.experiment_id
             )
-            [auth_path] = await upload_registry_auth(transport, folder, [image])
-            assert stat.S_IMODE(os.stat(auth_path).st_mode) == 0o600
-            assert stat.S_IMODE(os.stat(Path(auth_path).parent).st_mode) == 0o700
 
             sif_cache = tmp_path / "sif-cache"
             with CmdlineSampler(password, token) as sampler:
@@ -84,6 +81,10 @@ async def test_private_registry_login_reaches_jobs_and_no_secret_leaks(
                 forget_image(tag, image.image)
                 lines, _ = await run_job(experiment, xm.Job(executable=image, executor=executor(cluster)))
                 assert "hello from private [] in /" in lines
+                [auth_file] = (Path(folder) / AUTH_DIR).iterdir()
+                auth_path = str(auth_file)
+                assert stat.S_IMODE(os.stat(auth_path).st_mode) == 0o600
+                assert stat.S_IMODE(os.stat(Path(auth_path).parent).st_mode) == 0o700
                 # Apptainer (the fake): the conversion pulls with the login read into its environment.
                 forget_image(tag, image.image)
                 on_apptainer = executor(apptainer_cluster(local_cluster, sif_cache))

@@ -33,6 +33,7 @@ from xm_slurm.experiment.connections import ClusterConnections
 from xm_slurm.experiment.handles import SlurmLaunchedJob
 from xm_slurm.experiment.planning import PendingAdd, Submission, plan
 from xm_slurm.job_ids import SlurmJobId
+from xm_slurm.packaging.cluster_auth import upload_registry_auth
 from xm_slurm.rendering import JobScriptRequest, render_job_script
 from xm_slurm.scheduler import cancel, submit
 from xm_slurm.scheduler.limits import ClusterLimits, read_limits
@@ -113,6 +114,11 @@ class Launcher:
                         lim.max_job_count,
                     )
             rendered = await self._render(submissions)
+            # Registry logins reach the cluster as private files (never in a script or command line);
+            # an upload failure fails the batch before any sbatch.
+            for s, _, folder in rendered:
+                executables = [c.executable for c in s.components]
+                await upload_registry_auth(self.connections.transport(s.cluster.ssh), folder, executables)
         except BaseException as e:
             _fail(adds, e)
             return
