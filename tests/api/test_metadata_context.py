@@ -51,10 +51,11 @@ async def test_changes_are_written_through(api: XManagerAPI) -> None:
     assert again.python_config == "lr = 1e-3" and again.graphviz_config is None
     assert again.annotations.title == "renamed"
     again.annotations.tags.add("reloaded")
+    again.annotations.tags.update(["u1"], {"u2", "baseline"})  # as set.update
     again.work_unit(1, {}).artifacts["log"] = "file:///log"
     await again.flush()
     exp = await api.aget_experiment(xid)
-    assert exp.tags == {"baseline", "lr-sweep", "reloaded"}
+    assert exp.tags == {"baseline", "lr-sweep", "reloaded", "u1", "u2"}
     assert exp.work_units[0].artifacts[0].uri == "file:///log"
 
 
@@ -71,6 +72,8 @@ def test_bad_values_are_refused_before_queueing(api: XManagerAPI) -> None:
     ctx = ExperimentContext(api, 1)
     with pytest.raises(ValidationError):
         ctx.annotations.tags.add(3)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        ctx.annotations.tags.update(["ok", 4])  # type: ignore[list-item]
     with pytest.raises(ValidationError):
         ctx.artifacts["a"] = 5  # type: ignore[assignment]
     with pytest.raises(ValidationError):

@@ -138,6 +138,15 @@ class Tags(MutableSet[str]):
             self._tags.discard(value)
             self._on_change(frozenset(self._tags))
 
+    def update(self, *others: Iterable[str]) -> None:
+        """Add every tag of `others`, as `set.update` does; written through once."""
+        new = [tag for other in others for tag in other]
+        for tag in new:
+            _require_str(tag, "a tag")
+        if not set(new) <= self._tags:
+            self._tags.update(new)
+            self._on_change(frozenset(self._tags))
+
     def __repr__(self) -> str:
         return f"Tags({sorted(self._tags)!r})"
 
