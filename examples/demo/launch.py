@@ -12,13 +12,15 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import time
+from typing import Any
 
 from xmanager import xm
 
 import xm_slurm
 
 PROGRAM = (
-    "import os, sys; "
+    "import os, sys, time; time.sleep(3); "
     "print('work unit', os.environ['XM_SLURM_WORK_UNIT_ID'], 'args', sys.argv[1:], 'GREETING', os.environ.get('GREETING'))"
 )
 
@@ -37,6 +39,24 @@ def local_cluster() -> xm_slurm.SlurmClusterConfig:
             known_hosts=env["XM_TEST_SSH_KNOWN_HOSTS"],
         ),
     )
+
+
+async def follow_states(units: list[Any]) -> None:
+    """Print each work unit's state whenever it changes, until every one has ended."""
+    start = time.monotonic()
+    seen: dict[int, str] = {}
+    while True:
+        # Concurrent status calls on one cluster share a single sacct.
+        statuses = await asyncio.gather(*(wu.get_status() for wu in units))
+        for wu, status in zip(units, statuses, strict=True):
+            if seen.get(wu.work_unit_id) != status.status.name:
+                seen[wu.work_unit_id] = status.status.name
+                print(
+                    f"[{time.monotonic() - start:5.1f} s] work unit {wu.work_unit_id}: {status.status.name}"
+                )
+        if not any(status.is_active for status in statuses):
+            return
+        await asyncio.sleep(0.5)
 
 
 async def main() -> None:
@@ -62,7 +82,9 @@ async def main() -> None:
         print(
             f"experiment {experiment.experiment_id}: work units {[wu.work_unit_id for wu in [single, *sweep]]}"
         )
-        for wu in [single, *sweep]:
+        units = [single, *sweep]
+        await follow_states(units)
+        for wu in units:
             try:
                 await wu.wait_until_complete()
             except xm.ExperimentUnitError as e:
