@@ -92,6 +92,25 @@ class XManagerAPI(abc.ABC):
     def insert_jobs(self, xid: int, jobs: Sequence[tuple[int, SlurmJob]]) -> None:
         """`insert_job` for many `(wid, job)` pairs, all or nothing (one transaction / one request)."""
 
+    @abc.abstractmethod
+    def replace_jobs(
+        self,
+        xid: int,
+        *,
+        work_units: Sequence[WorkUnitPatch] = (),
+        remove: Sequence[tuple[int, str]] = (),
+        insert: Sequence[tuple[int, SlurmJob]] = (),
+        delete_empty_units: Sequence[int] = (),
+    ) -> None:
+        """In ONE transaction / request, in this order: record `work_units` (as `insert_work_units`);
+        remove the job rows `(wid, slurm_job_id)` of `remove` (rows or units already gone are fine); insert
+        `insert` (as `insert_jobs`: a missing work unit raises `NotFoundError` and nothing changes); delete
+        the work units of `delete_empty_units` that hold no job afterwards (missing ones are fine).
+
+        The launcher records a submission before its sbatch as pending rows and swaps them for the real
+        ids after it (docs/reliability.md). Repeating a call changes nothing more.
+        """
+
     # -- artifacts ---------------------------------------------------------------------------------------
     @abc.abstractmethod
     def insert_work_unit_artifact(self, xid: int, wid: int, artifact: Artifact) -> None:
@@ -162,6 +181,25 @@ class XManagerAPI(abc.ABC):
 
     async def ainsert_jobs(self, xid: int, jobs: Sequence[tuple[int, SlurmJob]]) -> None:
         await asyncio.to_thread(self.insert_jobs, xid, jobs)
+
+    async def areplace_jobs(
+        self,
+        xid: int,
+        *,
+        work_units: Sequence[WorkUnitPatch] = (),
+        remove: Sequence[tuple[int, str]] = (),
+        insert: Sequence[tuple[int, SlurmJob]] = (),
+        delete_empty_units: Sequence[int] = (),
+    ) -> None:
+        await asyncio.to_thread(
+            lambda: self.replace_jobs(
+                xid,
+                work_units=work_units,
+                remove=remove,
+                insert=insert,
+                delete_empty_units=delete_empty_units,
+            )
+        )
 
     async def ainsert_work_unit_artifact(self, xid: int, wid: int, artifact: Artifact) -> None:
         await asyncio.to_thread(self.insert_work_unit_artifact, xid, wid, artifact)

@@ -220,3 +220,23 @@ def jobs_of(items: Iterable[tuple[int, SlurmJob]]) -> list[tuple[int, SlurmJob]]
         if not isinstance(pair[0], int) or pair[0] < 1:
             raise ValidationError(f"insert_jobs: wid must be an integer >= 1, got {pair[0]!r}")
     return pairs
+
+
+def job_refs_of(items: Iterable[tuple[int, str]]) -> list[tuple[int, str]]:
+    """Validate the `(wid, slurm_job_id)` pairs naming job rows to remove."""
+    refs = list(items)
+    for ref in refs:
+        if not (isinstance(ref, tuple) and len(ref) == 2 and isinstance(ref[1], str) and ref[1]):
+            raise ValidationError(f"replace_jobs: remove expects (wid, slurm_job_id) pairs, got {ref!r:.200}")
+        require_id(ref[0], "replace_jobs: a wid to remove a job from")
+    return refs
+
+
+def wids_of(items: Iterable[int], what: str) -> list[int]:
+    """Validate a list of work unit ids."""
+    if isinstance(items, (str, int)):
+        raise ValidationError(f"{what} must be a list of work unit ids, got {items!r:.100}")
+    wids = list(items)
+    for wid in wids:
+        require_id(wid, f"{what}: a work unit id (wid)")
+    return wids

@@ -273,6 +273,24 @@ class RestClient(XManagerAPI):
         body = [{"wid": wid, "job": codec.job_to_json(job)} for wid, job in pairs]
         return _Call("PUT", f"/experiment/{_id(xid)}/jobs", body)
 
+    @staticmethod
+    def _replace_jobs(
+        xid: int,
+        work_units: Sequence[WorkUnitPatch],
+        remove: Sequence[tuple[int, str]],
+        insert: Sequence[tuple[int, SlurmJob]],
+        delete_empty_units: Sequence[int],
+    ) -> _Call:
+        for p in work_units:
+            _check(p, WorkUnitPatch, "a work unit to insert")
+        body = {
+            "work_units": [codec.unit_patch_to_json(p) for p in work_units],
+            "remove": [{"wid": wid, "slurm_job_id": jid} for wid, jid in models.job_refs_of(remove)],
+            "insert": [{"wid": wid, "job": codec.job_to_json(job)} for wid, job in models.jobs_of(insert)],
+            "delete_empty_units": models.wids_of(delete_empty_units, "delete_empty_units"),
+        }
+        return _Call("PATCH", f"/experiment/{_id(xid)}/jobs", body)
+
     # -- experiments ------------------------------------------------------------------------------------
     def get_experiment(self, xid: int) -> Experiment:
         return codec.experiment_from_json(self._call(self._get_experiment(xid)))
@@ -382,6 +400,28 @@ class RestClient(XManagerAPI):
 
     async def ainsert_jobs(self, xid: int, jobs: Sequence[tuple[int, SlurmJob]]) -> None:
         await self._acall(self._insert_jobs(xid, jobs))
+
+    def replace_jobs(
+        self,
+        xid: int,
+        *,
+        work_units: Sequence[WorkUnitPatch] = (),
+        remove: Sequence[tuple[int, str]] = (),
+        insert: Sequence[tuple[int, SlurmJob]] = (),
+        delete_empty_units: Sequence[int] = (),
+    ) -> None:
+        self._call(self._replace_jobs(xid, work_units, remove, insert, delete_empty_units))
+
+    async def areplace_jobs(
+        self,
+        xid: int,
+        *,
+        work_units: Sequence[WorkUnitPatch] = (),
+        remove: Sequence[tuple[int, str]] = (),
+        insert: Sequence[tuple[int, SlurmJob]] = (),
+        delete_empty_units: Sequence[int] = (),
+    ) -> None:
+        await self._acall(self._replace_jobs(xid, work_units, remove, insert, delete_empty_units))
 
     # -- artifacts --------------------------------------------------------------------------------------
     @staticmethod

@@ -128,6 +128,23 @@ class SqlClient(XManagerAPI):
         with self.transaction() as conn:
             ops.insert_jobs(conn, xid, pairs)
 
+    def replace_jobs(
+        self,
+        xid: int,
+        *,
+        work_units: Sequence[WorkUnitPatch] = (),
+        remove: Sequence[tuple[int, str]] = (),
+        insert: Sequence[tuple[int, SlurmJob]] = (),
+        delete_empty_units: Sequence[int] = (),
+    ) -> None:
+        for wu in work_units:
+            _check(wu, WorkUnitPatch, "a work unit to insert")
+        refs = models.job_refs_of(remove)
+        pairs = models.jobs_of(insert)
+        wids = models.wids_of(delete_empty_units, "delete_empty_units")
+        with self.transaction() as conn:
+            ops.replace_jobs(conn, xid, list(work_units), refs, pairs, wids)
+
     # -- artifacts --------------------------------------------------------------------------------------
     def insert_work_unit_artifact(self, xid: int, wid: int, artifact: Artifact) -> None:
         _check(artifact, Artifact, "the artifact")

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 import xm_slurm
-from xm_slurm.api import codec
+from xm_slurm.api import codec, models
 from xm_slurm.api.base import DEFAULT_LIST_LIMIT, ConflictError
 from xm_slurm.api.server import idempotency, tokens
 from xm_slurm.api.server.schemas import (
@@ -24,6 +24,7 @@ from xm_slurm.api.server.schemas import (
     ExperimentPatchBody,
     ExperimentUnitPatchBody,
     JobOfWorkUnitBody,
+    ReplaceJobsBody,
     SlurmJobBody,
     WorkUnitPatchBody,
     XidBody,
@@ -192,6 +193,25 @@ def create_app(client: SqlClient) -> FastAPI:
         pairs = [(b.wid, b.job.to_model()) for b in body]
         dumped = [b.model_dump() for b in body]
         return write(request, key, dumped, lambda c: ops.insert_jobs(c, xid, pairs))
+
+    @api.patch(
+        "/experiment/{xid}/jobs",
+        tags=["jobs"],
+        summary="Swap job rows (e.g. pending submissions for their Slurm ids) in one transaction",
+    )
+    def replace_jobs(
+        xid: int, body: ReplaceJobsBody, request: Request, key: IdempotencyKey = None
+    ) -> Response:
+        units = [b.to_model() for b in body.work_units]
+        remove = [(r.wid, r.slurm_job_id) for r in body.remove]
+        insert = [(b.wid, b.job.to_model()) for b in body.insert]
+        wids = models.wids_of(body.delete_empty_units, "delete_empty_units")
+        return write(
+            request,
+            key,
+            body.model_dump(),
+            lambda c: ops.replace_jobs(c, xid, units, remove, insert, wids),
+        )
 
     # -- artifacts --------------------------------------------------------------------------------------
     @api.put("/experiment/{xid}/wu/{wid}/artifact", tags=["artifacts"])

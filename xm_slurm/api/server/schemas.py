@@ -57,6 +57,20 @@ class JobOfWorkUnitBody(_Body):
     job: SlurmJobBody
 
 
+class JobRefBody(_Body):
+    wid: int = Field(ge=1)
+    slurm_job_id: str = Field(min_length=1)
+
+
+class ReplaceJobsBody(_Body):
+    """`XManagerAPI.replace_jobs` in one request (PATCH /experiment/{xid}/jobs)."""
+
+    work_units: list[WorkUnitPatchBody] = []
+    remove: list[JobRefBody] = []
+    insert: list[JobOfWorkUnitBody] = []
+    delete_empty_units: list[int] = []
+
+
 class ArtifactBody(_Body):
     name: str = Field(min_length=1)
     uri: str

@@ -300,6 +300,35 @@ def insert_jobs(conn: sa.Connection, xid: int, pairs: Sequence[tuple[int, SlurmJ
         conn.execute(sa.insert(j), rows)
 
 
+def replace_jobs(
+    conn: sa.Connection,
+    xid: int,
+    work_units: Sequence[WorkUnitPatch],
+    remove: Sequence[tuple[int, str]],
+    insert: Sequence[tuple[int, SlurmJob]],
+    delete_empty_units: Sequence[int],
+) -> None:
+    """See `XManagerAPI.replace_jobs`: units, then removals, then inserts, then emptied units."""
+    _require_experiment(conn, xid)
+    if work_units:
+        insert_work_units(conn, xid, work_units)
+    w, j = t.work_units, t.jobs
+    wids = {wid for wid, _ in remove} | set(delete_empty_units)
+    pks: dict[int, int] = {}
+    if wids:
+        query = sa.select(w.c.wid, w.c.id).where(w.c.experiment_id == xid, w.c.wid.in_(wids))
+        pks = {int(r.wid): int(r.id) for r in conn.execute(query)}
+    for wid, job_id in remove:
+        if wid in pks:  # a unit already gone has no row left to remove
+            conn.execute(sa.delete(j).where(j.c.work_unit_id == pks[wid], j.c.slurm_job_id == job_id))
+    if insert:
+        insert_jobs(conn, xid, insert)
+    for wid in delete_empty_units:
+        pk = pks.get(wid)
+        if pk is not None and conn.execute(sa.select(j.c.id).where(j.c.work_unit_id == pk)).first() is None:
+            conn.execute(sa.delete(w).where(w.c.id == pk))  # its artifacts cascade
+
+
 # -- artifacts -------------------------------------------------------------------------------------------
 
 
