@@ -28,14 +28,15 @@ from typing import Any
 
 from xmanager import xm
 
-from xm_slurm.api import Experiment, ExperimentPatch, XManagerAPI, client
+from xm_slurm.api import Experiment, ExperimentPatch, WorkUnit, XManagerAPI, client
 from xm_slurm.dependencies import SlurmDependency
 from xm_slurm.errors import ValidationError, XmSlurmError
 from xm_slurm.experiment.connections import ClusterConnections, TransportFactory
 from xm_slurm.experiment.context import ExperimentContext
-from xm_slurm.experiment.handles import SlurmLaunchedJob
+from xm_slurm.experiment.handles import SlurmLaunchedJob, is_pending
 from xm_slurm.experiment.launching import Collector, Launcher, current_jobs
 from xm_slurm.experiment.planning import PendingAdd, apply_args, describe, display_args
+from xm_slurm.experiment.recovery import PENDING_GRACE_SECONDS, Resolution, pending_rows, resolve_pending
 from xm_slurm.experiment.units import ROLE_KEY, SlurmAuxiliaryUnit, SlurmExperimentUnit, SlurmWorkUnit
 
 _current: contextvars.ContextVar[SlurmExperiment | None] = contextvars.ContextVar(
@@ -107,6 +108,9 @@ class SlurmExperiment(xm.Experiment):
         self._token: contextvars.Token[SlurmExperiment | None] | None = None
         self._context: ExperimentContext | None = None
         self._launcher: Launcher | None = None
+        #: Stored work units that hold pending submissions (rows recorded before an sbatch whose launch
+        #: did not finish): `resolve_pending_submissions` settles them.
+        self._pending_records: dict[int, WorkUnit] = {}
         if record is not None:
             self._context = ExperimentContext.from_experiment(self._client, record)
             self._launcher = Launcher(self._client, record.xid, self.connections)
@@ -169,8 +173,14 @@ class SlurmExperiment(xm.Experiment):
                 SlurmAuxiliaryUnit,
                 args.get("args"),
             )
-        # A retried job is superseded by its retry: report the newest attempt only.
-        jobs = tuple(current_jobs([SlurmLaunchedJob.from_record(j, record_xid(self)) for j in record.jobs]))
+        # A retried job is superseded by its retry: report the newest attempt only. Pending rows have no
+        # Slurm id yet: they get no handle (the unit reports PENDING) until they are resolved.
+        real = [SlurmLaunchedJob.from_record(j, record_xid(self)) for j in record.jobs if not is_pending(j)]
+        jobs = tuple(current_jobs(real))
+        if len(real) < len(record.jobs):
+            self._pending_records[record.wid] = record
+        else:
+            self._pending_records.pop(record.wid, None)
         unit = cls(
             self,
             record.wid,
@@ -185,6 +195,28 @@ class SlurmExperiment(xm.Experiment):
         with self._id_lock:
             self._next_id = max(self._next_id, record.wid)
         return unit
+
+    async def resolve_pending_submissions(self, *, grace: float = PENDING_GRACE_SECONDS) -> Resolution:
+        """Settle the submissions a killed launch left pending (docs/reliability.md): a job Slurm knows by
+        the submission token is adopted; a row Slurm does not know and older than `grace` seconds is
+        dropped, with its work unit if the unit has no other job. Rows stay pending if the cluster cannot
+        answer. `get_experiment` and entering a reloaded experiment call this already."""
+        if not self._pending_records:
+            return Resolution()
+        result = await resolve_pending(
+            self._client,
+            self.experiment_id,
+            list(self._pending_records.values()),
+            self.connections,
+            grace=grace,
+        )
+        for wid, handles in result.adopted.items():
+            if (unit := self._units.get(wid)) is not None:
+                unit.launched(handles)
+        for wid in result.deleted_units:
+            self._units.pop(wid, None)
+        self._pending_records = {wu.wid: wu for wu in result.remaining}
+        return result
 
     def _new_unit(self, role: xm.ExperimentUnitRole, args: Any, identity: str) -> SlurmExperimentUnit:
         with self._id_lock:  # ids in the order of the `add` calls
@@ -356,6 +388,8 @@ class SlurmExperiment(xm.Experiment):
             self._xid = await self._client.ainsert_experiment(ExperimentPatch(title=self._title))
             self._context = ExperimentContext(self._client, self._xid, title=self._title)
             self._launcher = Launcher(self._client, self._xid, self.connections)
+        elif self._pending_records:  # a reloaded experiment: settle what a killed launch left first
+            await self.resolve_pending_submissions()
         self._token = _current.set(self)
         return self
 
@@ -482,9 +516,25 @@ def get_experiment(
     if isinstance(experiment_id, bool) or not isinstance(experiment_id, int) or experiment_id < 1:
         raise ValidationError(f"experiment id {experiment_id!r} must be an integer >= 1")
     api = client()
-    return SlurmExperiment(
-        api=api, record=api.get_experiment(experiment_id), transport_factory=transport_factory
-    )
+    record = api.get_experiment(experiment_id)
+    if pending_rows(record.work_units) and _resolve_now(api, record, transport_factory):
+        record = api.get_experiment(experiment_id)
+    return SlurmExperiment(api=api, record=record, transport_factory=transport_factory)
+
+
+def _resolve_now(api: XManagerAPI, record: Experiment, transport_factory: TransportFactory | None) -> bool:
+    """Resolve the record's pending submissions (synchronously: in a worker thread with its own event loop
+    and connections, so it works inside and outside a running loop). True if the store changed."""
+
+    async def resolve() -> bool:
+        connections = ClusterConnections(transport_factory)
+        try:
+            return (await resolve_pending(api, record.xid, record.work_units, connections)).changed
+        finally:
+            await connections.aclose()
+
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="xm-slurm-resolve") as pool:
+        return pool.submit(asyncio.run, resolve()).result()
 
 
 def _env_id(name: str) -> int:

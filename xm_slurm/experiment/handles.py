@@ -4,11 +4,16 @@ This is also what the metadata store keeps (`api.SlurmJob(name, slurm_job_id, sl
 handle rebuilt by `get_experiment(xid)` in another process can read states, logs and cancel. The log's
 folder is the cluster's state folder (resolved on the cluster, see `scheduler.state_root`) plus the
 experiment id; the file name follows the sbatch `--output` patterns of the rendering layer.
+
+A row recorded BEFORE its sbatch (docs/reliability.md) holds no Slurm id yet but a pending id,
+`pending:<submission token>:<unix seconds>[_<array task> | +<component>]`: `PendingJob` reads it, and
+`SlurmLaunchedJob.from_record` refuses it (a handle always has a real job id).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from xmanager import xm
 
@@ -17,6 +22,58 @@ from xm_slurm.errors import ValidationError
 from xm_slurm.job_ids import SlurmJobId
 from xm_slurm.scheduler import experiment_dir
 from xm_slurm.ssh_config import SlurmSSHConfig
+
+PENDING_PREFIX = "pending:"
+_PENDING = re.compile(r"pending:(xms-[0-9a-f]{24}):(\d+)(_\d+|\+\d+)?")
+
+
+@dataclasses.dataclass(frozen=True)
+class PendingJob:
+    """A job row recorded before its sbatch: the submission token, when it was made, which member."""
+
+    token: str
+    created: int  # unix seconds
+    array_task: int | None = None
+    het_offset: int | None = None
+
+    @classmethod
+    def parse(cls, slurm_job_id: str) -> PendingJob | None:
+        """The pending submission a stored id names, or None for a real job id."""
+        m = _PENDING.fullmatch(slurm_job_id)
+        if m is None:
+            return None
+        member = m.group(3) or ""
+        return cls(
+            token=m.group(1),
+            created=int(m.group(2)),
+            array_task=int(member[1:]) if member.startswith("_") else None,
+            het_offset=int(member[1:]) if member.startswith("+") else None,
+        )
+
+    @classmethod
+    def of(cls, token: str, created: float, job_id_shape: SlurmJobId) -> PendingJob:
+        """The pending row of a member shaped like `job_id_shape` (its task / component; its base is unused)."""
+        return cls(token, int(created), job_id_shape.array_task, job_id_shape.het_offset)
+
+    def to_string(self) -> str:
+        member = ""
+        if self.array_task is not None:
+            member = f"_{self.array_task}"
+        elif self.het_offset is not None:
+            member = f"+{self.het_offset}"
+        return f"{PENDING_PREFIX}{self.token}:{self.created}{member}"
+
+    def resolve(self, job: SlurmJobId) -> SlurmJobId:
+        """This member's id in the submitted job `job`."""
+        if self.array_task is not None:
+            return job.base.task(self.array_task)
+        if self.het_offset is not None:
+            return job.base.component(self.het_offset)
+        return job.base
+
+
+def is_pending(record: SlurmJob) -> bool:
+    return record.slurm_job_id.startswith(PENDING_PREFIX)
 
 
 def log_name(job_id: SlurmJobId) -> str:
@@ -54,6 +111,11 @@ class SlurmLaunchedJob:
 
     @classmethod
     def from_record(cls, record: SlurmJob, experiment_id: int) -> SlurmLaunchedJob:
+        if is_pending(record):
+            raise ValidationError(
+                f"job {record.name!r} ({record.slurm_job_id}) is a submission not resolved yet: it has no "
+                "Slurm id (resolve it with `SlurmExperiment.resolve_pending_submissions()`)"
+            )
         return cls(
             name=record.name,
             job_id=SlurmJobId.parse(record.slurm_job_id),

@@ -3,9 +3,14 @@
 Order of effects for one batch (documented in docs/experiments.md):
   1. plan (group into arrays / job groups) and render every script: any bad value fails the whole batch
      before anything touches the cluster or the store;
-  2. `sbatch` each submission (concurrently; a refused one fails only its own work units);
-  3. record the new work units (one `insert_work_units`) and their jobs (one `insert_jobs`);
-     if recording fails, the jobs just submitted are cancelled, so nothing runs that the store does not know.
+  2. per submission (concurrently; a refused one fails only its own work units), with a fresh submission
+     token: record its new work units and one PENDING row per job (`pending:<token>:...`) in ONE
+     `replace_jobs` call, then `sbatch` it with that token, then swap the pending rows for the real ids in
+     ONE more call. A launch process killed at any point thus leaves either nothing or rows that name the
+     token, which the next open of the experiment resolves (`recovery.resolve_pending`). When sbatch fails,
+     the token is looked up (an ambiguous failure may still have submitted): a job found is adopted,
+     otherwise the pending rows and the units they alone made are deleted. When the swap fails, the job
+     just submitted is cancelled (the pending rows stay and resolve to the cancelled job).
 
 `Collector` runs the job generators of one `experiment.add` (one per trial) and submits what they add in as
 few batches as possible: it waits until every generator has finished or is waiting for its own adds.
@@ -28,9 +33,15 @@ from typing import Any
 
 from xm_slurm.api import ConflictError, SlurmJob, XManagerAPI
 from xm_slurm.dependencies import afterany
-from xm_slurm.errors import SubmissionError, ValidationError, XmSlurmError
+from xm_slurm.errors import (
+    SchedulerError,
+    SubmissionError,
+    TransportError,
+    ValidationError,
+    XmSlurmError,
+)
 from xm_slurm.experiment.connections import ClusterConnections
-from xm_slurm.experiment.handles import SlurmLaunchedJob
+from xm_slurm.experiment.handles import PendingJob, SlurmLaunchedJob
 from xm_slurm.experiment.planning import PendingAdd, Submission, plan
 from xm_slurm.job_ids import SlurmJobId
 from xm_slurm.packaging.cluster_auth import upload_registry_auth
@@ -38,6 +49,7 @@ from xm_slurm.rendering import JobScriptRequest, render_job_script
 from xm_slurm.scheduler import cancel, submit
 from xm_slurm.scheduler.limits import ClusterLimits, read_limits
 from xm_slurm.scheduler.resubmit import resubmit, submitted_scripts
+from xm_slurm.scheduler.submit import find_submission, new_submission_token
 from xm_slurm.ssh_config import SlurmSSHConfig
 from xm_slurm.status import SlurmWorkUnitStatusEnum
 
@@ -56,6 +68,17 @@ def _job_ids(submission: Submission, job_id: SlurmJobId) -> list[list[SlurmJobId
     if len(submission.components) > 1:
         return [[job_id.component(k) for k in range(len(submission.components))]]
     return [[job_id]]
+
+
+def _handles(s: Submission, job_id: SlurmJobId, experiment_id: int) -> list[list[SlurmLaunchedJob]]:
+    """Each add's job handles in the submitted job `job_id`."""
+    return [
+        [
+            SlurmLaunchedJob(name=name, job_id=jid, ssh=s.cluster.ssh, experiment_id=experiment_id)
+            for (name, _), jid in zip(add.members, ids, strict=True)
+        ]
+        for add, ids in zip(s.adds, _job_ids(s, job_id), strict=True)
+    ]
 
 
 class Launcher:
@@ -123,25 +146,19 @@ class Launcher:
             _fail(adds, e)
             return
         results = await self._submit_all(rendered)
-        submitted: list[tuple[PendingAdd, list[SlurmLaunchedJob]]] = []
         for (s, _, _), result in zip(rendered, results, strict=True):
             if isinstance(result, BaseException):
                 _fail(s.adds, result)
                 continue
             now = time.time()
             watcher = self.connections.watcher(s.cluster.ssh)
-            for add, ids in zip(s.adds, _job_ids(s, result), strict=True):
-                handles = []
-                for (name, _), jid in zip(add.members, ids, strict=True):
-                    watcher.register(jid, submitted_at=now)
-                    handles.append(
-                        SlurmLaunchedJob(
-                            name=name, job_id=jid, ssh=s.cluster.ssh, experiment_id=self.experiment_id
-                        )
-                    )
-                submitted.append((add, handles))
-        if submitted:
-            await self._record(submitted)
+            for add, handles in zip(s.adds, _handles(s, result, self.experiment_id), strict=True):
+                for handle in handles:
+                    watcher.register(handle.job_id, submitted_at=now)
+                add.unit.recorded = True
+                add.unit.launched(handles)
+                if not add.future.done():
+                    add.future.set_result(None)
 
     async def _submit_all(
         self, rendered: list[tuple[Submission, str, str]]
@@ -168,6 +185,7 @@ class Launcher:
     async def _sbatch(
         self, s: Submission, text: str, folder: str, after: SlurmJobId | None = None
     ) -> SlurmJobId | BaseException:
+        """Record `s` as pending, sbatch it, record its real ids: the job id, or the error that stopped it."""
         transport = self.connections.transport(s.cluster.ssh)
         name = f"{s.job_name}-wu{s.adds[0].work_unit_id}-{time.time_ns():x}.sh"
         sbatch_args: list[str] = []
@@ -176,43 +194,94 @@ class Launcher:
             wait = afterany(str(after))
             dependency = wait if s.dependency is None else s.dependency & wait
             sbatch_args.append(f"--dependency={dependency.to_dependency_str()}")
-        self.sbatch_calls += 1
-        try:
-            async with self._sbatch_slots:
-                return await submit(transport, text, directory=folder, name=name, sbatch_args=sbatch_args)
-        except Exception as e:
-            log.error("submitting %s failed: %s", name, e)
-            return e
-
-    async def _record(self, submitted: list[tuple[PendingAdd, list[SlurmLaunchedJob]]]) -> None:
-        new_units: dict[int, Any] = {}
-        for add, _ in submitted:
-            if not add.unit.recorded:
-                new_units.setdefault(add.work_unit_id, add.unit)
-        patches = [unit.to_patch() for unit in new_units.values()]
-        jobs: list[tuple[int, SlurmJob]] = [
-            (add.work_unit_id, handle.to_record()) for add, handles in submitted for handle in handles
+        token = new_submission_token()
+        new_units = {a.work_unit_id: a.unit for a in s.adds if not a.unit.recorded}
+        async with self._sbatch_slots:  # the pending rows are written right before their own sbatch
+            pending = self._pending_rows(s, token)
+            try:
+                await self.client.areplace_jobs(
+                    self.experiment_id, work_units=[u.to_patch() for u in new_units.values()], insert=pending
+                )
+            except Exception as e:
+                log.error("recording submission %s failed, so it was not submitted: %s", name, e)
+                if isinstance(e, ConflictError):
+                    e = ConflictError(
+                        f"{e} (another launch recorded the same work unit id or identity in experiment "
+                        f"{self.experiment_id} at the same time; nothing was submitted)"
+                    )
+                return e
+            self.sbatch_calls += 1
+            try:
+                job_id = await submit(
+                    transport, text, directory=folder, name=name, sbatch_args=sbatch_args, token=token
+                )
+            except Exception as e:
+                log.error("submitting %s failed: %s", name, e)
+                found = await self._after_failed_submit(s, token, pending, new_units)
+                if found is None:
+                    return e
+                job_id = found
+        records = [
+            (add.work_unit_id, handle.to_record())
+            for add, handles in zip(s.adds, _handles(s, job_id, self.experiment_id), strict=True)
+            for handle in handles
         ]
         try:
-            if patches:
-                await self.client.ainsert_work_units(self.experiment_id, patches)
-            await self.client.ainsert_jobs(self.experiment_id, jobs)
+            await self.client.areplace_jobs(
+                self.experiment_id, remove=[(wid, j.slurm_job_id) for wid, j in pending], insert=records
+            )
         except BaseException as e:
-            # The store does not know these jobs: cancel them rather than leave untracked work running.
-            await self.cancel([h for _, handles in submitted for h in handles])
-            if isinstance(e, ConflictError):
-                e = ConflictError(
-                    f"{e} (another launch recorded the same work unit id or identity in experiment "
-                    f"{self.experiment_id} at the same time; the jobs just submitted were cancelled)"
+            # The launch fails, so its job must not run on; the pending rows stay and resolve to it.
+            await self.cancel([h for handles in _handles(s, job_id, self.experiment_id) for h in handles])
+            if isinstance(e, XmSlurmError):
+                return type(e)(f"{e} (job {job_id} was submitted and has been cancelled)")
+            return e
+        return job_id
+
+    def _pending_rows(self, s: Submission, token: str) -> list[tuple[int, SlurmJob]]:
+        """One pending row per job of `s` (its shape from a stand-in job id)."""
+        created = time.time()
+        return [
+            (
+                add.work_unit_id,
+                SlurmJob(
+                    name=h.name,
+                    slurm_job_id=PendingJob.of(token, created, h.job_id).to_string(),
+                    slurm_ssh_config=s.cluster.ssh.to_json(),
+                ),
+            )
+            for add, handles in zip(s.adds, _handles(s, SlurmJobId(1), self.experiment_id), strict=True)
+            for h in handles
+        ]
+
+    async def _after_failed_submit(
+        self, s: Submission, token: str, pending: list[tuple[int, SlurmJob]], new_units: dict[int, Any]
+    ) -> SlurmJobId | None:
+        """After a failed `submit`: the job, if the token did reach Slurm; else the pending rows are removed
+        (with the units they alone made). If nobody can tell, the rows stay for a later resolution."""
+        try:
+            found = await find_submission(self.connections.transport(s.cluster.ssh), token)
+        except (SchedulerError, TransportError, ValidationError) as e:
+            log.warning("cannot tell whether submission %s reached Slurm (%s): it stays pending", token, e)
+            found = None
+        else:
+            if found is not None:
+                log.warning(
+                    "submission %s failed but job %s exists with its token: adopting it", token, found
                 )
-            _fail([add for add, _ in submitted], e)
-            return
+                return found
+            try:
+                await self.client.areplace_jobs(
+                    self.experiment_id,
+                    remove=[(wid, j.slurm_job_id) for wid, j in pending],
+                    delete_empty_units=sorted(new_units),
+                )
+                return None
+            except XmSlurmError as e:
+                log.warning("could not remove the pending rows of submission %s: %s", token, e)
         for unit in new_units.values():
-            unit.recorded = True
-        for add, handles in submitted:
-            add.unit.launched(handles)
-            if not add.future.done():
-                add.future.set_result(None)
+            unit.recorded = True  # the store keeps the unit (pending) until a later resolution
+        return None
 
     async def cancel(self, handles: Sequence[SlurmLaunchedJob]) -> None:
         by_cluster: dict[Any, list[SlurmJobId]] = collections.defaultdict(list)
