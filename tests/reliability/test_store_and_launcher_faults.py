@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,15 +22,21 @@ from reliability_helpers import (
     RestServer,
     cluster_config,
     executor,
+    free_port,
     jobs_named,
+    ssh_config,
 )
 from xmanager import xm
 
 import xm_slurm
-from xm_slurm.api import client, settings
+from xm_slurm.api import ExperimentPatch, SlurmJob, WorkUnitPatch, client, settings
 from xm_slurm.api.server.tokens import create_token
 from xm_slurm.api.sql import SqlClient
 from xm_slurm.api.storage.engine import sqlite_url
+from xm_slurm.errors import SubmissionError
+from xm_slurm.experiment.handles import PendingJob
+from xm_slurm.scheduler.submit import new_submission_token, submit
+from xm_slurm.status import SlurmWorkUnitStatusEnum as S
 from xm_slurm.transport import CountingTransport, SSHTransport
 from xm_slurm.transport.base import Command, CommandResult, command_name
 
@@ -193,3 +201,105 @@ def test_launch_killed_between_sbatch_and_record_leaves_no_unknown_job(
         ids = jobs_named(name)
         if ids:
             subprocess.run(["scancel", *ids], check=False)
+
+
+# --- pending rows: what a reload does with them ---------------------------------------------------------
+
+
+def _row(name: str, pending: PendingJob, ssh: xm_slurm.SlurmSSHConfig) -> SlurmJob:
+    return SlurmJob(name=name, slurm_job_id=pending.to_string(), slurm_ssh_config=ssh.to_json())
+
+
+async def test_reload_adopts_found_drops_stale_and_keeps_recent_pending_rows(
+    local_cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    ssh = ssh_config(local_cluster)
+    transport = SSHTransport(ssh)
+    folder = str(tmp_path_factory.mktemp("pending"))
+    submitted = new_submission_token()
+    try:
+        array = await submit(
+            transport,
+            "#!/bin/bash\n#SBATCH --output=/dev/null\ntrue\n",
+            directory=folder,
+            name="pending.sh",
+            sbatch_args=["--array=0-1", f"--partition={local_cluster.partition}"],
+            token=submitted,
+        )
+    finally:
+        await transport.close()
+    now = time.time()
+    api = client()
+    xid = api.insert_experiment(ExperimentPatch(title="pending rows"))
+    old, never, recent = PendingJob(submitted, int(now)), new_submission_token(), new_submission_token()
+    api.replace_jobs(
+        xid,
+        work_units=[WorkUnitPatch(wid=w) for w in (1, 2, 3, 4, 5)],
+        insert=[
+            (1, _row("a", PendingJob(submitted, int(now), array_task=0), ssh)),
+            (2, _row("a", PendingJob(submitted, int(now), array_task=1), ssh)),
+            (3, _row("b", PendingJob(never, int(now - 3600)), ssh)),  # never submitted, long ago
+            (4, SlurmJob(name="c", slurm_job_id=str(array.base), slurm_ssh_config=ssh.to_json())),
+            (4, _row("d", PendingJob(never, int(now - 3600), het_offset=1), ssh)),
+            (
+                5,
+                _row("e", PendingJob(recent, int(now)), ssh),
+            ),  # never submitted, but its sbatch may be on its way
+        ],
+    )
+    del old
+    experiment = xm_slurm.get_experiment(xid)  # inside a running event loop: resolves in a worker thread
+    try:
+        stored = {wu.wid: [j.slurm_job_id for j in wu.jobs] for wu in api.get_experiment(xid).work_units}
+        assert stored == {
+            1: [f"{array.base}_0"],
+            2: [f"{array.base}_1"],
+            # 3: its only row was never submitted: the unit is gone
+            4: [str(array.base)],  # its stale pending row went, its real job stayed
+            5: [PendingJob(recent, int(now)).to_string()],
+        }
+        assert sorted(experiment.work_units) == [1, 2, 4, 5]
+        assert [str(j.job_id) for j in experiment.work_units[2].slurm_jobs] == [f"{array.base}_1"]
+        assert experiment.work_units[5].slurm_jobs == []
+        assert (await experiment.work_units[5].get_status()).status is S.PENDING
+        # A later open with no grace (as if the row had aged) drops the recent row too.
+        result = await experiment.resolve_pending_submissions(grace=0)
+        assert (result.dropped_rows, result.deleted_units, result.unresolved) == (1, [5], 0)
+        assert sorted(experiment.work_units) == [1, 2, 4]
+        assert [wu.wid for wu in api.get_experiment(xid).work_units] == [1, 2, 4]
+    finally:
+        await experiment.aclose()
+
+
+async def test_reload_with_the_cluster_unreachable_keeps_pending_rows(local_cluster: LocalCluster) -> None:
+    closed = dataclasses.replace(ssh_config(local_cluster), port=free_port())  # nothing listens there
+    api = client()
+    xid = api.insert_experiment(ExperimentPatch(title="unreachable"))
+    row = _row("a", PendingJob(new_submission_token(), int(time.time() - 3600)), closed)
+    api.replace_jobs(xid, work_units=[WorkUnitPatch(wid=1)], insert=[(1, row)])
+    experiment = xm_slurm.get_experiment(xid)
+    try:
+        assert [j for wu in api.get_experiment(xid).work_units for j in wu.jobs] == [row]
+        unit = experiment.work_units[1]
+        assert unit.slurm_jobs == [] and (await unit.get_status()).status is S.PENDING
+        result = await experiment.resolve_pending_submissions()
+        assert (result.unresolved, result.dropped_rows, result.adopted) == (1, 0, {})
+    finally:
+        await experiment.aclose()
+
+
+async def test_refused_sbatch_leaves_neither_unit_nor_pending_row(local_cluster: LocalCluster) -> None:
+    name = f"rel-refused-{uuid.uuid4().hex[:10]}"
+    good = cluster_config(local_cluster)
+    bad = dataclasses.replace(good, partition=f"nopart{uuid.uuid4().hex[:6]}")
+    image = xm_slurm.RemoteImage(image=local_cluster.image, entrypoint=["true"])
+    experiment = xm_slurm.create_experiment(name)
+    with pytest.raises(SubmissionError, match="sbatch refused"):
+        async with experiment:
+            first = await experiment.add(xm.Job(executable=image, executor=executor(good), name=name))
+            xid = experiment.experiment_id
+            await experiment.add(xm.Job(executable=image, executor=executor(bad), name=name), args=[{}, {}])
+    stored = client().get_experiment(xid)
+    assert [(wu.wid, [j.slurm_job_id for j in wu.jobs]) for wu in stored.work_units] == [
+        (1, [str(first.slurm_jobs[0].job_id)])
+    ]
