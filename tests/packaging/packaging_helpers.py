@@ -69,11 +69,13 @@ def all_text_under(folder: Path) -> str:
 def uv_binary() -> str | None:
     """The real uv executable (not a shell shim) to put in a local 'uv image'."""
     candidates = []
+    if os.environ.get("UV"):  # `uv run` names the uv executable that runs us
+        candidates.append(os.environ["UV"])
     try:
         import uv  # type: ignore[import-not-found]
 
         candidates.append(uv.find_uv_bin())
-    except (ImportError, FileNotFoundError):
+    except (ImportError, FileNotFoundError, AttributeError):  # AttributeError: examples/uv, a namespace package
         pass
     found = shutil.which("uv")
     if found:
