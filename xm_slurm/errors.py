@@ -50,8 +50,15 @@ class ConnectionLostError(TransportError):
 class RemoteCommandError(TransportError):
     """A remote command exited with a non-zero status."""
 
-    def __init__(self, message: str, *, command: str = "", exit_status: int | None = None,
-                 stdout: str = "", stderr: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        command: str = "",
+        exit_status: int | None = None,
+        stdout: str = "",
+        stderr: str = "",
+    ) -> None:
         super().__init__(message)
         self.command = command
         self.exit_status = exit_status

@@ -75,7 +75,11 @@ def uv_binary() -> str | None:
         import uv  # type: ignore[import-not-found]
 
         candidates.append(uv.find_uv_bin())
-    except (ImportError, FileNotFoundError, AttributeError):  # AttributeError: examples/uv, a namespace package
+    except (
+        ImportError,
+        FileNotFoundError,
+        AttributeError,
+    ):  # AttributeError: examples/uv, a namespace package
         pass
     found = shutil.which("uv")
     if found:
