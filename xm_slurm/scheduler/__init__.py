@@ -11,6 +11,7 @@ from xm_slurm.scheduler.states import (
     resolve,
     sacct_commands,
     squeue_commands,
+    uncovered,
 )
 from xm_slurm.scheduler.status_query import StatusRows, get_job_states, query_rows
 from xm_slurm.scheduler.submit import cancel, experiment_dir, state_root, submit
@@ -34,4 +35,5 @@ __all__ = [
     "state_root",
     "submit",
     "tail",
+    "uncovered",
 ]

@@ -220,6 +220,14 @@ class Index:
         return any(not r.state.is_terminal for r in rows)
 
 
+def uncovered(
+    requested: Iterable[SlurmJobId], live: Iterable[Row], array_sizes: Mapping[SlurmJobId, int] | None = None
+) -> list[SlurmJobId]:
+    """The requested ids that squeue's rows do not fully answer: these are asked of sacct."""
+    index, sizes = Index(live), array_sizes or {}
+    return [j for j in requested if not index.covers(j, sizes.get(j.without_step().base))]
+
+
 def merge_rows(live: Iterable[Row], accounting: Iterable[Row]) -> list[Row]:
     """squeue's rows plus sacct's for what squeue does not list: the controller's view wins where it has one."""
     live = list(live)

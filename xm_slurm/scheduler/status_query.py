@@ -15,7 +15,6 @@ from xm_slurm.errors import StatusUnavailableError
 from xm_slurm.job_ids import SlurmJobId
 from xm_slurm.scheduler.states import (
     DEFAULT_GRACE_SECONDS,
-    Index,
     Row,
     merge_rows,
     parse_sacct,
@@ -23,6 +22,7 @@ from xm_slurm.scheduler.states import (
     resolve,
     sacct_commands,
     squeue_commands,
+    uncovered,
 )
 from xm_slurm.status import SlurmJobStatus
 from xm_slurm.transport.base import CommandResult, Transport
@@ -75,11 +75,9 @@ async def query_rows(
     ids = list(job_ids)
     if not ids:
         return StatusRows([], ())
-    sizes = array_sizes or {}
     live, squeue_failure = await _run_all(transport, squeue_commands(ids), parse_squeue)
     if squeue_failure is None:
-        index = Index(live)
-        rest = [j for j in ids if not index.covers(j, sizes.get(j.without_step().base))]
+        rest = uncovered(ids, live, array_sizes)
         if not rest:
             return StatusRows(live, ("squeue",))
     else:

@@ -120,7 +120,7 @@ class JobWatcher:
         else:
             found = await query_rows(self.transport, ids, use_sacct=self._use_sacct, array_sizes=sizes)
             asked = True
-        if found.sacct_failure and self._use_sacct and "sacct" not in found.commands:
+        if found.sacct_failure and self._use_sacct:
             log.warning(
                 "sacct is unavailable on %r (%s); following jobs with squeue alone from now on",
                 self.transport,
