@@ -1,5 +1,6 @@
-"""Status at scale, counted at the transport: one sacct per cluster per poll round however many work units
-ask or wait, and processes on one machine sharing their answers (one refresh serves all of them)."""
+"""Status at scale, counted at the transport: one squeue per cluster per poll round however many work units
+ask or wait (plus one sacct only for jobs squeue no longer lists: none here), and processes on one machine
+sharing their answers (one refresh serves all of them)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 TRACKED = 1000
 
 
-async def test_one_sacct_per_tick_for_many_tracked_jobs(
+async def test_one_status_command_per_tick_for_many_tracked_jobs(
     local_cluster: LocalCluster, cluster: xm_slurm.SlurmClusterConfig, counting
 ) -> None:
     gate = held_gate()  # keeps the whole sweep pending (one job record) while we count
@@ -35,21 +36,25 @@ async def test_one_sacct_per_tick_for_many_tracked_jobs(
             )
             ids = [j.job_id for u in units for j in u.slurm_jobs]
             assert len(ids) == TRACKED
-            # 1,000 work units asking for their status at once: ONE sacct.
-            before = counting.count("sacct")
+            # 1,000 work units asking for their status at once: ONE squeue (the controller lists them all,
+            # so no sacct).
+            before = counting.count("squeue"), counting.count("sacct")
             statuses = await asyncio.gather(*(u.get_status() for u in units))
-            assert counting.count("sacct") == before + 1
+            assert (counting.count("squeue"), counting.count("sacct")) == (before[0] + 1, before[1])
             assert {s.status.value for s in statuses} == {"pending"}
-            # 1,000 work units waiting: ONE poll loop, one sacct per round that asked the cluster.
+            # 1,000 work units waiting: ONE poll loop, one squeue per round that asked the cluster.
             watcher = experiment.connections.watcher(cluster.ssh)
-            before, polls, reused = counting.count("sacct"), watcher.polls, watcher.reused
+            before, polls, reused = (
+                (counting.count("squeue"), counting.count("sacct")),
+                watcher.polls,
+                watcher.reused,
+            )
             waits = [asyncio.ensure_future(watcher.wait([j])) for j in ids]
             while watcher.polls + watcher.reused < polls + reused + 4:  # noqa: ASYNC110  (four rounds)
                 await asyncio.sleep(0.05)
             asked = watcher.polls - polls
             assert asked >= 1
-            assert counting.count("sacct") - before == asked
-            assert counting.count("squeue") == 0
+            assert (counting.count("squeue") - before[0], counting.count("sacct") - before[1]) == (asked, 0)
             scancel(gate, *{j.job_id for j in ids})
             finals = await asyncio.wait_for(asyncio.gather(*waits), 120)
             assert {s.state.value for f in finals for s in f.values()} == {"CANCELLED"}
@@ -73,7 +78,7 @@ async def main(ids):
         watcher._latest.clear()  # forget our own answers: only the shared cache may spare a query
         states = {str(k): v.state.value for k, v in answers.items()}
     await transport.close()
-    print(json.dumps({"sacct": transport.counts["sacct"], "states": states}))
+    print(json.dumps({"squeue": transport.counts["squeue"], "sacct": transport.counts["sacct"], "states": states}))
 
 asyncio.run(main(sys.argv[2:]))
 """
@@ -116,8 +121,9 @@ async def test_processes_share_the_poll_budget(local_cluster: LocalCluster, tmp_
         for ids, result in zip(wanted, results, strict=True):
             assert result["states"] == dict.fromkeys(ids, "PENDING")
         # Two distinct sets of jobs: at most one refresh each serves all 4 processes x 3 polls (12 without
-        # sharing); each refresh asks for every job any process wanted, so the count is exactly 2.
-        assert sum(r["sacct"] for r in results) == 2, results
+        # sharing); each refresh asks for every job any process wanted, so the count is exactly 2 (squeue:
+        # the jobs are pending, so no sacct).
+        assert sum(r["squeue"] for r in results) == 2 and sum(r["sacct"] for r in results) == 0, results
         cache = tmp_path / "shared-state" / "status-cache"
         assert cache.stat().st_mode & 0o777 == 0o700
         assert all(p.stat().st_mode & 0o777 == 0o600 for p in cache.iterdir())

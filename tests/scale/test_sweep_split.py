@@ -43,10 +43,17 @@ async def test_sweep_split_into_arrays_completes(
             assert jid.job_id == bases[(i // ARRAY_CAP) * ARRAY_CAP]
         assert len(set(bases)) == chunks
         watcher = experiment.connections.watcher(ssh)
-        sacct_before = counting.count("sacct")
+        squeue_before, sacct_before, polls_before = (
+            counting.count("squeue"),
+            counting.count("sacct"),
+            watcher.polls,
+        )
         finals = await watcher.wait([j.job_id for u in units for j in u.slurm_jobs], timeout=800)
-        # ONE sacct per poll round, whatever the number of arrays and tasks.
-        assert counting.count("sacct") - sacct_before == watcher.polls
+        # ONE squeue per poll round, whatever the number of arrays and tasks; sacct at most once more, only
+        # for tasks squeue no longer lists.
+        rounds = watcher.polls - polls_before
+        assert counting.count("squeue") - squeue_before == rounds
+        assert counting.count("sacct") - sacct_before <= rounds
         statuses = [await u.get_status() for u in units]
         assert len(finals) == TRIALS
     for i, status in enumerate(statuses):

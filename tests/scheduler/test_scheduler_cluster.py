@@ -28,7 +28,9 @@ def script(workdir: str, body: str, *options: str) -> str:
 
 
 async def watch(transport: Transport, *job_ids: SlurmJobId, **kw: float) -> dict[SlurmJobId, object]:
-    watcher = JobWatcher(transport, min_interval=0.3, max_interval=2.0, **kw)
+    # Not shared with other processes: their interest (maybe in old jobs that need sacct) would join our
+    # rounds and blur the command counts these tests check.
+    watcher = JobWatcher(transport, min_interval=0.3, max_interval=2.0, share=False, **kw)
     try:
         return dict(await watcher.wait(job_ids, timeout=WAIT))
     finally:
@@ -81,7 +83,7 @@ async def test_state_root_follows_environment(sched_ssh: SSHTransport) -> None:
     assert root.endswith("/xm-slurm") and root.startswith("/")
 
 
-async def test_array_of_20_one_sacct_per_poll(sched_ssh: SSHTransport, workdir: str) -> None:
+async def test_array_of_20_one_squeue_per_poll(sched_ssh: SSHTransport, workdir: str) -> None:
     counting = CountingTransport(sched_ssh)
     jid = await submit(
         counting,
@@ -90,14 +92,15 @@ async def test_array_of_20_one_sacct_per_poll(sched_ssh: SSHTransport, workdir: 
         name="a.sh",
     )
     tasks = [jid.task(i) for i in range(20)]
-    watcher = JobWatcher(counting, min_interval=0.3, max_interval=2.0)
+    watcher = JobWatcher(counting, min_interval=0.3, max_interval=2.0, share=False)  # see watch()
     watcher.register(jid, array_size=20)
     final = await watcher.wait([*tasks, jid], timeout=WAIT)
     await watcher.aclose()
     assert [final[t].state for t in tasks] == [S.COMPLETED] * 20
     assert final[jid].state is S.COMPLETED
-    assert watcher.polls >= 1 and counting.counts["sacct"] == watcher.polls  # ONE sacct per poll for 21 ids
-    assert counting.counts["squeue"] == 0
+    # ONE squeue per poll for 21 ids; squeue still lists every task, so sacct is never needed.
+    assert watcher.polls >= 1 and counting.counts["squeue"] == watcher.polls
+    assert counting.counts["sacct"] == 0
     logs = (await sched_ssh.run(f"cat {shlex.quote(workdir)}/a.sh-*.out | sort -n -k2")).stdout.splitlines()
     assert logs == [f"task {i}" for i in range(20)]
 
@@ -187,7 +190,89 @@ async def test_squeue_fallback_when_accounting_is_disabled(sched_ssh: SSHTranspo
     assert final[ok].state is S.COMPLETED  # type: ignore[attr-defined]
     assert (final[bad].state, final[bad].exit_code) == (S.FAILED, 4)  # type: ignore[attr-defined]
     assert all(s.source == "squeue" for s in final.values())  # type: ignore[attr-defined]
+    assert counting.counts["sacct"] == 0  # squeue still lists both: accounting was never needed
+
+    # A job squeue does not list (id 1 is long gone) needs sacct, which fails: the others still get their
+    # answer from squeue, and a watcher then stops asking sacct.
+    gone = SlurmJobId.parse("1")
+    watcher = JobWatcher(counting, share=False)
+    for _ in range(2):
+        states = await watcher.poll([ok, bad, gone], max_age=0)
+        assert (states[ok].state, states[ok].source) == (S.COMPLETED, "squeue")
+        assert (states[bad].state, states[bad].exit_code) == (S.FAILED, 4)
+        assert (states[gone].state, states[gone].source) == (S.PENDING, "grace")  # just registered
+    await watcher.aclose()
     assert counting.counts["sacct"] == 1  # tried once, then squeue only
+
+
+async def test_running_is_reported_while_the_job_runs(sched_ssh: SSHTransport, workdir: str) -> None:
+    """sacct says PENDING for the whole run of a short job (slurmdbd lags); squeue's live view says RUNNING."""
+    marker = f"{workdir}/release"
+    body = f"while [ ! -e {marker} ]; do sleep 0.2; done"  # runs until the test has seen it RUNNING
+    jid = await submit(sched_ssh, script(workdir, body), directory=workdir, name="run.sh")
+    counting = CountingTransport(sched_ssh)
+    seen: list[S] = []
+    try:
+        deadline = time.monotonic() + WAIT
+        while S.RUNNING not in seen and time.monotonic() < deadline:
+            state = (await get_job_states(counting, [jid], submitted_at={jid: time.time()}))[jid]
+            if not seen or seen[-1] is not state.state:
+                seen.append(state.state)
+            assert state.state in (S.PENDING, S.RUNNING), state
+            if state.state is S.RUNNING:
+                assert state.source == "squeue"
+            else:
+                await asyncio.sleep(0.2)
+    finally:
+        await sched_ssh.run(["touch", marker])
+    assert seen[-1] is S.RUNNING, seen
+    final = await watch(counting, jid)
+    assert final[jid].state is S.COMPLETED  # type: ignore[attr-defined]
+    assert counting.counts["sacct"] == 0  # the controller knew the job the whole time
+
+
+class _ForgetfulSqueue(Transport):
+    """Runs the REAL squeue, but without the `forget` ids in its -j list: as when squeue has purged them."""
+
+    def __init__(self, inner: Transport, forget: set[str]) -> None:
+        self.inner, self.forget = inner, forget
+
+    async def run(self, command, **kw):  # type: ignore[no-untyped-def,override]
+        if not isinstance(command, str) and command[0] == "squeue" and "-j" in command:
+            at = command.index("-j") + 1
+            kept = [j for j in command[at].split(",") if j not in self.forget]
+            command = [*command[:at], ",".join(kept) or "1", *command[at + 1 :]]  # "1": an id long gone
+        result: CommandResult = await self.inner.run(command, **kw)
+        return result
+
+    async def start(self, command):  # type: ignore[no-untyped-def,override]
+        return await self.inner.start(command)
+
+    read_text = write_text = mkdir = stat = close = None  # type: ignore[assignment]
+
+
+async def test_jobs_squeue_forgot_are_resolved_by_sacct(sched_ssh: SSHTransport, workdir: str) -> None:
+    old = await submit(sched_ssh, script(workdir, "exit 5"), directory=workdir, name="old.sh")
+    arr = await submit(sched_ssh, script(workdir, "true", "--array=0-3"), directory=workdir, name="arr.sh")
+    await watch(sched_ssh, old, *(arr.task(i) for i in range(4)))
+    recent = await submit(sched_ssh, script(workdir, "exit 6"), directory=workdir, name="recent.sh")
+    await watch(sched_ssh, recent)
+
+    # Everyone asks about old, recent and the array; squeue "forgot" old and the array.
+    counting = CountingTransport(_ForgetfulSqueue(sched_ssh, {str(old.job_id), str(arr.job_id)}))  # type: ignore[arg-type]
+    watcher = JobWatcher(counting, share=False, min_interval=0.3, max_interval=2.0)
+    watcher.register(arr, array_size=4)
+    final = await watcher.wait([old, recent, arr, arr.task(2)], timeout=WAIT)
+    await watcher.aclose()
+    assert (final[old].state, final[old].exit_code, final[old].source) == (S.FAILED, 5, "sacct")
+    assert (final[recent].state, final[recent].exit_code, final[recent].source) == (S.FAILED, 6, "squeue")
+    assert (final[arr].state, final[arr.task(2)].state) == (S.COMPLETED, S.COMPLETED)
+    assert final[arr.task(2)].source == "sacct"
+    # One round: ONE squeue for all, then ONE sacct for just the two squeue no longer lists.
+    assert watcher.polls >= 1 and counting.counts["squeue"] == counting.counts["sacct"] == watcher.polls
+    asked = [c.rsplit(" -j ", 1)[1].split(",") for c in counting.commands if c.startswith("sacct ")]
+    forgotten = sorted([str(old.job_id), str(arr.job_id)], key=int)
+    assert asked[0] == forgotten and all(set(a) <= set(forgotten) for a in asked), asked
 
 
 async def test_tail_and_follow_log(any_transport: Transport, workdir: str) -> None:

@@ -1,18 +1,20 @@
 """Sharing the status-poll budget between the processes of one user on one machine.
 
-Ten launch scripts watching jobs on the same cluster should not cost ten times the `sacct` calls. So the
+Ten launch scripts watching jobs on the same cluster should not cost ten times the status commands. So the
 answers are kept in a small cache file per cluster in the local state folder (`$XM_SLURM_STATE_DIR`, else
 `~/.local/state/xm-slurm`; folder 0700, files 0600):
 
-    status-cache/<key hash>.json   {"time", "source", "covered": [base ids], "interest": {base id: time},
-                                    "rows": [...]}
+    status-cache/<key hash>.json   {"time", "commands", "sacct_failure", "covered": [job ids],
+                                    "interest": {job id: time}, "sizes": {base id: array size}, "rows": [...]}
     status-cache/<key hash>.lock   flock: one process at a time refreshes
 
 A poll first reads the file: if the answer is younger than the caller's `max_age` and covers every job it
-asks about (by base id), it is used and nothing runs on the cluster. Otherwise the caller takes the lock,
-reads again (another process may just have refreshed), and else asks the cluster ONE query for its own jobs
-plus every job other processes asked about in the last `interest_ttl` seconds ("interest"), and writes the
-answer back. So at most one refresh per freshness window serves every process.
+asks about, it is used and nothing runs on the cluster. Otherwise the caller takes the lock, reads again
+(another process may just have refreshed), and else runs ONE status round (`status_query.query_rows`: one
+squeue, one sacct for what squeue forgot) for its own jobs plus every job other processes asked about in the
+last `interest_ttl` seconds ("interest"), and writes the answer back. So at most one refresh per freshness
+window serves every process. Interest is kept by exact id (array task `123_4`, not just `123`), because
+whether squeue alone suffices depends on which task is asked about.
 
 The cache only ever answers with rows Slurm printed; what a row means (lag, grace) is decided by
 `states.resolve` in each process, exactly as for a fresh answer.
@@ -22,25 +24,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from xm_slurm.job_ids import SlurmJobId
-from xm_slurm.scheduler.states import Row, query_rows
+from xm_slurm.scheduler.states import Row
+from xm_slurm.scheduler.status_query import StatusRows, query_rows
 from xm_slurm.status import SlurmJobState
 from xm_slurm.transport.base import Transport
 
 log = logging.getLogger(__name__)
 
 DEFAULT_INTEREST_TTL = 300.0
-LOCK_TIMEOUT = 30.0  # a refresh takes one sacct; past this, ask without the lock rather than hang
+LOCK_TIMEOUT = 30.0  # a refresh takes a squeue and maybe a sacct; past this, ask without the lock, not hang
 
 
 def local_state_dir() -> Path:
@@ -64,12 +68,13 @@ def transport_key(transport: Transport) -> str | None:
 
 
 def _row_to_json(row: Row) -> list[Any]:
-    return [row.job_id.to_string(), row.raw_state, row.exit_code, row.signal, row.reason]
+    return [row.job_id.to_string(), row.raw_state, row.exit_code, row.signal, row.reason, row.source]
 
 
 def _row_from_json(item: list[Any]) -> Row:
-    job_id, raw_state, exit_code, signal, reason = item
-    return Row(SlurmJobId.parse(job_id), SlurmJobState.parse(raw_state), exit_code, signal, reason, raw_state)
+    job_id, raw_state, exit_code, signal, reason, *source = item  # files of older versions: no source
+    state = SlurmJobState.parse(raw_state)
+    return Row(SlurmJobId.parse(job_id), state, exit_code, signal, reason, raw_state, *source[:1])
 
 
 def _base(job_id: SlurmJobId) -> str:
@@ -144,48 +149,71 @@ class SharedStatusCache:
             os.close(fd)  # releases the lock
 
     @staticmethod
-    def _answer(
-        data: dict[str, Any] | None, wanted: set[str], max_age: float
-    ) -> tuple[list[Row], str] | None:
+    def _answer(data: dict[str, Any] | None, wanted: set[str], max_age: float) -> StatusRows | None:
         if data is None or time.time() - float(data.get("time", 0)) > max_age:
             return None
         if not wanted <= set(data.get("covered", ())):
             return None
         rows = [_row_from_json(item) for item in data.get("rows", ())]
-        return [r for r in rows if _base(r.job_id) in wanted], str(data.get("source", "sacct"))
+        return _for(
+            StatusRows(rows, tuple(data.get("commands", ())), data.get("sacct_failure")),
+            wanted,
+        )
 
     async def query(
-        self, transport: Transport, job_ids: Iterable[SlurmJobId], *, max_age: float, use_sacct: bool = True
-    ) -> tuple[list[Row], str, bool]:
-        """Rows for these jobs: (rows, source, whether this call asked the cluster)."""
+        self,
+        transport: Transport,
+        job_ids: Iterable[SlurmJobId],
+        *,
+        max_age: float,
+        use_sacct: bool = True,
+        array_sizes: Mapping[SlurmJobId, int] | None = None,
+    ) -> tuple[StatusRows, bool]:
+        """Rows for these jobs, and whether this call asked the cluster."""
         ids = list(job_ids)
-        wanted = {_base(j) for j in ids}
+        wanted = {j.to_string() for j in ids}
         found = self._answer(self._read(), wanted, max_age)
         if found is not None:
-            return (*found, False)
+            return found, False
         self._ensure_directory()
         async with self._locked():
             data = self._read()
             found = self._answer(data, wanted, max_age)
             if found is not None:
-                return (*found, False)
+                return found, False
             now = time.time()
             interest = {
-                base: float(t)
-                for base, t in ((data or {}).get("interest") or {}).items()
+                job: float(t)
+                for job, t in ((data or {}).get("interest") or {}).items()
                 if now - float(t) < self.interest_ttl
             }
             interest.update(dict.fromkeys(wanted, now))
-            asked = [SlurmJobId.parse(base) for base in interest]
-            rows, source = await query_rows(transport, asked, use_sacct=use_sacct)
+            asked = [SlurmJobId.parse(job) for job in interest]
+            bases = {_base(j) for j in asked}
+            sizes = {b: int(n) for b, n in ((data or {}).get("sizes") or {}).items() if b in bases}
+            sizes.update({_base(j): n for j, n in (array_sizes or {}).items() if _base(j) in bases})
+            answer = await query_rows(
+                transport,
+                asked,
+                use_sacct=use_sacct,
+                array_sizes={SlurmJobId.parse(b): n for b, n in sizes.items()},
+            )
             self._write(
                 {
                     "key": self.key,
                     "time": now,
-                    "source": source,
+                    "commands": list(answer.commands),
+                    "sacct_failure": answer.sacct_failure,
                     "covered": sorted(interest),
                     "interest": interest,
-                    "rows": [_row_to_json(r) for r in rows],
+                    "sizes": sizes,
+                    "rows": [_row_to_json(r) for r in answer.rows],
                 }
             )
-        return [r for r in rows if _base(r.job_id) in wanted], source, True
+        return _for(answer, wanted), True
+
+
+def _for(answer: StatusRows, wanted: set[str]) -> StatusRows:
+    """The part of a shared answer about these jobs (by base id: an array's rows serve all its tasks)."""
+    bases = {_base(SlurmJobId.parse(j)) for j in wanted}
+    return dataclasses.replace(answer, rows=[r for r in answer.rows if _base(r.job_id) in bases])

@@ -12,6 +12,7 @@ dependency was met. The original throttle (`%N` of the script's `--array`) is ke
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shlex
 import time
@@ -25,6 +26,7 @@ from xm_slurm.transport.base import Transport
 
 _THROTTLE = re.compile(r"^#SBATCH --array=\S*?(%\d+)\s*$", re.MULTILINE)
 _RETRY_SUFFIX = re.compile(r"(-r[0-9a-f]+)+$")
+ACCOUNTING_WAIT = 60.0  # slurmdbd may lag the controller by seconds (minutes when loaded)
 
 
 def compact_ranges(indices: Iterable[int]) -> str:
@@ -61,9 +63,26 @@ def _script_from(submit_line: str, workdir: str) -> str | None:
     return script
 
 
-async def submitted_scripts(transport: Transport, job_ids: Iterable[SlurmJobId]) -> dict[int, str]:
-    """The script each job (by base id) was submitted with, from ONE `sacct` (chunked by length)."""
+async def submitted_scripts(
+    transport: Transport, job_ids: Iterable[SlurmJobId], *, accounting_wait: float = ACCOUNTING_WAIT
+) -> dict[int, str]:
+    """The script each job (by base id) was submitted with, from ONE `sacct` (chunked by length).
+
+    A job's end is seen in squeue before slurmdbd has its record, so jobs sacct does not show yet are asked
+    again (only those, with a growing pause) for up to `accounting_wait` seconds.
+    """
     bases = sorted({j.job_id for j in job_ids})
+    found: dict[int, str] = {}
+    deadline, pause = time.monotonic() + accounting_wait, 0.5
+    while True:
+        found.update(await _scripts_once(transport, [b for b in bases if b not in found]))
+        if all(b in found for b in bases) or time.monotonic() + pause > deadline:
+            return found
+        await asyncio.sleep(pause)  # nothing to await: slurmdbd tells no one when it has caught up
+        pause = min(pause * 2, 5.0)
+
+
+async def _scripts_once(transport: Transport, bases: list[int]) -> dict[int, str]:
     found: dict[int, str] = {}
     chunk: list[str] = []
     chunks = [chunk]

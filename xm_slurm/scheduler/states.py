@@ -1,16 +1,22 @@
-"""Job states of many jobs with ONE `sacct` call per cluster (or `squeue` when accounting is unavailable).
+"""Job states of many jobs: ONE `squeue` per cluster for all of them, then `sacct` only for what squeue forgot.
 
-Rows come from `sacct -X -P -n --format=JobID,State,ExitCode,Reason -j <base ids>`: `-X` gives one row per job,
-array task (`123_4`), pending array range (`123_[5-9]`) and hetjob component (`123+1`), no steps. Arrays
-are asked for by their base id, so one `-j` entry covers every task.
+`squeue -h -r -t all -O 'JobArrayID:|,State:|,exit_code:|,Reason:' -j <base ids>` is the controller's live view:
+it knows every job that is pending or running and every job that ended less than `MinJobAge` ago (300 s by
+default), with its raw exit status. `sacct` (slurmdbd) lags it: a short job is PENDING in sacct for its whole
+run and then COMPLETED, never RUNNING. So squeue answers first and its row wins; the ids it does not cover
+(ended long ago, purged, or an array task it no longer lists) are asked of
+`sacct -X -P -n --format=JobID,State,ExitCode,Reason -j <base ids>`. In the common case (every tracked job live
+or recently ended) that is ONE command per cluster; with old jobs among them, two. When one of the two fails
+(slurmctld busy, accounting off), the other answers alone.
+
+Both print one row per job, array task (`123_4`), pending array range (`123_[5-9]`) and hetjob component
+(`123+1`), no steps (sacct thanks to `-X`). Arrays are asked for by their base id, so one `-j` entry covers
+every task.
 
 Lag (seen on real clusters): right after sbatch a job has no row at all for a moment, and an array's task rows
-appear seconds after the array is running or even done. So a requested array task with no row is PENDING, an
-array asked for as a whole is only final once all its expected tasks have final rows, and a job with no row
-at all is PENDING for `grace` seconds after its submission (then UNKNOWN, source "missing").
-
-When `sacct` fails (e.g. "Slurm accounting storage is disabled", exit 1), `squeue -r -t all` answers instead:
-it knows jobs until `MinJobAge` after they end, with the same id forms and the raw exit status.
+appear in sacct seconds after the array is running or even done. So a requested array task with no row is
+PENDING, an array asked for as a whole is only final once all its expected tasks have final rows, and a job
+with no row at all is PENDING for `grace` seconds after its submission (then UNKNOWN, source "missing").
 """
 
 from __future__ import annotations
@@ -20,10 +26,8 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 
-from xm_slurm.errors import StatusUnavailableError
 from xm_slurm.job_ids import SlurmJobId
 from xm_slurm.status import SlurmJobState, SlurmJobStatus, SlurmWorkUnitStatusEnum
-from xm_slurm.transport.base import CommandResult, Transport
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,7 @@ class Row:
     signal: int | None
     reason: str
     raw_state: str
+    source: str = "sacct"  # the command that printed it: "sacct" or "squeue"
 
 
 def _reason(raw_state: str, state: SlurmJobState, reason: str) -> str:
@@ -106,6 +111,7 @@ def parse_squeue(stdout: str) -> list[Row]:
                 signal,
                 _reason(fields[1], state, reason),
                 fields[1],
+                "squeue",
             )
         )
     return rows
@@ -144,8 +150,8 @@ def _commands(prefix: list[str], job_ids: Iterable[SlurmJobId]) -> list[list[str
     return commands
 
 
-def _from_row(requested: SlurmJobId, row: Row, source: str) -> SlurmJobStatus:
-    return SlurmJobStatus(requested, row.state, row.exit_code, row.signal, row.reason, source)
+def _from_row(requested: SlurmJobId, row: Row) -> SlurmJobStatus:
+    return SlurmJobStatus(requested, row.state, row.exit_code, row.signal, row.reason, row.source)
 
 
 _ORDER = [
@@ -157,11 +163,100 @@ _ORDER = [
 ]
 
 
+def _seen_tasks(rows: Iterable[Row]) -> set[int]:
+    seen: set[int] = set()
+    for r in rows:
+        seen.update(r.job_id.array_tasks())
+        if r.job_id.array_task is not None:
+            seen.add(r.job_id.array_task)
+    return seen
+
+
+def _is_part(j: SlurmJobId) -> bool:
+    return j.array_spec is not None or j.array_task is not None or j.het_offset is not None
+
+
+class Index:
+    """Rows by the ways a requested id can be answered (job ids compared without their cluster)."""
+
+    def __init__(self, rows: Iterable[Row]) -> None:
+        self.exact: dict[tuple[int, int | None, int | None], Row] = {}
+        self.ranges: dict[int, list[tuple[frozenset[int], Row]]] = {}
+        self.parts: dict[int, list[Row]] = {}  # task, pending-range and component rows per base job
+        for row in rows:
+            j = row.job_id
+            if j.array_spec is not None:
+                self.ranges.setdefault(j.job_id, []).append((frozenset(j.array_tasks()), row))
+            else:
+                self.exact[(j.job_id, j.array_task, j.het_offset)] = row
+            if _is_part(j):
+                self.parts.setdefault(j.job_id, []).append(row)
+        self.known = {key[0] for key in self.exact} | set(self.ranges)
+
+    def is_whole(self, key: SlurmJobId, expected: int | None) -> bool:
+        """An array or hetjob asked for as a whole (a bare lag row of an array does not make it one)."""
+        plain = key.array_task is None and key.het_offset is None and key.array_spec is None
+        return plain and (key.job_id in self.parts or expected is not None) and key.job_id in self.known
+
+    def single(self, key: SlurmJobId) -> Row | None:
+        """The row of one job / task / component: its own, or the pending range holding the task."""
+        found = self.exact.get((key.job_id, key.array_task, key.het_offset))
+        if found is None and key.array_task is not None:
+            found = next((r for tasks, r in self.ranges.get(key.job_id, []) if key.array_task in tasks), None)
+        return found
+
+    def covers(self, req: SlurmJobId, expected: int | None) -> bool:
+        """Whether these rows alone give `req` its full answer (else sacct is asked too)."""
+        key = req.without_step()
+        if not self.is_whole(key, expected):
+            return self.single(key) is not None
+        rows = self.parts.get(key.job_id, [])
+        if not any(r.job_id.array_task is not None or r.job_id.array_spec is not None for r in rows):
+            return True  # a hetjob: its components come and go together
+        if expected is not None:
+            return len(_seen_tasks(rows)) >= expected
+        # Size unknown: the tasks still listed cannot tell that an earlier, forgotten one failed, so a final
+        # answer needs accounting; while some task is live the array is not final anyway.
+        return any(not r.state.is_terminal for r in rows)
+
+
+def uncovered(
+    requested: Iterable[SlurmJobId], live: Iterable[Row], array_sizes: Mapping[SlurmJobId, int] | None = None
+) -> list[SlurmJobId]:
+    """The requested ids that squeue's rows do not fully answer: these are asked of sacct."""
+    index, sizes = Index(live), array_sizes or {}
+    return [j for j in requested if not index.covers(j, sizes.get(j.without_step().base))]
+
+
+def merge_rows(live: Iterable[Row], accounting: Iterable[Row]) -> list[Row]:
+    """squeue's rows plus sacct's for what squeue does not list: the controller's view wins where it has one."""
+    live = list(live)
+    index = Index(live)
+    covered = {(j, t) for (j, t, _h) in index.exact} | {
+        (j, t) for j, ranges in index.ranges.items() for tasks, _ in ranges for t in tasks
+    }
+    merged = list(live)
+    for row in accounting:
+        j = row.job_id
+        if not _is_part(j):
+            if j.job_id in index.known:
+                continue  # squeue lists this job (or its tasks): its bare accounting row is older news
+        elif j.array_spec is not None:
+            if all((j.job_id, t) in covered for t in j.array_tasks()):
+                continue
+        elif j.array_task is not None:
+            if (j.job_id, j.array_task) in covered:
+                continue
+        elif (j.job_id, None, j.het_offset) in index.exact:
+            continue
+        merged.append(row)
+    return merged
+
+
 def resolve(
     requested: Iterable[SlurmJobId],
     rows: Iterable[Row],
     *,
-    source: str = "sacct",
     submitted_at: Mapping[SlurmJobId, float] | None = None,
     array_sizes: Mapping[SlurmJobId, int] | None = None,
     grace: float = DEFAULT_GRACE_SECONDS,
@@ -171,53 +266,24 @@ def resolve(
     now = time.time() if now is None else now
     submitted_at = submitted_at or {}
     array_sizes = array_sizes or {}
-    exact: dict[tuple[int, int | None, int | None], Row] = {}
-    ranges: dict[int, list[tuple[frozenset[int], Row]]] = {}
-    parts: dict[int, list[Row]] = {}  # task, pending-range and component rows per base job
-    known: set[int] = set()
-    for row in rows:
-        j = row.job_id
-        known.add(j.job_id)
-        if j.array_spec is not None:
-            ranges.setdefault(j.job_id, []).append((frozenset(j.array_tasks()), row))
-        else:
-            exact[(j.job_id, j.array_task, j.het_offset)] = row
-        if j.array_spec is not None or j.array_task is not None or j.het_offset is not None:
-            parts.setdefault(j.job_id, []).append(row)
-
+    index = Index(rows)
     answers: dict[SlurmJobId, SlurmJobStatus] = {}
     for req in requested:
         key = req.without_step()
-        whole = key.array_task is None and key.het_offset is None and key.array_spec is None
-        expected = array_sizes.get(key.base) if whole else None
-        if whole and (key.job_id in parts or expected is not None) and key.job_id in known:
-            # An array or hetjob asked for as a whole; a bare lag row of an array does not count.
-            answers[req] = _whole(
-                req, parts.get(key.job_id, []), exact.get((key.job_id, None, None)), expected, source
-            )
-            continue
-        found = exact.get((key.job_id, key.array_task, key.het_offset))
-        if found is not None:
-            answers[req] = _from_row(req, found, source)
-            continue
-        if key.array_task is not None:
-            pending = [r for tasks, r in ranges.get(key.job_id, []) if key.array_task in tasks]
-            if pending:
-                answers[req] = _from_row(req, pending[0], source)
-                continue
-        answers[req] = _missing(req, key.job_id in known, submitted_at.get(req), grace, now)
+        expected = array_sizes.get(key.base)
+        if index.is_whole(key, expected):
+            bare = index.exact.get((key.job_id, None, None))
+            answers[req] = _whole(req, index.parts.get(key.job_id, []), bare, expected)
+        elif (found := index.single(key)) is not None:
+            answers[req] = _from_row(req, found)
+        else:
+            answers[req] = _missing(req, key.job_id in index.known, submitted_at.get(req), grace, now)
     return answers
 
 
-def _whole(
-    req: SlurmJobId, rows: list[Row], bare: Row | None, expected: int | None, source: str
-) -> SlurmJobStatus:
+def _whole(req: SlurmJobId, rows: list[Row], bare: Row | None, expected: int | None) -> SlurmJobStatus:
     """An array or hetjob asked for as a whole: its most telling part, but never final while tasks lag."""
-    seen: set[int] = set()
-    for r in rows:
-        seen.update(r.job_id.array_tasks())
-        if r.job_id.array_task is not None:
-            seen.add(r.job_id.array_task)
+    seen = _seen_tasks(rows)
     candidates = rows or ([bare] if bare is not None else [])
     worst = min(candidates, key=lambda r: _ORDER.index(r.state.work_unit_status))
     if expected is not None and len(seen) < expected and worst.state.is_terminal:
@@ -226,9 +292,9 @@ def _whole(
             req,
             SlurmJobState.PENDING,
             reason=f"{missing} of {expected} array tasks not yet in accounting",
-            source=source,
+            source=worst.source,
         )
-    return _from_row(req, worst, source)
+    return _from_row(req, worst)
 
 
 def _missing(
@@ -238,54 +304,4 @@ def _missing(
         return SlurmJobStatus(
             req, SlurmJobState.PENDING, reason="not yet visible to the scheduler", source="grace"
         )
-    return SlurmJobStatus(req, SlurmJobState.UNKNOWN, reason="not found by sacct or squeue", source="missing")
-
-
-def _sacct_failed(result: CommandResult) -> str:
-    return f"`{result.command}` exited with {result.exit_status}: {result.stderr.strip() or result.stdout.strip()}"
-
-
-async def query_rows(
-    transport: Transport, job_ids: Iterable[SlurmJobId], *, use_sacct: bool = True
-) -> tuple[list[Row], str]:
-    """Rows for these jobs and their source ("sacct" or "squeue"), one command per cluster/chunk."""
-    ids = list(job_ids)
-    if not ids:
-        return [], "sacct"
-    failure = "sacct not used"
-    if use_sacct:
-        rows: list[Row] = []
-        for argv in sacct_commands(ids):
-            result = await transport.run(argv, check=False, idempotent=True)
-            if result.exit_status != 0:
-                failure = _sacct_failed(result)
-                log.info("sacct unavailable (%s); falling back to squeue", failure)
-                break
-            rows += parse_sacct(result.stdout)
-        else:
-            return rows, "sacct"
-    rows = []
-    for argv in squeue_commands(ids):
-        result = await transport.run(argv, check=False, idempotent=True)
-        # With a single unknown id squeue exits 1 ("Invalid job id specified"): that just means no rows.
-        if result.exit_status != 0 and "invalid job id" not in result.stderr.lower():
-            raise StatusUnavailableError(
-                f"neither sacct nor squeue could report job states ({failure}; squeue: {_sacct_failed(result)})"
-            )
-        rows += parse_squeue(result.stdout)
-    return rows, "squeue"
-
-
-async def get_job_states(
-    transport: Transport,
-    job_ids: Iterable[SlurmJobId | str],
-    *,
-    submitted_at: Mapping[SlurmJobId, float] | None = None,
-    array_sizes: Mapping[SlurmJobId, int] | None = None,
-    grace: float = DEFAULT_GRACE_SECONDS,
-    use_sacct: bool = True,
-) -> dict[SlurmJobId, SlurmJobStatus]:
-    """The state of every requested job / array task / hetjob component, with ONE sacct per cluster."""
-    ids = [SlurmJobId.parse(j) for j in job_ids]
-    rows, source = await query_rows(transport, ids, use_sacct=use_sacct)
-    return resolve(ids, rows, source=source, submitted_at=submitted_at, array_sizes=array_sizes, grace=grace)
+    return SlurmJobStatus(req, SlurmJobState.UNKNOWN, reason="not found by squeue or sacct", source="missing")

@@ -1,10 +1,12 @@
-"""`JobWatcher`: one poll loop per transport that batches every watched job into ONE sacct per interval.
+"""`JobWatcher`: one poll loop per transport that batches every watched job into ONE status round per interval.
 
 Like submitit's InfoWatcher: callers `register` jobs (at submission) and `await wait(ids)`; a single background
 task polls while anyone waits. The interval starts at `min_interval`, grows by 1.5x while nothing changes and
 falls back to `min_interval` when something does or a job is registered (just submitted), capped at
 `max_interval`, with +-10% jitter so that processes started together drift apart. Jobs in a terminal state
-are not asked about again. After one `sacct` failure the watcher uses `squeue` for good (accounting is off).
+are not asked about again. A status round is one `squeue` for all of them plus, only for the jobs squeue no
+longer lists, one `sacct` (`status_query.query_rows`). After one `sacct` failure the watcher uses `squeue`
+alone for good (accounting is off).
 
 `poll(ids)` answers from the last poll when it is younger than `min_interval` and covers the ids, so status
 calls next to a running `wait` cost nothing. Answers are shared with the other processes of the same user
@@ -24,7 +26,8 @@ from collections.abc import Iterable
 from xm_slurm.errors import StatusUnavailableError
 from xm_slurm.job_ids import SlurmJobId
 from xm_slurm.scheduler.budget import SharedStatusCache, transport_key
-from xm_slurm.scheduler.states import DEFAULT_GRACE_SECONDS, query_rows, resolve
+from xm_slurm.scheduler.states import DEFAULT_GRACE_SECONDS, resolve
+from xm_slurm.scheduler.status_query import query_rows
 from xm_slurm.status import SlurmJobStatus
 from xm_slurm.transport.base import Transport
 
@@ -53,7 +56,7 @@ class JobWatcher:
         self.max_interval = max_interval
         self.grace = grace
         self.jitter = jitter
-        self.polls = 0  # poll rounds that asked the cluster (each is one sacct/squeue per cluster/chunk)
+        self.polls = 0  # poll rounds that asked the cluster (each: one squeue, maybe one sacct, per cluster)
         self.reused = 0  # poll rounds answered without a command (a recent poll here or in another process)
         self.shared: SharedStatusCache | None = None
         if isinstance(share, SharedStatusCache):
@@ -109,14 +112,20 @@ class JobWatcher:
         ):
             self.reused += 1
             return {j: self._latest[j] for j in ids}
+        sizes = self._array_sizes
         if self.shared is not None:
-            rows, source, asked = await self.shared.query(
-                self.transport, ids, max_age=max_age, use_sacct=self._use_sacct
+            found, asked = await self.shared.query(
+                self.transport, ids, max_age=max_age, use_sacct=self._use_sacct, array_sizes=sizes
             )
         else:
-            (rows, source), asked = await query_rows(self.transport, ids, use_sacct=self._use_sacct), True
-        if source == "squeue" and self._use_sacct:
-            log.warning("sacct is unavailable on %r; following jobs with squeue from now on", self.transport)
+            found = await query_rows(self.transport, ids, use_sacct=self._use_sacct, array_sizes=sizes)
+            asked = True
+        if found.sacct_failure and self._use_sacct:
+            log.warning(
+                "sacct is unavailable on %r (%s); following jobs with squeue alone from now on",
+                self.transport,
+                found.sacct_failure,
+            )
             self._use_sacct = False
         if asked:
             self.polls += 1
@@ -125,8 +134,7 @@ class JobWatcher:
         self._fetched.update(dict.fromkeys(ids, now))
         answers = resolve(
             ids,
-            rows,
-            source=source,
+            found.rows,
             submitted_at={j: self._registered[j] for j in ids},
             array_sizes=self._array_sizes,
             grace=self.grace,
