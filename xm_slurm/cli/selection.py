@@ -107,13 +107,6 @@ def label(unit: SlurmExperimentUnit) -> str:
 
 
 def _ranges(ids: list[int]) -> str:
-    parts: list[str] = []
-    start = prev = ids[0]
-    for i in [*ids[1:], None]:
-        if i is not None and i == prev + 1:
-            prev = i
-            continue
-        parts.append(str(start) if start == prev else f"{start}-{prev}")
-        if i is not None:
-            start = prev = i
-    return ",".join(parts)
+    from xm_slurm.scheduler.resubmit import compact_ranges
+
+    return compact_ranges(ids)
