@@ -121,9 +121,11 @@ async def test_processes_share_the_poll_budget(local_cluster: LocalCluster, tmp_
         for ids, result in zip(wanted, results, strict=True):
             assert result["states"] == dict.fromkeys(ids, "PENDING")
         # Two distinct sets of jobs: at most one refresh each serves all 4 processes x 3 polls (12 without
-        # sharing); each refresh asks for every job any process wanted, so the count is exactly 2 (squeue:
-        # the jobs are pending, so no sacct).
-        assert sum(r["squeue"] for r in results) == 2 and sum(r["sacct"] for r in results) == 0, results
+        # sharing). Each refresh asks for every job any process wanted so far, so it is 2 when the first
+        # refresh came before the other sets were asked for, 1 when after (squeue: the jobs are pending, so
+        # no sacct).
+        squeues = sum(r["squeue"] for r in results)
+        assert 1 <= squeues <= 2 and sum(r["sacct"] for r in results) == 0, results
         cache = tmp_path / "shared-state" / "status-cache"
         assert cache.stat().st_mode & 0o777 == 0o700
         assert all(p.stat().st_mode & 0o777 == 0o600 for p in cache.iterdir())
