@@ -55,6 +55,12 @@ async def opened(xid: int) -> AsyncIterator[tuple[SlurmExperiment, Experiment]]:
     record = await api.aget_experiment(xid)  # NotFoundError if there is none
     experiment = SlurmExperiment(api=api, record=record)
     try:
+        # A launch killed between sbatch and its store write left pending rows: settle them first, so the
+        # commands see the real jobs (a no-op without pending rows).
+        if (await experiment.resolve_pending_submissions()).changed:
+            record = await api.aget_experiment(xid)
+            await experiment.aclose()
+            experiment = SlurmExperiment(api=api, record=record)
         yield experiment, record
     finally:
         await experiment.aclose()
