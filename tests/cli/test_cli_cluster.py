@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 import time
@@ -68,7 +69,10 @@ def test_wait_show_logs_of_completed_and_failed_units(
     plain = xm_cli("show", str(xid))
     assert plain.returncode == 0
     assert f"Experiment {xid}: cli completed and failed" in plain.stdout
-    failed_row = next(line for line in plain.stdout.splitlines() if ids[2] in line)
+    # The job's id as a whole word: "23" must not match the "23:08:23" of the creation time.
+    failed_row = next(
+        line for line in plain.stdout.splitlines() if re.search(rf"(^|\s){re.escape(ids[2])}(\s|$)", line)
+    )
     assert "FAILED" in failed_row and "exit code 3" in failed_row
 
     logs = xm_cli("logs", str(xid)).stdout.splitlines()

@@ -129,7 +129,11 @@ def _check_token_file(folder: Path, token: str) -> None:
     assert token_file.read_text().strip() == token
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     # The token is in that file only: not in any job script or log of the experiment.
-    leaks = [p.name for p in folder.iterdir() if p != token_file and token in p.read_text(errors="replace")]
+    leaks = [
+        p.name
+        for p in folder.rglob("*")
+        if p.is_file() and p != token_file and token in p.read_text(errors="replace")
+    ]
     assert leaks == []
 
 

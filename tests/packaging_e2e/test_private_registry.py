@@ -28,7 +28,8 @@ from xmanager import xm
 
 import xm_slurm
 from xm_slurm.executables import RemoteImage
-from xm_slurm.packaging.cluster_auth import AUTH_DIR, remove_registry_auth
+from xm_slurm.packaging.cluster_auth import remove_registry_auth
+from xm_slurm.rendering.images import auth_file_path
 from xm_slurm.scheduler.submit import experiment_dir
 
 pytestmark = pytest.mark.cluster
@@ -81,8 +82,10 @@ async def test_private_registry_login_reaches_jobs_and_no_secret_leaks(
                 forget_image(tag, image.image)
                 lines, _ = await run_job(experiment, xm.Job(executable=image, executor=executor(cluster)))
                 assert "hello from private [] in /" in lines
-                [auth_file] = (Path(folder) / AUTH_DIR).iterdir()
-                auth_path = str(auth_file)
+                # The remote state folder is shared by every test whose store gave it the same xid: look
+                # for this image's own login file, not at whatever else the folder holds.
+                auth_path = auth_file_path(folder, image)
+                assert auth_path is not None and exists(auth_path)
                 assert stat.S_IMODE(os.stat(auth_path).st_mode) == 0o600
                 assert stat.S_IMODE(os.stat(Path(auth_path).parent).st_mode) == 0o700
                 # Apptainer (the fake): the conversion pulls with the login read into its environment.
