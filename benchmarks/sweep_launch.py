@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import datetime as dt
 import os
-import shlex
 import sys
 import tempfile
 import time
@@ -23,15 +22,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _env() -> dict[str, str]:
-    values = dict(os.environ)
-    env_file = REPO / ".local-cluster" / "env.sh"
-    if "XM_TEST_SSH_HOST" not in values and env_file.is_file():
-        for line in env_file.read_text().splitlines():
-            words = shlex.split(line, comments=True)
-            if len(words) == 2 and words[0] == "export":
-                name, value = words[1].split("=", 1)
-                values[name] = value
-    return values
+    from cases import cluster_env  # the suite's reader of .local-cluster/env.sh
+
+    return cluster_env()
 
 
 async def main(trials: int) -> None:

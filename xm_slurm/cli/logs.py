@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
+from collections.abc import AsyncIterator
 from typing import Any
 
 from xm_slurm.cli.selection import add_experiment_arguments, label, opened, select_units
@@ -53,31 +53,14 @@ async def _logs_async(args: argparse.Namespace) -> int:
                     _emit(prefixes[unit.unit_id] + line)
             return 0
 
-        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        from xm_slurm.scheduler.logs import interleave
 
-        async def pump(unit: Any) -> None:
-            try:
-                async for line in unit.logs(num_lines=args.lines, follow=True):
-                    await queue.put(prefixes[unit.unit_id] + line)
-            finally:
-                await queue.put(None)
+        async def lines_of(unit: Any) -> AsyncIterator[str]:
+            async for line in unit.logs(num_lines=args.lines, follow=True):
+                yield prefixes[unit.unit_id] + line
 
-        pumps = [asyncio.ensure_future(pump(u)) for u in units]
-        try:
-            remaining = len(pumps)
-            while remaining:
-                item = await queue.get()
-                if item is None:
-                    remaining -= 1
-                else:
-                    _emit(item)
-            for p in pumps:
-                await p  # surface a pump's error
-        finally:
-            for p in pumps:
-                p.cancel()
-                with contextlib.suppress(BaseException):
-                    await p
+        async for line in interleave([lines_of(u) for u in units]):
+            _emit(line)
     return 0
 
 

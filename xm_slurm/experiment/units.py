@@ -12,7 +12,6 @@ synchronous, but they would block the event loop on SSH round trips):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -33,6 +32,7 @@ from xm_slurm.experiment.handles import SlurmLaunchedJob
 from xm_slurm.experiment.planning import apply_args, encode_args, make_pending
 from xm_slurm.job_ids import SlurmJobId
 from xm_slurm.scheduler import follow, tail
+from xm_slurm.scheduler.logs import interleave
 from xm_slurm.status import SlurmJobStatus, SlurmWorkUnitStatus
 
 if TYPE_CHECKING:
@@ -234,38 +234,19 @@ class SlurmExperimentUnit(xm.ExperimentUnit):
                 for line in await tail(connections.transport(ssh), path, num_lines):
                     yield prefix + line
             return
-        queue: asyncio.Queue[str | None] = asyncio.Queue()
 
-        async def pump(ssh: Any, path: str, prefix: str) -> None:
+        async def lines_of(ssh: Any, path: str, prefix: str) -> AsyncIterator[str]:
             ids = [j.job_id for j in self._jobs if j.ssh == ssh]
-            try:
-                until = connections.watcher(ssh).wait(ids)
-                async for line in follow_log(
-                    connections.transport(ssh), path, num_lines=num_lines, until=until
-                ):
-                    await queue.put(prefix + line)
-            finally:
-                await queue.put(None)
+            until = connections.watcher(ssh).wait(ids)
+            async for line in follow_log(connections.transport(ssh), path, num_lines=num_lines, until=until):
+                yield prefix + line
 
-        pumps = [
-            asyncio.ensure_future(pump(ssh, path, f"[{'+'.join(names)}] " if labelled else ""))
+        streams = [
+            lines_of(ssh, path, f"[{'+'.join(names)}] " if labelled else "")
             for (ssh, path), names in files.items()
         ]
-        try:
-            remaining = len(pumps)
-            while remaining:
-                item = await queue.get()
-                if item is None:
-                    remaining -= 1
-                else:
-                    yield item
-            for p in pumps:
-                await p  # surface a pump's error
-        finally:
-            for p in pumps:
-                p.cancel()
-                with contextlib.suppress(BaseException):
-                    await p
+        async for line in interleave(streams):
+            yield line
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(experiment_id={self.experiment_id}, id={self._unit_id})"

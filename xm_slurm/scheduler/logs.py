@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shlex
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 
 from xm_slurm.errors import ValidationError
 from xm_slurm.transport.base import Transport
@@ -66,3 +66,35 @@ async def follow(
             with contextlib.suppress(Exception):
                 await closer
         await process.aclose()
+
+
+async def interleave(streams: Sequence[AsyncIterator[str]]) -> AsyncIterator[str]:
+    """Yield the lines of several streams as they arrive; ends when all have ended.
+
+    A stream's error is raised once every stream has ended; stopping early closes them all.
+    """
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    async def pump(stream: AsyncIterator[str]) -> None:
+        try:
+            async for line in stream:
+                await queue.put(line)
+        finally:
+            await queue.put(None)
+
+    pumps = [asyncio.ensure_future(pump(stream)) for stream in streams]
+    try:
+        remaining = len(pumps)
+        while remaining:
+            item = await queue.get()
+            if item is None:
+                remaining -= 1
+            else:
+                yield item
+        for p in pumps:
+            await p  # surface a pump's error
+    finally:
+        for p in pumps:
+            p.cancel()
+            with contextlib.suppress(BaseException):
+                await p
