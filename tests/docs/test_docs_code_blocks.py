@@ -25,7 +25,6 @@ import dataclasses
 import functools
 import os
 import re
-import shlex
 import signal
 import subprocess
 import sys
@@ -339,4 +338,4 @@ def test_not_run_block_is_valid(block: Block, tmp_path: Path) -> None:
         assert result.returncode == 0, f"{block.where}: {result.stderr}"
     else:
         assert block.text.strip(), f"{block.where}: an empty block"
-    assert shlex.split(block.marker[1].partition(":")[2])  # type: ignore[index]  # the reason
+    assert len(block.marker[1].partition(":")[2].split()) >= 3, f"{block.where}: give a reason"  # type: ignore[index]
