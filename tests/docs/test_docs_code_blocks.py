@@ -21,6 +21,7 @@ A block carries a marker, an HTML comment on the closest non-blank line before i
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import functools
 import os
@@ -28,10 +29,10 @@ import re
 import signal
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 from local_cluster import LocalCluster, parse_env_file
 
@@ -142,21 +143,22 @@ def test_every_block_is_marked() -> None:
 
 
 def _squash(text: str) -> str:
-    return re.sub(r"\s+", "", text)
+    # Whitespace and trailing commas before a closing bracket: what `ruff format` changes when it joins or
+    # splits the lines of a dedented excerpt.
+    return re.sub(r",([)\]}])", r"\1", re.sub(r"\s+", "", text))
 
 
 def excerpt_found(excerpt: str, source: str) -> bool:
-    """Whether `excerpt` is a run of whole lines of `source`, up to whitespace (indentation, wrapping)."""
+    """Whether `excerpt` is a run of whole lines of `source`, up to whitespace and trailing commas."""
     wanted = _squash(excerpt)
     lines = source.splitlines()
     for start in range(len(lines)):
-        got = ""
-        for line in lines[start:]:
-            got += _squash(line)
-            if not wanted.startswith(got):
-                break
+        for end in range(start + 1, len(lines) + 1):
+            got = _squash("\n".join(lines[start:end]))
             if got == wanted:
                 return True
+            if len(got) > len(wanted) + 1:
+                break
     return False
 
 
@@ -218,6 +220,7 @@ def test_excerpt_matching_is_strict() -> None:
     assert not excerpt_found("x = call(2)\n", source)
     assert not excerpt_found("x = call(1)\n\nreturn y\n", source)
     assert not excerpt_found("= call(1)\n", source)  # must start at a line start
+    assert excerpt_found("x = call(\n    1,\n)\n", source)  # ruff's trailing comma
     assert exercised_by_a_test("examples/no-such-example/launch.py") is not None
     assert exercised_by_a_test("xm_slurm/executors.py") is None
 
@@ -250,10 +253,8 @@ def _run(command: list[str], block: Block, *, timeout: float, **kwargs: object) 
         out, _ = proc.communicate()
         pytest.fail(f"{block.where}: still running after {timeout} s:\n{out}")
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     assert proc.returncode == 0, f"{block.where}: exited with {proc.returncode}:\n{out}"
     return out
 
@@ -293,9 +294,12 @@ def _ssh_config(cluster: LocalCluster, folder: Path) -> Path:
 
 @pytest.mark.parametrize("block", _blocks("run", "shell"))
 def test_shell_block_runs(block: Block, local_cluster: LocalCluster, tmp_path: Path) -> None:
-    assert block.language in ("bash", "sh", "shell"), f"{block.where}: run: shell on a {block.language!r} block"
+    assert block.language in ("bash", "sh", "shell"), (
+        f"{block.where}: run: shell on a {block.language!r} block"
+    )
     options = dict(
-        part.strip().split(":", 1) for part in block.marker[1].split(",")[1:]  # type: ignore[index]
+        part.strip().split(":", 1)
+        for part in block.marker[1].split(",")[1:]  # type: ignore[index]
     )
     tmp_path.chmod(0o755)  # the jobs' containers may mount folders under it
     shared = tmp_path / "shared"
