@@ -17,6 +17,8 @@ Lag (seen on real clusters): right after sbatch a job has no row at all for a mo
 appear in sacct seconds after the array is running or even done. So a requested array task with no row is
 PENDING, an array asked for as a whole is only final once all its expected tasks have final rows, and a job
 with no row at all is PENDING for `grace` seconds after its submission (then UNKNOWN, source "missing").
+An array cancelled while its tasks were all pending has only a bare row in sacct (`123|CANCELLED by 0`, seen on
+Slurm 22.05 for `--array=1,3`): that row answers each of its tasks with no row of its own.
 """
 
 from __future__ import annotations
@@ -203,6 +205,12 @@ class Index:
         found = self.exact.get((key.job_id, key.array_task, key.het_offset))
         if found is None and key.array_task is not None:
             found = next((r for tasks, r in self.ranges.get(key.job_id, []) if key.array_task in tasks), None)
+        if found is None and key.array_task is not None:
+            # An array cancelled before its tasks were split off is ONE bare accounting row (`123`,
+            # "CANCELLED by 0"): it answers every task that has no row of its own.
+            bare = self.exact.get((key.job_id, None, None))
+            if bare is not None and bare.state.work_unit_status is SlurmWorkUnitStatusEnum.CANCELLED:
+                found = bare
         return found
 
     def covers(self, req: SlurmJobId, expected: int | None) -> bool:
