@@ -34,9 +34,10 @@ from xm_slurm.errors import ValidationError, XmSlurmError
 from xm_slurm.experiment.connections import ClusterConnections, TransportFactory
 from xm_slurm.experiment.context import ExperimentContext
 from xm_slurm.experiment.handles import SlurmLaunchedJob, is_pending
-from xm_slurm.experiment.launching import Collector, Launcher, current_jobs
+from xm_slurm.experiment.launching import Collector, Launcher
 from xm_slurm.experiment.planning import PendingAdd, apply_args, describe, display_args
 from xm_slurm.experiment.recovery import PENDING_GRACE_SECONDS, Resolution, pending_rows, resolve_pending
+from xm_slurm.experiment.retrying import current_jobs
 from xm_slurm.experiment.units import ROLE_KEY, SlurmAuxiliaryUnit, SlurmExperimentUnit, SlurmWorkUnit
 
 _current: contextvars.ContextVar[SlurmExperiment | None] = contextvars.ContextVar(

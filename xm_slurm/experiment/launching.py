@@ -43,20 +43,17 @@ from xm_slurm.errors import (
 from xm_slurm.experiment.connections import ClusterConnections
 from xm_slurm.experiment.handles import PendingJob, SlurmLaunchedJob
 from xm_slurm.experiment.planning import PendingAdd, Submission, plan
+from xm_slurm.experiment.retrying import RETRY_MARK, base_name, current_jobs, retry_failed
 from xm_slurm.job_ids import SlurmJobId
 from xm_slurm.packaging.cluster_auth import upload_registry_auth
 from xm_slurm.rendering import JobScriptRequest, render_job_script
 from xm_slurm.scheduler import cancel, submit
 from xm_slurm.scheduler.limits import ClusterLimits, read_limits
-from xm_slurm.scheduler.resubmit import resubmit, submitted_scripts
 from xm_slurm.scheduler.submit import find_submission, new_submission_token
 from xm_slurm.ssh_config import SlurmSSHConfig
-from xm_slurm.status import SlurmWorkUnitStatusEnum
 
 log = logging.getLogger(__name__)
 
-#: A resubmitted job's record name: `<name> [retry of <old id>]`; the old job no longer counts for the unit.
-RETRY_MARK = " [retry of "
 #: At most this many sbatch calls in flight at once (slurmctld serialises them anyway).
 MAX_CONCURRENT_SBATCH = 8
 
@@ -294,91 +291,9 @@ class Launcher:
                 log.error("could not cancel jobs %s on %s: %s", [str(i) for i in ids], ssh, e)
 
     async def retry_failed(self, units: Sequence[Any], *, include_cancelled: bool = False) -> list[Any]:
-        """Resubmit the failed jobs of these units (and only those); returns the units that were retried.
-
-        Each failed array task runs again under its index from its original script (one sbatch per
-        script, `--array=<failed ids>`); a failed job or job group is resubmitted whole. The new jobs are
-        recorded on the same work units, named `<name> [retry of <old id>]`, and replace the old ones in
-        the units' status.
-        """
-        wanted = {SlurmWorkUnitStatusEnum.FAILED}
-        if include_cancelled:
-            wanted.add(SlurmWorkUnitStatusEnum.CANCELLED)
-        by_cluster: dict[SlurmSSHConfig, list[tuple[Any, SlurmLaunchedJob]]] = collections.defaultdict(list)
-        for unit in units:
-            for job in current_jobs(unit.slurm_jobs):
-                by_cluster[job.ssh].append((unit, job))
-        new_records: list[tuple[int, SlurmJob]] = []
-        replaced: list[tuple[Any, SlurmLaunchedJob, SlurmLaunchedJob]] = []
-        for ssh, pairs in by_cluster.items():
-            statuses = await self.connections.statuses(ssh, [job.job_id for _, job in pairs])
-            failed = [
-                (u, j)
-                for u, j in pairs
-                if j.job_id in statuses and statuses[j.job_id].work_unit_status in wanted
-            ]
-            if not failed:
-                continue
-            transport = self.connections.transport(ssh)
-            scripts = await submitted_scripts(transport, [j.job_id for _, j in failed])
-            # One resubmission per script: the failed tasks of an array together, a job (group) once.
-            groups: dict[str, list[tuple[Any, SlurmLaunchedJob]]] = collections.defaultdict(list)
-            for unit, job in failed:
-                script = scripts.get(job.job_id.job_id)
-                if script is None:
-                    raise XmSlurmError(
-                        f"cannot retry job {job.job_id} of {unit}: accounting does not show the script it "
-                        "was submitted with"
-                    )
-                groups[script].append((unit, job))
-            for script, members in groups.items():
-                tasks = [j.job_id.array_task for _, j in members]
-                is_array = all(t is not None for t in tasks)
-                self.sbatch_calls += 1
-                new_id = await resubmit(
-                    transport, script, array_tasks=[t for t in tasks if t is not None] if is_array else None
-                )
-                watcher = self.connections.watcher(ssh)
-                now = time.time()
-                for unit, job in members:
-                    jid = job.job_id
-                    if jid.array_task is not None:
-                        fresh = new_id.task(jid.array_task)
-                    elif jid.het_offset is not None:
-                        fresh = new_id.component(jid.het_offset)
-                    else:
-                        fresh = new_id
-                    watcher.register(fresh, submitted_at=now)
-                    handle = SlurmLaunchedJob(
-                        name=f"{base_name(job.name)}{RETRY_MARK}{jid}]",
-                        job_id=fresh,
-                        ssh=ssh,
-                        experiment_id=self.experiment_id,
-                    )
-                    new_records.append((unit.unit_id, handle.to_record()))
-                    replaced.append((unit, job, handle))
-        if new_records:
-            await self.client.ainsert_jobs(self.experiment_id, new_records)
-        retried: list[Any] = []
-        for unit, old, new in replaced:
-            unit._jobs = [new if j is old else j for j in unit._jobs]
-            if unit not in retried:
-                retried.append(unit)
-        return retried
-
-
-def base_name(name: str) -> str:
-    """A job's name without its retry mark."""
-    return name.split(RETRY_MARK, 1)[0]
-
-
-def current_jobs(jobs: Sequence[SlurmLaunchedJob]) -> list[SlurmLaunchedJob]:
-    """A unit's jobs without those a retry replaced (their id is named in a later job's retry mark)."""
-    replaced = set()
-    for job in jobs:
-        if RETRY_MARK in job.name:
-            replaced.add(job.name.rsplit(RETRY_MARK, 1)[1].rstrip("]"))
-    return [j for j in jobs if str(j.job_id) not in replaced]
+        """Resubmit the failed jobs of these units (and only those); returns the units that were retried
+        (see `xm_slurm.experiment.retrying`)."""
+        return await retry_failed(self, units, include_cancelled=include_cancelled)
 
 
 def _fail(adds: Sequence[PendingAdd], error: BaseException) -> None:
@@ -449,4 +364,12 @@ async def stop_quietly(launcher: Launcher, handles: Sequence[SlurmLaunchedJob]) 
         await launcher.cancel(handles)
 
 
-__all__ = ["Collector", "Launcher", "SubmissionError", "base_name", "current_jobs", "stop_quietly"]
+__all__ = [
+    "RETRY_MARK",
+    "Collector",
+    "Launcher",
+    "SubmissionError",
+    "base_name",
+    "current_jobs",
+    "stop_quietly",
+]

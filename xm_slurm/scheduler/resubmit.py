@@ -112,12 +112,16 @@ async def _scripts_once(transport: Transport, bases: list[int]) -> dict[int, str
 
 
 async def resubmit(
-    transport: Transport, script: str, *, array_tasks: Sequence[int] | None = None
+    transport: Transport,
+    script: str,
+    *,
+    array_tasks: Sequence[int] | None = None,
+    token: str | None = None,
 ) -> SlurmJobId:
     """Submit `script` again (only `array_tasks` of it, for an array script), without its dependency.
 
     The script is copied next to itself under a new name and submitted with `submit` (exactly once, like
-    any submission); its `SubmitLine` then names the copy, so a retry can be retried.
+    any submission, with `token` if given); its `SubmitLine` then names the copy, so a retry can be retried.
     """
     if not isinstance(script, str) or not script.startswith("/") or "\n" in script:
         raise ValidationError(f"script path {script!r} must be an absolute path on the cluster")
@@ -129,5 +133,10 @@ async def resubmit(
     directory, _, name = script.rpartition("/")
     stem = _RETRY_SUFFIX.sub("", name.removesuffix(".sh"))
     return await submit(
-        transport, text, directory=directory or "/", name=f"{stem}-r{time.time_ns():x}.sh", sbatch_args=args
+        transport,
+        text,
+        directory=directory or "/",
+        name=f"{stem}-r{time.time_ns():x}.sh",
+        sbatch_args=args,
+        token=token,
     )

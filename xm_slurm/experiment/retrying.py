@@ -1,0 +1,204 @@
+"""Retrying the failed jobs of work units: their scripts resubmitted, recorded like any submission.
+
+Each failed array task runs again under its index from its original script (one sbatch per script,
+`--array=<failed ids>`, see `scheduler.resubmit`); a failed job or job group is resubmitted whole. The new
+jobs are recorded on the same work units, named `<name> [retry of <old id>]`, and replace the old ones in
+the units' status.
+
+A retry follows the launcher's order of effects (docs/reliability.md): pending rows holding a fresh
+submission token are recorded first, then the script is resubmitted with that token, then the pending rows
+are swapped for the real ids. A process killed in between leaves rows that the next open of the experiment
+resolves (`recovery.resolve_pending`), so no retry job runs unrecorded.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from xm_slurm.api import SlurmJob, XManagerAPI
+from xm_slurm.errors import SchedulerError, TransportError, ValidationError, XmSlurmError
+from xm_slurm.experiment.connections import ClusterConnections
+from xm_slurm.experiment.handles import PendingJob, SlurmLaunchedJob
+from xm_slurm.job_ids import SlurmJobId
+from xm_slurm.scheduler.resubmit import resubmit, submitted_scripts
+from xm_slurm.scheduler.submit import find_submission, new_submission_token
+from xm_slurm.ssh_config import SlurmSSHConfig
+from xm_slurm.status import SlurmWorkUnitStatusEnum
+
+log = logging.getLogger(__name__)
+
+#: A resubmitted job's record name: `<name> [retry of <old id>]`; the old job no longer counts for the unit.
+RETRY_MARK = " [retry of "
+
+
+class RetryHost(Protocol):
+    """What a retry needs of the launcher."""
+
+    client: XManagerAPI
+    connections: ClusterConnections
+    experiment_id: int
+    sbatch_calls: int
+
+    async def cancel(self, handles: Sequence[SlurmLaunchedJob]) -> None: ...
+
+
+@dataclasses.dataclass
+class _Resubmission:
+    """The failed jobs that one script runs again."""
+
+    script: str
+    members: list[tuple[Any, SlurmLaunchedJob]]
+
+    @property
+    def array_tasks(self) -> list[int] | None:
+        tasks = [j.job_id.array_task for _, j in self.members]
+        return [t for t in tasks if t is not None] if all(t is not None for t in tasks) else None
+
+
+def base_name(name: str) -> str:
+    """A job's name without its retry mark."""
+    return name.split(RETRY_MARK, 1)[0]
+
+
+def current_jobs(jobs: Sequence[SlurmLaunchedJob]) -> list[SlurmLaunchedJob]:
+    """A unit's jobs without those a retry replaced (their id is named in a later job's retry mark)."""
+    replaced = set()
+    for job in jobs:
+        if RETRY_MARK in job.name:
+            replaced.add(job.name.rsplit(RETRY_MARK, 1)[1].rstrip("]"))
+    return [j for j in jobs if str(j.job_id) not in replaced]
+
+
+def retry_name(job: SlurmLaunchedJob) -> str:
+    return f"{base_name(job.name)}{RETRY_MARK}{job.job_id}]"
+
+
+def _fresh_id(new: SlurmJobId, old: SlurmJobId) -> SlurmJobId:
+    """The id the retry of member `old` has in the resubmitted job `new` (same task / component)."""
+    if old.array_task is not None:
+        return new.task(old.array_task)
+    if old.het_offset is not None:
+        return new.component(old.het_offset)
+    return new
+
+
+async def retry_failed(
+    host: RetryHost, units: Sequence[Any], *, include_cancelled: bool = False
+) -> list[Any]:
+    """Resubmit the failed jobs of these units (and only those); returns the units that were retried."""
+    wanted = {SlurmWorkUnitStatusEnum.FAILED}
+    if include_cancelled:
+        wanted.add(SlurmWorkUnitStatusEnum.CANCELLED)
+    by_cluster: dict[SlurmSSHConfig, list[tuple[Any, SlurmLaunchedJob]]] = collections.defaultdict(list)
+    for unit in units:
+        for job in current_jobs(unit.slurm_jobs):
+            by_cluster[job.ssh].append((unit, job))
+    retried: list[Any] = []
+    for ssh, pairs in by_cluster.items():
+        statuses = await host.connections.statuses(ssh, [job.job_id for _, job in pairs])
+        failed = [
+            (u, j) for u, j in pairs if j.job_id in statuses and statuses[j.job_id].work_unit_status in wanted
+        ]
+        if not failed:
+            continue
+        scripts = await submitted_scripts(host.connections.transport(ssh), [j.job_id for _, j in failed])
+        groups: dict[str, list[tuple[Any, SlurmLaunchedJob]]] = collections.defaultdict(list)
+        for unit, job in failed:
+            script = scripts.get(job.job_id.job_id)
+            if script is None:
+                raise XmSlurmError(
+                    f"cannot retry job {job.job_id} of {unit}: accounting does not show the script it "
+                    "was submitted with"
+                )
+            groups[script].append((unit, job))
+        for script, members in groups.items():
+            for unit in await _retry_one(host, ssh, _Resubmission(script, members)):
+                if unit not in retried:
+                    retried.append(unit)
+    return retried
+
+
+async def _retry_one(host: RetryHost, ssh: SlurmSSHConfig, r: _Resubmission) -> list[Any]:
+    """Record, resubmit and record again one script's failed jobs; returns their units."""
+    token = new_submission_token()
+    created = time.time()
+    pending = [
+        (
+            unit.unit_id,
+            SlurmJob(
+                name=retry_name(job),
+                slurm_job_id=PendingJob.of(token, created, job.job_id).to_string(),
+                slurm_ssh_config=ssh.to_json(),
+            ),
+        )
+        for unit, job in r.members
+    ]
+    await host.client.areplace_jobs(host.experiment_id, insert=pending)
+    transport = host.connections.transport(ssh)
+    host.sbatch_calls += 1
+    try:
+        new_id = await resubmit(transport, r.script, array_tasks=r.array_tasks, token=token)
+    except Exception as e:
+        found = await _after_failed_resubmit(host, ssh, token, pending)
+        if found is None:
+            raise
+        log.warning("retry %s failed (%s) but job %s exists with its token: adopting it", token, e, found)
+        new_id = found
+    handles = [
+        (
+            unit,
+            job,
+            SlurmLaunchedJob(
+                name=retry_name(job),
+                job_id=_fresh_id(new_id, job.job_id),
+                ssh=ssh,
+                experiment_id=host.experiment_id,
+            ),
+        )
+        for unit, job in r.members
+    ]
+    try:
+        await host.client.areplace_jobs(
+            host.experiment_id,
+            remove=[(wid, row.slurm_job_id) for wid, row in pending],
+            insert=[(unit.unit_id, new.to_record()) for unit, _, new in handles],
+        )
+    except BaseException as e:
+        # The retry must not run unrecorded; its pending rows stay and resolve to the cancelled job.
+        await host.cancel([new for _, _, new in handles])
+        if isinstance(e, XmSlurmError):
+            raise type(e)(f"{e} (retry job {new_id} was submitted and has been cancelled)") from e
+        raise
+    watcher = host.connections.watcher(ssh)
+    now = time.time()
+    units: list[Any] = []
+    for unit, old, new in handles:
+        watcher.register(new.job_id, submitted_at=now)
+        unit._jobs = [new if j is old else j for j in unit._jobs]
+        units.append(unit)
+    return units
+
+
+async def _after_failed_resubmit(
+    host: RetryHost, ssh: SlurmSSHConfig, token: str, pending: list[tuple[int, SlurmJob]]
+) -> SlurmJobId | None:
+    """The retry job if the token reached Slurm after all; else its pending rows are removed (when the
+    cluster says no such job exists) or left for a later resolution (when it cannot say)."""
+    try:
+        found = await find_submission(host.connections.transport(ssh), token)
+    except (SchedulerError, TransportError, ValidationError) as e:
+        log.warning("cannot tell whether retry %s reached Slurm (%s): it stays pending", token, e)
+        return None
+    if found is None:
+        try:
+            await host.client.areplace_jobs(
+                host.experiment_id, remove=[(wid, row.slurm_job_id) for wid, row in pending]
+            )
+        except XmSlurmError as e:
+            log.warning("could not remove the pending rows of retry %s: %s", token, e)
+    return found
