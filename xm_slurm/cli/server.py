@@ -1,7 +1,9 @@
 """`xm-slurm server`: run the metadata REST server and manage its bearer tokens.
 
     xm-slurm server run [--host 127.0.0.1] [--port 8000] [--db URL]
-    xm-slurm server token create [--name NAME] [--db URL]
+    xm-slurm server token create [--name NAME] [--read-only] [--expires-in-days DAYS] [--db URL]
+    xm-slurm server token list [--db URL]
+    xm-slurm server token revoke ID [--db URL]
 
 `--db` takes a SQLAlchemy URL (e.g. postgresql://...) or a file path; by default the SQLite file of the
 metadata store (`$XM_SLURM_STATE_DIR/db.sqlite3`). `run` needs the `server` extra (fastapi, uvicorn).
@@ -18,6 +20,8 @@ from xm_slurm.errors import ConfigurationError, ValidationError, XmSlurmError
 EPILOG = """\
 examples:
   xm-slurm server token create --name alice --db postgresql+psycopg://xm@db.example.org/xm
+  xm-slurm server token list --db postgresql+psycopg://xm@db.example.org/xm
+  xm-slurm server token revoke 3 --db postgresql+psycopg://xm@db.example.org/xm
   xm-slurm server run --host 127.0.0.1 --port 8000 --db postgresql+psycopg://xm@db.example.org/xm
 """
 
@@ -76,6 +80,30 @@ def _token_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _token_list(args: argparse.Namespace) -> int:
+    from xm_slurm.api.server.tokens import list_tokens
+
+    records = list_tokens(_open(args.db))
+    if not records:
+        print("no tokens (create one with `xm-slurm server token create`)", file=sys.stderr)
+        return 0
+    print(f"{'ID':>4}  {'NAME':<20} {'SCOPE':<10} {'CREATED (UTC)':<16}  EXPIRES (UTC)")
+    for r in records:
+        expires = "never" if r.expires_at is None else f"{r.expires_at:%Y-%m-%d %H:%M}"
+        if r.expired():
+            expires += " (expired)"
+        print(f"{r.id:>4}  {r.name or '-':<20} {r.scope:<10} {r.created_at:%Y-%m-%d %H:%M}  {expires}")
+    return 0
+
+
+def _token_revoke(args: argparse.Namespace) -> int:
+    from xm_slurm.api.server.tokens import revoke_token
+
+    record = revoke_token(_open(args.db), args.id)
+    print(f"revoked token {record.id} ({record.name or 'unnamed'}, {record.scope})", file=sys.stderr)
+    return 0
+
+
 def _guard(func: Any) -> Any:
     def run(args: argparse.Namespace) -> int:
         try:
@@ -122,3 +150,10 @@ def register(subparsers: Any) -> None:
         help="the token stops working after DAYS days",
     )
     create.set_defaults(func=_guard(_token_create))
+    listing = token_commands.add_parser("list", help="list the tokens (never the tokens themselves)")
+    listing.add_argument("--db", default=None, help=db_help)
+    listing.set_defaults(func=_guard(_token_list))
+    revoke = token_commands.add_parser("revoke", help="delete a token: the server refuses it from now on")
+    revoke.add_argument("id", type=int, help="the token's id, from `xm-slurm server token list`")
+    revoke.add_argument("--db", default=None, help=db_help)
+    revoke.set_defaults(func=_guard(_token_revoke))

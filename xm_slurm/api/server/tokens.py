@@ -36,6 +36,21 @@ class TokenInfo:
         return self.scope == READ_WRITE
 
 
+@dataclasses.dataclass(frozen=True)
+class TokenRecord:
+    """A stored token as `token list` shows it (the token itself is never stored)."""
+
+    id: int
+    name: str
+    scope: str
+    created_at: dt.datetime
+    expires_at: dt.datetime | None
+
+    def expired(self, now: dt.datetime | None = None) -> bool:
+        now = dt.datetime.now(dt.timezone.utc) if now is None else now
+        return self.expires_at is not None and self.expires_at <= now
+
+
 def hash_token(token: str) -> str:
     # A token has 256 random bits, so a plain (unsalted) SHA-256 digest cannot be brute-forced.
     return hashlib.sha256(token.encode()).hexdigest()
@@ -83,6 +98,39 @@ def lookup(client: SqlClient, token: str) -> TokenInfo | None:
     if expires_at is not None and expires_at <= dt.datetime.now(dt.timezone.utc):
         return None
     return TokenInfo(name=row.name, scope=row.scope, expires_at=expires_at)
+
+
+def list_tokens(client: SqlClient) -> list[TokenRecord]:
+    """Every stored token, oldest first (expired ones included, until revoked)."""
+    c = t.api_tokens.c
+    with client.reading() as conn:
+        rows = conn.execute(sa.select(c.id, c.name, c.scope, c.created_at, c.expires_at).order_by(c.id)).all()
+    return [
+        TokenRecord(
+            id=row.id,
+            name=row.name,
+            scope=row.scope,
+            created_at=_utc(row.created_at),
+            expires_at=None if row.expires_at is None else _utc(row.expires_at),
+        )
+        for row in rows
+    ]
+
+
+def revoke_token(client: SqlClient, token_id: int) -> TokenRecord:
+    """Delete the token with this id (from `list_tokens`); the server refuses it from its next request on.
+
+    Raises `ValidationError` naming the id when there is no such token.
+    """
+    if isinstance(token_id, bool) or not isinstance(token_id, int):
+        raise ValidationError(f"token id {token_id!r} must be an integer (see `xm-slurm server token list`)")
+    known = {record.id: record for record in list_tokens(client)}
+    if token_id not in known:
+        ids = ", ".join(map(str, sorted(known))) or "none"
+        raise ValidationError(f"no token has id {token_id} (ids: {ids}; see `xm-slurm server token list`)")
+    with client.transaction() as conn:
+        conn.execute(sa.delete(t.api_tokens).where(t.api_tokens.c.id == token_id))
+    return known[token_id]
 
 
 def is_valid(client: SqlClient, token: str) -> bool:
