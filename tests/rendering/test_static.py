@@ -14,6 +14,7 @@ from xm_slurm import dependencies as deps
 from xm_slurm.config import ContainerRuntime
 from xm_slurm.errors import ValidationError
 from xm_slurm.rendering import Trial, render_job_script
+from xm_slurm.rendering.payload import read_task_table
 
 RUNTIMES = [ContainerRuntime.PODMAN, ContainerRuntime.APPTAINER, ContainerRuntime.SINGULARITY]
 ODD_TRIALS = [Trial(work_unit_id=i, args=ODD_VALUES, env_vars={"ODD": v}) for i, v in enumerate(ODD_VALUES)]
@@ -81,12 +82,47 @@ def test_array_has_one_task_per_trial_and_array_logs() -> None:
     assert f"--array=0-{len(ODD_TRIALS) - 1}" in d
     assert "--output=/tmp/xm-slurm-render-tests/00000042/slurm-%A_%a.out" in d
     assert 'xm_job_ref="${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"' in script
-    payloads = re.findall(
-        r"^  (\d+)\) export XM_SLURM_WORK_UNIT_ID=(\d+); xm_payload_0='([A-Za-z0-9+/=]+)' ;;$", script, re.M
-    )
-    assert [int(p[0]) for p in payloads] == list(range(len(ODD_TRIALS)))
-    decoded = base64.b64decode(payloads[3][2]).decode()
+    tasks = read_task_table(_table(script))
+    assert [wid for wid, _ in tasks] == [t.work_unit_id for t in ODD_TRIALS]  # task i runs trial i
+    decoded = base64.b64decode(tasks[3][1]).decode()
     assert "export XM_SLURM_WORK_UNIT_ID=3" in decoded and "export XM_SLURM_EXPERIMENT_ID=42" in decoded
+
+
+def _table(script: str) -> str:
+    match = re.search(r"^xm_tasks='\n([A-Za-z0-9+/=\n]+)\n'$", script, re.M)
+    assert match is not None, "no task table in the script"
+    return match.group(1)
+
+
+def test_a_sweep_script_stays_small() -> None:
+    # 1,000 similar trials: the compressed task table keeps the script far below one payload per task.
+    trials = [Trial(work_unit_id=i + 1, args={"trial": i}, env_vars={"TRIAL": str(i)}) for i in range(1000)]
+    script = render_job_script(request(cluster_config(), trials=trials, array=True))
+    tasks = read_task_table(_table(script))
+    assert len(tasks) == 1000 and tasks[999][0] == 1000
+    assert "--trial=999" in base64.b64decode(tasks[999][1]).decode()
+    assert len(script) < 60_000, len(script)
+    assert sum(len(p) for _, p in tasks) > 300_000  # what the script would carry uncompressed
+
+
+@pytest.mark.parametrize(
+    ("kind", "path"),
+    [
+        ("single", '/tmp/xm-slurm-render-tests/00000042/"slurm-${SLURM_JOB_ID}.out"'),
+        ("group", '/tmp/xm-slurm-render-tests/00000042/"slurm-${SLURM_JOB_ID}.out"'),
+        (
+            "array",
+            '/tmp/xm-slurm-render-tests/00000042/"slurm-${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}.out"',
+        ),
+    ],
+)
+def test_first_attempt_empties_its_own_log(kind: str, path: str) -> None:
+    kw = {"single": {}, "group": {"components": 2}, "array": {"trials": ODD_TRIALS, "array": True}}[kind]
+    script = render_job_script(request(cluster_config(), **kw))  # type: ignore[arg-type]
+    guard = f'if [[ "${{SLURM_RESTART_COUNT:-0}}" == 0 && -f {path} ]]; then\n  : >{path}\nfi\n'
+    assert guard in script
+    # Before anything else runs (nothing may have written to the log yet).
+    assert script.index(guard) < script.index("set -o pipefail")
 
 
 def test_group_is_one_hetjob_with_a_step_per_component() -> None:
@@ -151,6 +187,11 @@ def test_no_secret_in_script() -> None:
             re.search(r"xm_payload_0='([^']*)'", script).group(1)  # type: ignore[union-attr]
         ).decode()
     )
+    array = render_job_script(
+        type(req)(**{**req.__dict__, "jobs": [job], "trials": ODD_TRIALS, "array": True})
+    )
+    decoded = [base64.b64decode(p).decode() for _, p in read_task_table(_table(array))]
+    assert "s3cr3t-pw" not in array and not any("s3cr3t-pw" in d for d in decoded)
 
 
 def test_no_site_variables_assumed() -> None:
@@ -183,3 +224,17 @@ def test_bad_trial_values() -> None:
 def test_oversized_payload_is_refused() -> None:
     with pytest.raises(ValidationError, match="limit"):
         render_job_script(request(cluster_config(), trials=[Trial(work_unit_id=1, args=["x" * 200_000])]))
+
+
+@pytest.mark.parametrize("task", ["30", "", "x"])
+def test_an_array_task_without_a_trial_stops_before_running_anything(task: str, tmp_path: Path) -> None:
+    script = render_job_script(request(cluster_config(), trials=ODD_TRIALS, array=True))  # 30 trials
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "SLURM_ARRAY_JOB_ID": "7",
+        "SLURM_ARRAY_TASK_ID": task,
+        "TMPDIR": str(tmp_path),
+    }
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, check=False)
+    assert result.returncode == 1
+    assert f"no trial for array task '{task}'" in result.stderr

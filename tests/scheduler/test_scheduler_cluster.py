@@ -61,6 +61,8 @@ async def test_submit_then_completed(any_transport: Transport, workdir: str, tim
     )
     st_dir, st_script = await any_transport.stat(workdir), await any_transport.stat(f"{workdir}/ok.sh")
     assert (st_dir.permissions, st_script.permissions) == (0o700, 0o700)
+    for kind in ("out", "err", "rc"):  # sbatch's recorded answer: private like the script
+        assert (await any_transport.stat(f"{workdir}/ok.sh.1.sbatch-{kind}")).permissions == 0o600, kind
     final = await watch(any_transport, jid)
     assert final[jid].state is S.COMPLETED  # type: ignore[attr-defined]
     assert await tail(any_transport, f"{workdir}/ok.sh-{jid.job_id}.out") == [f"hello from {jid.job_id}"]

@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import functools
 import shlex
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-import jinja2
 from xmanager import xm
 
 from xm_slurm.config import SUBMISSION_HOST, ContainerRuntime
 from xm_slurm.errors import ValidationError
 from xm_slurm.rendering.images import auth_file_path, cache_key, default_image_cache
-from xm_slurm.rendering.payload import BOOTSTRAP, PAYLOAD_VAR, quote_args, render_payload
+from xm_slurm.rendering.payload import BOOTSTRAP, PAYLOAD_VAR, quote_args, render_payload, task_table
 from xm_slurm.rendering.request import JobComponent, JobScriptRequest, Trial
+
+if TYPE_CHECKING:
+    import jinja2
 
 PROXY_VARS = ("ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy")
 GPU_VARS = ("CUDA_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL", "ROCR_VISIBLE_DEVICES")
@@ -33,6 +35,8 @@ GPU_VARS = ("CUDA_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL", "ROCR_VISIBLE_DEVICES"
 
 @functools.cache
 def _environment() -> jinja2.Environment:
+    import jinja2  # only when a script is rendered: `import xm_slurm` stays light
+
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("xm_slurm.rendering", "templates"),
         undefined=jinja2.StrictUndefined,
@@ -40,30 +44,38 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        auto_reload=False,  # the templates ship with the package: no stat() per render
     )
     env.filters["quote"] = shlex.quote
     return env
 
 
-def _task_payload(request: JobScriptRequest, job: JobComponent, trial: Trial) -> str:
+_RESERVED = ("XM_SLURM_EXPERIMENT_ID", "XM_SLURM_WORK_UNIT_ID", PAYLOAD_VAR)
+
+
+def _task_payload(request: JobScriptRequest, job: JobComponent, trials: Sequence[Trial]) -> list[str]:
+    """The payload of each trial run by `job`: what all trials share is merged once, then each trial's own
+    env vars and args on top (in that order, so a trial overrides the job, the job the image)."""
     image = job.executable
-    env: dict[str, str] = {
-        **request.cluster.container_environment,
-        **image.env_vars,
-        **job.env_vars,
-        **trial.env_vars,
-    }
-    for reserved in ("XM_SLURM_EXPERIMENT_ID", "XM_SLURM_WORK_UNIT_ID", PAYLOAD_VAR):
-        env.pop(reserved, None)
-    args = xm.merge_args(image.args, job.args, trial.args)
-    return render_payload(
-        _environment().get_template("entrypoint.sh.j2"),
-        experiment_id=request.experiment_id,
-        work_unit_id=trial.work_unit_id,
-        env=env,
-        workdir=image.workdir,
-        command=quote_args(image.entrypoint) + quote_args(args),
-    )
+    shared_env: dict[str, str] = {**request.cluster.container_environment, **image.env_vars, **job.env_vars}
+    shared_args = xm.merge_args(image.args, job.args)
+    entrypoint = quote_args(image.entrypoint)
+    payloads = []
+    for trial in trials:
+        env = {**shared_env, **trial.env_vars}
+        for reserved in _RESERVED:  # set by the entrypoint itself
+            env.pop(reserved, None)
+        args = xm.merge_args(shared_args, trial.args) if trial.args else shared_args
+        payloads.append(
+            render_payload(
+                experiment_id=request.experiment_id,
+                work_unit_id=trial.work_unit_id,
+                env=env,
+                workdir=image.workdir,
+                command=entrypoint + quote_args(args),
+            )
+        )
+    return payloads
 
 
 def _component(request: JobScriptRequest, index: int, job: JobComponent) -> dict[str, Any]:
@@ -101,19 +113,23 @@ def render_job_script(request: JobScriptRequest) -> str:
             "use ContainerRuntime.PODMAN, APPTAINER or SINGULARITY"
         )
     first = request.jobs[0].executor
+    log_dir = shlex.quote(request.experiment_dir)
+    table = None
     if request.array:
         kind = "array"
         log = f"{request.experiment_dir}/slurm-%A_%a.out"
-        tasks = [
-            {"work_unit_id": t.work_unit_id, "payload": _task_payload(request, request.jobs[0], t)}
-            for t in request.trials
-        ]
+        # The same path at run time, for the first attempt to empty it (see base.sh.j2).
+        run_log = f'{log_dir}/"slurm-${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}.out"'
+        payloads = _task_payload(request, request.jobs[0], request.trials)
+        table = task_table([(t.work_unit_id, p) for t, p in zip(request.trials, payloads, strict=True)])
+        tasks = []
     else:
         kind = "group" if len(request.jobs) > 1 else "single"
         log = f"{request.experiment_dir}/slurm-%j.out"
+        run_log = f'{log_dir}/"slurm-${{SLURM_JOB_ID}}.out"'  # a hetjob's batch script has the leader's id
         trial = request.trials[0]
         tasks = [
-            {"work_unit_id": trial.work_unit_id, "payload": _task_payload(request, job, trial)}
+            {"work_unit_id": trial.work_unit_id, "payload": _task_payload(request, job, [trial])[0]}
             for job in request.jobs
         ]
 
@@ -144,6 +160,9 @@ def render_job_script(request: JobScriptRequest) -> str:
         "job_directives": job_directives,
         "components": [_component(request, i, job) for i, job in enumerate(request.jobs)],
         "tasks": tasks,
+        "task_table": table,
+        "task_count": len(request.trials),
+        "run_log": run_log,
         "host_environment": _expandable(cluster.host_environment),
         "mounts": list(cluster.mounts.items()),
         "prolog": cluster.prolog,

@@ -98,10 +98,9 @@ def _sbatch_line(path: str, sbatch_args: Sequence[str], token: str, attempt: int
     out, err, rc = (q(f"{path}.{attempt}.sbatch-{kind}") for kind in ("out", "err", "rc"))
     argv = ["sbatch", "--parsable", *sbatch_args, f"--comment={COMMENT_PREFIX}{token}", path]
     return (
-        f"SLURM_UMASK={JOB_UMASK} XM_SLURM_SUBMISSION={token} {' '.join(map(q, argv))} "
+        # umask first: the answer files are created private (0600), never readable by others for a moment.
+        f"umask 077; SLURM_UMASK={JOB_UMASK} XM_SLURM_SUBMISSION={token} {' '.join(map(q, argv))} "
         f"</dev/null >{out} 2>{err}; xm_rc=$?; "
-        # The shell created out/err with the login umask (inside the 0700 folder): make them private too.
-        f"chmod 600 {out} {err}; umask 077; "
         f"echo $xm_rc >{rc}.tmp && mv -f {rc}.tmp {rc}; "
         f'cat {out}; cat {err} >&2; exit "$xm_rc"'
     )
@@ -190,11 +189,53 @@ async def submit(
     """
     token = new_submission_token() if token is None else token
     _validate(script_text, directory, name, sbatch_args, token)
+    _check_attempts(max_attempts)
+    path = await upload_script(transport, script_text, directory=directory, name=name)
+    return await sbatch_script(
+        transport,
+        path,
+        sbatch_args=sbatch_args,
+        token=token,
+        max_attempts=max_attempts,
+        retry_delay=retry_delay,
+        answer_wait=answer_wait,
+    )
+
+
+def _check_attempts(max_attempts: int) -> None:
     if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
         raise ValidationError(f"max_attempts={max_attempts!r} must be an integer >= 1")
+
+
+async def upload_script(transport: Transport, script_text: str, *, directory: str, name: str) -> str:
+    """The first half of `submit`: write the script (directory 0700, script 0700); returns its path.
+
+    Separate so that a caller can overlap the upload with its own bookkeeping (e.g. recording the
+    submission as pending) and call `sbatch_script` only once both are done.
+    """
+    _validate(script_text, directory, name, (), new_submission_token())
     path = f"{directory.rstrip('/')}/{name}"
     await transport.mkdir(directory, mode=0o700)
     await transport.write_text(path, script_text, mode=0o700)
+    return path
+
+
+async def sbatch_script(
+    transport: Transport,
+    path: str,
+    *,
+    sbatch_args: Sequence[str] = (),
+    token: str,
+    max_attempts: int = 3,
+    retry_delay: float = 1.0,
+    answer_wait: float = 30.0,
+) -> SlurmJobId:
+    """The second half of `submit`: `sbatch` the script `upload_script` wrote, exactly once, with `token`."""
+    if not isinstance(path, str):
+        raise ValidationError(f"script path {path!r} must be the path upload_script returned")
+    directory, _, name = path.rpartition("/")
+    _validate("#!", directory or ".", name, sbatch_args, token)
+    _check_attempts(max_attempts)
     last = ""
     for attempt in range(1, max_attempts + 1):
         if attempt > 1:

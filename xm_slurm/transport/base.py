@@ -31,6 +31,8 @@ def join_command(command: Command) -> str:
 def command_name(command: Command) -> str:
     """The program a command runs (`sacct`, `sbatch`, ...), for counting and messages."""
     words = shlex.split(command) if isinstance(command, str) else list(command)
+    if len(words) > 2 and words[0] == "umask" and words[1].endswith(";"):
+        words = words[2:]  # `umask 077; sbatch ...` (the scheduler's sbatch wrapper) runs sbatch
     for word in words:
         if "=" in word and not word.startswith(("/", "=")):  # skip `VAR=value` prefixes
             continue
