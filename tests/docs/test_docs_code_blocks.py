@@ -20,7 +20,6 @@ A block carries a marker, an HTML comment on the closest non-blank line before i
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import dataclasses
 import functools
@@ -34,6 +33,7 @@ from pathlib import Path
 import pytest
 import tomllib
 import yaml
+from example_runs import examples_run_by_tests
 from local_cluster import LocalCluster, parse_env_file
 
 REPO = Path(__file__).resolve().parents[2]
@@ -163,24 +163,6 @@ def excerpt_found(excerpt: str, source: str) -> bool:
 
 
 @functools.cache
-def _examples_run_by_tests() -> frozenset[str]:
-    """Example folders that tests/examples runs: `example_env.run("NAME")` / `.popen("NAME")`."""
-    names = set()
-    for path in (REPO / "tests" / "examples").glob("test_*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Attribute)
-                and node.func.attr in ("run", "popen")
-                and node.args
-                and isinstance(node.args[0], ast.Constant)
-                and isinstance(node.args[0].value, str)
-            ):
-                names.add(node.args[0].value)
-    return frozenset(names)
-
-
-@functools.cache
 def _test_sources() -> str:
     return "\n".join(p.read_text() for p in (REPO / "tests").rglob("*.py"))
 
@@ -189,7 +171,7 @@ def exercised_by_a_test(relative: str) -> str | None:
     """None if the file is run by a test; else why not."""
     parts = Path(relative).parts
     if parts[0] == "examples" and len(parts) >= 3:
-        if parts[1] in _examples_run_by_tests():
+        if parts[1] in examples_run_by_tests():
             return None
         return f"tests/examples runs no example {parts[1]!r} (example_env.run({parts[1]!r}))"
     if parts[0] == "xm_slurm" and relative.endswith(".py"):

@@ -6,25 +6,11 @@ from __future__ import annotations
 import ast
 
 import pytest
+from example_runs import examples_run_by_tests
 from examples_helpers import EXAMPLES, REPO
 
 EXAMPLE_NAMES = sorted(p.parent.name for p in EXAMPLES.glob("*/launch.py"))
 NOT_RUN_HERE = {"conda": "no micromamba image or conda channel is reachable offline (test_conda.py)"}
-
-
-def _run_by_tests() -> set[str]:
-    names = set()
-    for path in (REPO / "tests" / "examples").glob("test_*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Attribute)
-                and node.func.attr in ("run", "popen")
-                and node.args
-                and isinstance(node.args[0], ast.Constant)
-            ):
-                names.add(node.args[0].value)
-    return names
 
 
 def test_the_expected_examples_exist() -> None:
@@ -61,6 +47,6 @@ def test_example_is_run_by_a_test(name: str) -> None:
         return
     if name in NOT_RUN_HERE:
         pytest.skip(NOT_RUN_HERE[name])
-    assert name in _run_by_tests(), (
+    assert name in examples_run_by_tests(), (
         f"no test of tests/examples runs examples/{name} (example_env.run({name!r}))"
     )
