@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import subprocess
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -125,17 +127,26 @@ def write_script(tmp: Path, req: JobScriptRequest, name: str = "job.sh") -> Path
     return script
 
 
-def sbatch_wait(*scripts: Path) -> list[tuple[str, int]]:
-    """Submits every script at once with `sbatch --parsable --wait`; returns (job id, exit code) of each."""
+def sbatch_wait(*scripts: Path, before_release: Callable[[str], None] | None = None) -> list[tuple[str, int]]:
+    """Submits every script at once with `sbatch --parsable --wait`; returns (job id, exit code) of each.
+
+    `before_release(job_id)`: the jobs are submitted held, this runs for each, then they are released
+    (e.g. to put a file where a job's log will go before the job can start)."""
+    hold = ["--hold"] if before_release is not None else []
     procs = [
         subprocess.Popen(
-            ["sbatch", "--parsable", "--wait", str(s)],
+            ["sbatch", "--parsable", "--wait", *hold, str(s)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         for s in scripts
     ]
+    if before_release is not None:
+        for script in scripts:  # sbatch --wait prints the id only at the end: find the held job by its script
+            job_id = _held_job_of(script)
+            before_release(job_id)
+            subprocess.run(["scontrol", "release", job_id], check=True)
     results = []
     for proc in procs:
         out, err = proc.communicate(timeout=300)
@@ -143,6 +154,22 @@ def sbatch_wait(*scripts: Path) -> list[tuple[str, int]]:
         assert job_id, f"sbatch printed no job id: {err}"
         results.append((job_id, proc.returncode))
     return results
+
+
+def _held_job_of(script: Path) -> str:
+    """The id of the held job (a hetjob: its leader) whose batch script is `script`; waits for sbatch."""
+    while True:
+        out = subprocess.run(
+            ["squeue", "-h", "-t", "PD", "-u", str(os.getuid()), "-o", "%i|%o"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        for line in out.splitlines():
+            job_id, _, command = line.partition("|")
+            if command.strip() == str(script):
+                return re.split(r"[+_]", job_id.strip())[0]  # `123+1` (hetjob), `123_[0]` (array): 123
+        time.sleep(0.1)
 
 
 def sacct_state(job_id: str) -> dict[str, str]:

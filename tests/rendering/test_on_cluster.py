@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from render_helpers import (
 )
 
 from xm_slurm.config import ContainerRuntime
-from xm_slurm.rendering import Trial
+from xm_slurm.rendering import JobScriptRequest, Trial
 
 pytestmark = pytest.mark.cluster
 
@@ -99,13 +100,56 @@ def test_requeue_until_max_attempts_then_failed(local_cluster: LocalCluster, tmp
         state_dir=str(shared_dir(tmp_path / "state")),
         requeue_max_attempts=1,  # Slurm delays each restart by about a minute
     )
-    [(job_id, rc)] = sbatch_wait(write_script(tmp_path, req))
+    # A log an older job with the same id left behind (the cluster reuses ids): the first attempt empties
+    # it, the requeued attempt appends to what the first one wrote.
+    [(job_id, rc)] = sbatch_wait(write_script(tmp_path, req), before_release=_stale_log(req, "%j"))
     assert (out / "runs").read_text().splitlines() == ["0", "1"]  # first run + 1 restart
     assert rc != 0
     state, exit_code = sacct_state(job_id)[job_id].split("|")
     assert state == "FAILED" and exit_code == "42:0"
-    log = next(Path(req.experiment_dir).glob(f"slurm-{job_id}.out")).read_text()
+    log = Path(req.experiment_dir, f"slurm-{job_id}.out").read_text()
     assert "requeue_max_attempts=1 reached" in log and log.count("requeueing") == 1
+    assert STALE not in log
+    assert log.index("requeueing") < log.index("requeue_max_attempts=1 reached")  # attempt 1, then 2
+
+
+STALE = "STALE LINE FROM AN OLDER JOB WITH THE SAME ID\n"
+
+
+def _stale_log(req: JobScriptRequest, pattern: str) -> Callable[[str], None]:
+    """Writes stale lines where the log of the held job `job_id` goes (pattern: %j, or %A_%a for task 0)."""
+
+    def seed(job_id: str) -> None:
+        name = f"slurm-{pattern.replace('%j', job_id).replace('%A', job_id).replace('%a', '0')}.out"
+        Path(req.experiment_dir, name).write_text(STALE * 3)
+
+    return seed
+
+
+@pytest.mark.parametrize("kind", ["single", "array", "group"])
+def test_first_attempt_empties_a_log_left_by_an_older_job_with_its_id(
+    kind: str, local_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    tmp_path.chmod(0o755)
+    shape = {
+        "single": {},
+        "array": {"trials": [Trial(work_unit_id=1)], "array": True},
+        "group": {"components": 2},
+    }
+    req = request(
+        cluster_config(partition=local_cluster.partition),
+        image=local_cluster.image,
+        entrypoint=["echo", "fresh output"],
+        state_dir=str(shared_dir(tmp_path / "state")),
+        **shape[kind],  # type: ignore[arg-type]
+    )
+    pattern = "%A_%a" if kind == "array" else "%j"
+    [(job_id, rc)] = sbatch_wait(write_script(tmp_path, req), before_release=_stale_log(req, pattern))
+    name = f"slurm-{job_id}_0.out" if kind == "array" else f"slurm-{job_id}.out"
+    log = Path(req.experiment_dir, name).read_text()
+    assert rc == 0, log
+    assert STALE not in log
+    assert log.count("fresh output") == (2 if kind == "group" else 1), log
 
 
 def _job_alive(job_id: str) -> bool:
@@ -163,7 +207,7 @@ def test_timeout_signal_reaches_the_program_and_scancel_stops_the_container(
         for s in scripts
     ]
     try:
-        for wid, job_id in zip((1, 2), ids):
+        for wid, job_id in zip((1, 2), ids, strict=True):
             _wait_for(out / f"ready-{wid}", job_id)
         # What `--signal=USR2@90` does at the time limit: signal the job's steps.
         subprocess.run(["scancel", "--signal=USR2", ids[0]], check=True)
