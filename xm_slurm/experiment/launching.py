@@ -47,9 +47,14 @@ from xm_slurm.experiment.retrying import RETRY_MARK, base_name, current_jobs, re
 from xm_slurm.job_ids import SlurmJobId
 from xm_slurm.packaging.cluster_auth import upload_registry_auth
 from xm_slurm.rendering import JobScriptRequest, render_job_script
-from xm_slurm.scheduler import cancel, submit
+from xm_slurm.scheduler import cancel
 from xm_slurm.scheduler.limits import ClusterLimits, read_limits
-from xm_slurm.scheduler.submit import find_submission, new_submission_token
+from xm_slurm.scheduler.submit import (
+    find_submission,
+    new_submission_token,
+    sbatch_script,
+    upload_script,
+)
 from xm_slurm.ssh_config import SlurmSSHConfig
 
 log = logging.getLogger(__name__)
@@ -89,11 +94,18 @@ class Launcher:
         self._limits: dict[SlurmSSHConfig, asyncio.Task[ClusterLimits]] = {}
         self._sbatch_slots = asyncio.Semaphore(MAX_CONCURRENT_SBATCH)
 
-    async def limits(self, ssh: SlurmSSHConfig) -> ClusterLimits:
-        """The cluster's limits (asked once per cluster; capped by `max_array_size`)."""
+    def prefetch(self, ssh: SlurmSSHConfig) -> asyncio.Task[ClusterLimits]:
+        """Start asking the cluster's limits (once), so that the answer is on its way while adds are collected."""
         task = self._limits.get(ssh)
         if task is None or (task.done() and task.exception() is not None):
             task = self._limits[ssh] = asyncio.ensure_future(read_limits(self.connections.transport(ssh)))
+            # Retrieved by `limits()`; this keeps a failure of a read nobody awaited out of asyncio's log.
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return task
+
+    async def limits(self, ssh: SlurmSSHConfig) -> ClusterLimits:
+        """The cluster's limits (asked once per cluster; capped by `max_array_size`)."""
+        task = self.prefetch(ssh)
         cap = self.max_array_size
         if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
             raise ValidationError(f"max_array_size={cap!r} must be None or an integer >= 1")
@@ -195,11 +207,17 @@ class Launcher:
         new_units = {a.work_unit_id: a.unit for a in s.adds if not a.unit.recorded}
         async with self._sbatch_slots:  # the pending rows are written right before their own sbatch
             pending = self._pending_rows(s, token)
+            # The script goes up while the pending rows are written (sbatch waits for both): a script
+            # whose rows could not be written is never submitted, it only stays in the folder.
+            upload = asyncio.ensure_future(upload_script(transport, text, directory=folder, name=name))
             try:
                 await self.client.areplace_jobs(
                     self.experiment_id, work_units=[u.to_patch() for u in new_units.values()], insert=pending
                 )
             except Exception as e:
+                upload.cancel()
+                with contextlib.suppress(BaseException):
+                    await upload
                 log.error("recording submission %s failed, so it was not submitted: %s", name, e)
                 if isinstance(e, ConflictError):
                     e = ConflictError(
@@ -209,19 +227,19 @@ class Launcher:
                 return e
             self.sbatch_calls += 1
             try:
-                job_id = await submit(
-                    transport, text, directory=folder, name=name, sbatch_args=sbatch_args, token=token
-                )
+                path = await upload
+                job_id = await sbatch_script(transport, path, sbatch_args=sbatch_args, token=token)
             except Exception as e:
                 log.error("submitting %s failed: %s", name, e)
                 found = await self._after_failed_submit(s, token, pending, new_units)
                 if found is None:
                     return e
                 job_id = found
+        ssh_json = s.cluster.ssh.to_json()  # the same for every row (what `handle.to_record()` writes)
         records = [
-            (add.work_unit_id, handle.to_record())
-            for add, handles in zip(s.adds, _handles(s, job_id, self.experiment_id), strict=True)
-            for handle in handles
+            (add.work_unit_id, SlurmJob(name=name, slurm_job_id=jid.to_string(), slurm_ssh_config=ssh_json))
+            for add, ids in zip(s.adds, _job_ids(s, job_id), strict=True)
+            for (name, _), jid in zip(add.members, ids, strict=True)
         ]
         try:
             await self.client.areplace_jobs(
@@ -238,17 +256,18 @@ class Launcher:
     def _pending_rows(self, s: Submission, token: str) -> list[tuple[int, SlurmJob]]:
         """One pending row per job of `s` (its shape from a stand-in job id)."""
         created = time.time()
+        ssh_json = s.cluster.ssh.to_json()
         return [
             (
                 add.work_unit_id,
                 SlurmJob(
-                    name=h.name,
-                    slurm_job_id=PendingJob.of(token, created, h.job_id).to_string(),
-                    slurm_ssh_config=s.cluster.ssh.to_json(),
+                    name=name,
+                    slurm_job_id=PendingJob.of(token, created, shape).to_string(),
+                    slurm_ssh_config=ssh_json,
                 ),
             )
-            for add, handles in zip(s.adds, _handles(s, SlurmJobId(1), self.experiment_id), strict=True)
-            for h in handles
+            for add, shapes in zip(s.adds, _job_ids(s, SlurmJobId(1)), strict=True)
+            for (name, _), shape in zip(add.members, shapes, strict=True)
         ]
 
     async def _after_failed_submit(
@@ -314,6 +333,7 @@ class Collector:
         self._changed = asyncio.Event()
 
     def enqueue(self, add: PendingAdd) -> asyncio.Future[None]:
+        self.launcher.prefetch(add.cluster.ssh)  # the first add of a cluster starts reading its limits
         self.pending.append(add)
         self._per_unit[id(add.unit)] += 1
         self._changed.set()
@@ -323,7 +343,14 @@ class Collector:
         self, calls: Sequence[tuple[Any, Callable[[], Awaitable[Any]]]]
     ) -> dict[int, BaseException]:
         """Run each unit's generator; returns {id(unit): error} of the units that failed."""
-        tasks: dict[asyncio.Future[Any], Any] = {asyncio.ensure_future(call()): unit for unit, call in calls}
+        tasks: dict[asyncio.Future[Any], Any] = {}
+        for i, (unit, call) in enumerate(calls):
+            tasks[asyncio.ensure_future(call())] = unit
+            if i % 64 == 0 and len(calls) > 1:
+                # Yield now and then while starting many generators: the cluster lookup the first add
+                # starts (its limits: an SSH command) then makes progress while the other trials are
+                # prepared, instead of starting after all of them.
+                await asyncio.sleep(0)
         failed: dict[int, BaseException] = {}
         while True:
             for _ in range(3):  # let every generator run up to its next real wait

@@ -256,10 +256,7 @@ def _array(adds: list[PendingAdd], dependency: SlurmDependency | None) -> Submis
             adds[0].cluster, [first], [Trial(work_unit_id=adds[0].work_unit_id)], False, dependency, adds
         )
     bare = dataclasses.replace(first, args=(), env_vars={})
-    trials = [
-        Trial(work_unit_id=a.work_unit_id, args=a.members[0][1].args, env_vars=a.members[0][1].env_vars)
-        for a in adds
-    ]
+    trials = [Trial.of_component(a.work_unit_id, a.members[0][1]) for a in adds]
     return Submission(adds[0].cluster, [bare], trials, True, dependency, adds)
 
 

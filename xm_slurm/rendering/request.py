@@ -51,6 +51,20 @@ class Trial:
         object.__setattr__(self, "args", _args(self.args, "trial args"))
         object.__setattr__(self, "env_vars", validate_env_vars(self.env_vars, field="trial env_vars"))
 
+    @classmethod
+    def of_component(cls, work_unit_id: int, component: JobComponent) -> Trial:
+        """The trial that runs `component`'s own args and env vars, which `JobComponent` validated already
+        (a sweep of 1,000 trials would otherwise check every value twice)."""
+        if isinstance(work_unit_id, bool) or not isinstance(work_unit_id, int) or work_unit_id < 0:
+            raise ValidationError(f"work_unit_id={work_unit_id!r} must be an integer >= 0")
+        if not isinstance(component, JobComponent):
+            raise ValidationError(f"component={component!r} must be a JobComponent")
+        trial = object.__new__(cls)
+        object.__setattr__(trial, "work_unit_id", work_unit_id)
+        object.__setattr__(trial, "args", component.args)
+        object.__setattr__(trial, "env_vars", component.env_vars)
+        return trial
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class JobComponent:
