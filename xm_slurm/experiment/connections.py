@@ -19,12 +19,14 @@ from xm_slurm.job_ids import SlurmJobId
 from xm_slurm.scheduler import JobWatcher, state_root
 from xm_slurm.ssh_config import SlurmSSHConfig
 from xm_slurm.status import SlurmJobStatus
-from xm_slurm.transport import LocalTransport, SSHTransport, Transport
+from xm_slurm.transport import LocalTransport, Transport
 
 TransportFactory = Callable[[SlurmSSHConfig], Transport]
 
 
 def ssh_transport_factory(config: SlurmSSHConfig) -> Transport:
+    from xm_slurm.transport.ssh import SSHTransport  # asyncssh loads with the first connection
+
     return SSHTransport(config)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from xm_slurm.transport.base import (
     Command,
     CommandResult,
@@ -13,7 +15,19 @@ from xm_slurm.transport.base import (
 )
 from xm_slurm.transport.counting import CountingTransport
 from xm_slurm.transport.local import LocalTransport
-from xm_slurm.transport.ssh import SSHTransport
+
+if TYPE_CHECKING:
+    from xm_slurm.transport.ssh import SSHTransport
+
+
+def __getattr__(name: str) -> Any:
+    # asyncssh (~0.1 s to import) loads when the first SSH transport is made, not with the package.
+    if name == "SSHTransport":
+        from xm_slurm.transport.ssh import SSHTransport
+
+        return SSHTransport
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Command",
