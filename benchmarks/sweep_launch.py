@@ -69,7 +69,7 @@ async def main(trials: int) -> None:
         await transport.run("true")  # connect first: both timings below exclude the SSH handshake
         await experiment.connections.state_root(ssh)
         store = api.client()
-        calls = {"insert_work_units": 0, "insert_jobs": 0}
+        calls = {"replace_jobs": 0}
         for name in calls:  # count the store calls of the launch (each is one transaction)
             original = getattr(store, f"a{name}")
 
@@ -97,8 +97,9 @@ async def main(trials: int) -> None:
     print(f"{f'experiment.add of a {trials}-trial sweep':<{width}} {launch:>8.3f}")
     print(f"{f'raw sbatch --array=0-{trials - 1} --wrap true':<{width}} {raw_time:>8.3f}")
     print(f"work units recorded: {recorded}; sbatch calls: {sbatch} (1 sweep + 1 raw); store calls: {calls}")
-    if sbatch != 2 or recorded != trials or calls != {"insert_work_units": 1, "insert_jobs": 1}:
-        sys.exit("the sweep was not ONE sbatch and one batch of store writes")
+    # One transaction records the units and their pending rows before sbatch, one swaps in the real ids.
+    if sbatch != 2 or recorded != trials or calls != {"replace_jobs": 2}:
+        sys.exit("the sweep was not ONE sbatch and two store transactions")
 
 
 if __name__ == "__main__":
