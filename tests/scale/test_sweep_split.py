@@ -3,9 +3,9 @@ every work unit's final state right.
 
 The split happens at the cluster's real `MaxArraySize` (1001 on the local cluster, read by the test with
 `scontrol show config`): 2,500 trials are arrays of 1001, 1001 and 498 tasks. Every trial is a real busybox
-container run by Podman through the rendered sbatch script. On the 2-core test machine that costs about
-0.3-0.4 s of CPU per trial (Podman about two thirds of it, see docs/scale.md), so the test takes several
-minutes; it asserts no wall-clock time.
+container run by Podman through the rendered sbatch script. On the 2-core test machine a trial costs about
+0.3-0.4 s of CPU (Slurm about 0.05 s, `srun` a little, Podman the rest), so the sweep is CPU-bound at about
+5 trials/s and the test takes 7-8 minutes on a quiet machine; it asserts no wall-clock time.
 
 For a quick local run: `XM_SCALE_TRIALS=120 XM_SCALE_ARRAY_CAP=50` (the cap lowers the launcher's array size,
 `launcher.max_array_size`, so that the same split logic runs on a small sweep).
