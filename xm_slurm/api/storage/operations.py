@@ -273,31 +273,42 @@ def find_work_unit(conn: sa.Connection, xid: int, identity: str) -> WorkUnit | N
 
 
 def insert_jobs(conn: sa.Connection, xid: int, pairs: Sequence[tuple[int, SlurmJob]]) -> None:
-    pks = {wid: _work_unit_pk(conn, xid, wid) for wid in {wid for wid, _ in pairs}}
-    j = t.jobs
+    w, j = t.work_units, t.jobs
+    wids = {wid for wid, _ in pairs}
+    for wid in wids:
+        require_id(wid, "a work unit id (wid)")
+    pks: dict[int, int] = {}
+    for chunk in _chunks(sorted(wids)):
+        query = sa.select(w.c.wid, w.c.id).where(w.c.experiment_id == xid, w.c.wid.in_(chunk))
+        pks.update({int(r.wid): int(r.id) for r in conn.execute(query)})
+    missing = wids - pks.keys()
+    if missing:
+        _require_experiment(conn, xid)
+        raise NotFoundError(f"work unit {min(missing)} of experiment {xid} does not exist")
+    existing: set[tuple[int, str, str]] = set()
+    for chunk in _chunks(sorted(pks.values())):
+        query = sa.select(j.c.work_unit_id, j.c.name, j.c.slurm_job_id).where(j.c.work_unit_id.in_(chunk))
+        existing.update((int(r.work_unit_id), r.name, r.slurm_job_id) for r in conn.execute(query))
     rows = []
-    seen = set()
     for wid, job in pairs:
         key = (pks[wid], job.name, job.slurm_job_id)
-        if key in seen:
+        if key in existing:  # the same job again is an idempotent retry
             continue
-        seen.add(key)
-        exists = conn.execute(
-            sa.select(j.c.id).where(
-                j.c.work_unit_id == key[0], j.c.name == key[1], j.c.slurm_job_id == key[2]
-            )
-        ).first()
-        if exists is None:  # the same job again is an idempotent retry
-            rows.append(
-                {
-                    "work_unit_id": key[0],
-                    "name": job.name,
-                    "slurm_job_id": job.slurm_job_id,
-                    "slurm_ssh_config": job.slurm_ssh_config,
-                }
-            )
+        existing.add(key)
+        rows.append(
+            {
+                "work_unit_id": key[0],
+                "name": job.name,
+                "slurm_job_id": job.slurm_job_id,
+                "slurm_ssh_config": job.slurm_ssh_config,
+            }
+        )
     if rows:
         conn.execute(sa.insert(j), rows)
+
+
+def _chunks(values: list[int], size: int = 500) -> list[list[int]]:
+    return [values[k : k + size] for k in range(0, len(values), size)]
 
 
 def replace_jobs(
@@ -318,9 +329,14 @@ def replace_jobs(
     if wids:
         query = sa.select(w.c.wid, w.c.id).where(w.c.experiment_id == xid, w.c.wid.in_(wids))
         pks = {int(r.wid): int(r.id) for r in conn.execute(query)}
-    for wid, job_id in remove:
-        if wid in pks:  # a unit already gone has no row left to remove
-            conn.execute(sa.delete(j).where(j.c.work_unit_id == pks[wid], j.c.slurm_job_id == job_id))
+    doomed = [{"pk": pks[wid], "job": job_id} for wid, job_id in remove if wid in pks]
+    if doomed:  # a unit already gone has no row left to remove
+        conn.execute(
+            sa.delete(j).where(
+                j.c.work_unit_id == sa.bindparam("pk"), j.c.slurm_job_id == sa.bindparam("job")
+            ),
+            doomed,
+        )
     if insert:
         insert_jobs(conn, xid, insert)
     for wid in delete_empty_units:
