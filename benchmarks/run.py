@@ -82,6 +82,12 @@ def main() -> None:
         )
         lines.append(
             row(
+                "(a) ... the first launch on this machine (reads limits)",
+                f"{r['cold_s']:.2f} s (x{r['cold_s'] / r['raw_s']:.1f})",
+            )
+        )
+        lines.append(
+            row(
                 f"(a) raw sbatch --array, {n} tasks ({r['raw_arrays']} arrays)",
                 f"{r['raw_s']:.2f} s (x{ratio:.1f})",
             )

@@ -48,7 +48,7 @@ from xm_slurm.job_ids import SlurmJobId
 from xm_slurm.packaging.cluster_auth import upload_registry_auth
 from xm_slurm.rendering import JobScriptRequest, render_job_script
 from xm_slurm.scheduler import cancel
-from xm_slurm.scheduler.limits import ClusterLimits, read_limits
+from xm_slurm.scheduler.limits import ClusterLimits, cached_limits
 from xm_slurm.scheduler.submit import (
     find_submission,
     new_submission_token,
@@ -98,7 +98,7 @@ class Launcher:
         """Start asking the cluster's limits (once), so that the answer is on its way while adds are collected."""
         task = self._limits.get(ssh)
         if task is None or (task.done() and task.exception() is not None):
-            task = self._limits[ssh] = asyncio.ensure_future(read_limits(self.connections.transport(ssh)))
+            task = self._limits[ssh] = asyncio.ensure_future(cached_limits(self.connections.transport(ssh)))
             # Retrieved by `limits()`; this keeps a failure of a read nobody awaited out of asyncio's log.
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
         return task

@@ -26,8 +26,6 @@ import asyncio
 import contextlib
 import dataclasses
 import fcntl
-import hashlib
-import json
 import logging
 import os
 import time
@@ -36,6 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from xm_slurm.job_ids import SlurmJobId
+from xm_slurm.scheduler.local_state import (
+    ensure_private_dir,
+    key_file_stem,
+    local_state_dir,
+    read_json,
+    write_private_json,
+)
 from xm_slurm.scheduler.states import Row
 from xm_slurm.scheduler.status_query import StatusRows, query_rows
 from xm_slurm.status import SlurmJobState
@@ -45,26 +50,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_INTEREST_TTL = 300.0
 LOCK_TIMEOUT = 30.0  # a refresh takes a squeue and maybe a sacct; past this, ask without the lock, not hang
-
-
-def local_state_dir() -> Path:
-    """This machine's xm_slurm state folder (read from the environment at each call)."""
-    configured = os.environ.get("XM_SLURM_STATE_DIR")
-    return Path(configured) if configured else Path.home() / ".local" / "state" / "xm-slurm"
-
-
-def transport_key(transport: Transport) -> str | None:
-    """Which cluster account a transport talks to, or None if it cannot tell (then nothing is shared)."""
-    inner: Any = transport
-    while hasattr(inner, "inner"):  # e.g. CountingTransport
-        inner = inner.inner
-    config = getattr(inner, "config", None)
-    destination = getattr(config, "destination", None)
-    if isinstance(destination, str):
-        return f"ssh:{destination}"
-    if type(inner).__name__ == "LocalTransport":
-        return f"local:{os.uname().nodename}:{os.getuid()}"
-    return None
 
 
 def _row_to_json(row: Row) -> list[Any]:
@@ -100,32 +85,12 @@ class SharedStatusCache:
         return self._directory or local_state_dir() / "status-cache"
 
     def _paths(self) -> tuple[Path, Path]:
-        name = hashlib.sha256(self.key.encode()).hexdigest()[:24]
+        name = key_file_stem(self.key)
         return self.directory / f"{name}.json", self.directory / f"{name}.lock"
 
-    def _ensure_directory(self) -> None:
-        directory = self.directory
-        if not directory.is_dir():
-            # `parents=True` would create the state folder itself with the umask's mode (0755): make it 0700.
-            directory.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            directory.mkdir(mode=0o700, exist_ok=True)
-            os.chmod(directory, 0o700)
-
     def _read(self) -> dict[str, Any] | None:
-        path, _ = self._paths()
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) and data.get("key") == self.key else None
-
-    def _write(self, data: dict[str, Any]) -> None:
-        path, _ = self._paths()
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, separators=(",", ":"))
-        os.replace(tmp, path)
+        data = read_json(self._paths()[0])
+        return data if data is not None and data.get("key") == self.key else None
 
     @contextlib.asynccontextmanager
     async def _locked(self) -> AsyncIterator[None]:
@@ -175,7 +140,7 @@ class SharedStatusCache:
         found = self._answer(self._read(), wanted, max_age)
         if found is not None:
             return found, False
-        self._ensure_directory()
+        ensure_private_dir(self.directory)
         async with self._locked():
             data = self._read()
             found = self._answer(data, wanted, max_age)
@@ -198,7 +163,8 @@ class SharedStatusCache:
                 use_sacct=use_sacct,
                 array_sizes={SlurmJobId.parse(b): n for b, n in sizes.items()},
             )
-            self._write(
+            write_private_json(
+                self._paths()[0],
                 {
                     "key": self.key,
                     "time": now,
@@ -208,7 +174,7 @@ class SharedStatusCache:
                     "interest": interest,
                     "sizes": sizes,
                     "rows": [_row_to_json(r) for r in answer.rows],
-                }
+                },
             )
         return _for(answer, wanted), True
 

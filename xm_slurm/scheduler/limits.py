@@ -1,8 +1,13 @@
 """A cluster's scheduling limits that shape how a sweep is submitted: `MaxArraySize` and `MaxJobCount`.
 
-Read once per cluster connection from `scontrol show config` (a few KiB of `Key = Value` lines). Array task
-indices must be < MaxArraySize, so a larger sweep is split into several arrays of at most that many tasks.
-When the limits cannot be read (no `scontrol`, a restricted login node), Slurm's defaults are assumed.
+Read from `scontrol show config` (a few KiB of `Key = Value` lines). Array task indices must be
+< MaxArraySize, so a larger sweep is split into several arrays of at most that many tasks. When the limits
+cannot be read (no `scontrol`, a restricted login node), Slurm's defaults are assumed.
+
+Limits change only when an administrator reconfigures the cluster, yet asking costs an SSH command (often
+the slowest step of a launch). So `cached_limits` keeps what was read in the local state folder
+(`cluster-limits/<account hash>.json`, 0600) for `LIMITS_MAX_AGE` seconds, shared by the user's processes;
+only limits actually read from the cluster are kept.
 """
 
 from __future__ import annotations
@@ -10,14 +15,26 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import time
+from pathlib import Path
 
 from xm_slurm.errors import ValidationError
+from xm_slurm.scheduler.local_state import (
+    ensure_private_dir,
+    key_file_stem,
+    local_state_dir,
+    read_json,
+    transport_key,
+    write_private_json,
+)
 from xm_slurm.transport.base import Transport
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_ARRAY_SIZE = 1001  # Slurm's default (tasks 0..1000)
 DEFAULT_MAX_JOB_COUNT = 10000
+#: How long limits read from a cluster are reused (seconds) by every process of the user on this machine.
+LIMITS_MAX_AGE = 3600.0
 
 _LINE = re.compile(r"^\s*(MaxArraySize|MaxJobCount)\s*=\s*(\d+)\s*$", re.MULTILINE)
 
@@ -65,3 +82,40 @@ async def read_limits(transport: Transport) -> ClusterLimits:
         )
         return ClusterLimits()
     return parse_limits(result.stdout)
+
+
+def _cache_path(key: str, directory: Path | None) -> Path:
+    return (directory or local_state_dir() / "cluster-limits") / f"{key_file_stem(key)}.json"
+
+
+async def cached_limits(
+    transport: Transport, *, max_age: float = LIMITS_MAX_AGE, directory: Path | None = None
+) -> ClusterLimits:
+    """The cluster's limits as read less than `max_age` seconds ago on this machine, else `read_limits`."""
+    key = transport_key(transport)
+    if key is None:
+        return await read_limits(transport)
+    path = _cache_path(key, directory)
+    data = read_json(path)
+    if data is not None and data.get("key") == key and time.time() - float(data.get("time", 0)) <= max_age:
+        try:
+            return ClusterLimits(
+                max_array_size=int(data["max_array_size"]),
+                max_job_count=int(data["max_job_count"]),
+                source="cache",
+            )
+        except (KeyError, TypeError, ValueError, ValidationError):
+            log.info("ignoring the unreadable cluster limits cache %s", path)
+    limits = await read_limits(transport)
+    if limits.source == "scontrol":
+        ensure_private_dir(path.parent)
+        write_private_json(
+            path,
+            {
+                "key": key,
+                "time": time.time(),
+                "max_array_size": limits.max_array_size,
+                "max_job_count": limits.max_job_count,
+            },
+        )
+    return limits

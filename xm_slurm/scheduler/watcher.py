@@ -25,7 +25,8 @@ from collections.abc import Iterable
 
 from xm_slurm.errors import StatusUnavailableError
 from xm_slurm.job_ids import SlurmJobId
-from xm_slurm.scheduler.budget import SharedStatusCache, transport_key
+from xm_slurm.scheduler.budget import SharedStatusCache
+from xm_slurm.scheduler.local_state import transport_key
 from xm_slurm.scheduler.states import DEFAULT_GRACE_SECONDS, resolve
 from xm_slurm.scheduler.status_query import query_rows
 from xm_slurm.status import SlurmJobStatus
