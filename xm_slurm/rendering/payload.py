@@ -65,18 +65,8 @@ def entrypoint_script(
     return "\n".join(lines) + "\n"
 
 
-def render_payload(
-    *,
-    experiment_id: int,
-    work_unit_id: int,
-    env: dict[str, str],
-    workdir: str | None,
-    command: Sequence[str],
-) -> str:
-    """The base64 of one task's entrypoint script."""
-    script = entrypoint_script(
-        experiment_id=experiment_id, work_unit_id=work_unit_id, env=env, workdir=workdir, command=command
-    )
+def render_payload(script: str, *, work_unit_id: int) -> str:
+    """The base64 of one task's entrypoint script (from `entrypoint_script`), within one variable's limit."""
     encoded = base64.b64encode(script.encode("utf-8", "surrogateescape")).decode("ascii")
     if len(encoded) > MAX_PAYLOAD_BYTES:
         raise ValidationError(

@@ -23,7 +23,14 @@ from xmanager import xm
 from xm_slurm.config import SUBMISSION_HOST, ContainerRuntime
 from xm_slurm.errors import ValidationError
 from xm_slurm.rendering.images import auth_file_path, cache_key, default_image_cache
-from xm_slurm.rendering.payload import BOOTSTRAP, PAYLOAD_VAR, quote_args, render_payload, task_table
+from xm_slurm.rendering.payload import (
+    BOOTSTRAP,
+    PAYLOAD_VAR,
+    entrypoint_script,
+    quote_args,
+    render_payload,
+    task_table,
+)
 from xm_slurm.rendering.request import JobComponent, JobScriptRequest, Trial
 
 if TYPE_CHECKING:
@@ -68,11 +75,14 @@ def _task_payload(request: JobScriptRequest, job: JobComponent, trials: Sequence
         args = xm.merge_args(shared_args, trial.args) if trial.args else shared_args
         payloads.append(
             render_payload(
-                experiment_id=request.experiment_id,
+                entrypoint_script(
+                    experiment_id=request.experiment_id,
+                    work_unit_id=trial.work_unit_id,
+                    env=env,
+                    workdir=image.workdir,
+                    command=entrypoint + quote_args(args),
+                ),
                 work_unit_id=trial.work_unit_id,
-                env=env,
-                workdir=image.workdir,
-                command=entrypoint + quote_args(args),
             )
         )
     return payloads
