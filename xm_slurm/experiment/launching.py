@@ -34,15 +34,14 @@ from typing import Any
 from xm_slurm.api import ConflictError, SlurmJob, XManagerAPI
 from xm_slurm.dependencies import afterany
 from xm_slurm.errors import (
-    SchedulerError,
     SubmissionError,
-    TransportError,
     ValidationError,
     XmSlurmError,
 )
 from xm_slurm.experiment.connections import ClusterConnections
 from xm_slurm.experiment.handles import PendingJob, SlurmLaunchedJob
 from xm_slurm.experiment.planning import PendingAdd, Submission, plan
+from xm_slurm.experiment.recovery import settle_failed_submission
 from xm_slurm.experiment.retrying import RETRY_MARK, base_name, current_jobs, retry_failed
 from xm_slurm.job_ids import SlurmJobId
 from xm_slurm.packaging.cluster_auth import upload_registry_auth
@@ -50,7 +49,6 @@ from xm_slurm.rendering import JobScriptRequest, render_job_script
 from xm_slurm.scheduler import cancel
 from xm_slurm.scheduler.limits import ClusterLimits, cached_limits
 from xm_slurm.scheduler.submit import (
-    find_submission,
     new_submission_token,
     sbatch_script,
     upload_script,
@@ -80,6 +78,19 @@ def _handles(s: Submission, job_id: SlurmJobId, experiment_id: int) -> list[list
             for (name, _), jid in zip(add.members, ids, strict=True)
         ]
         for add, ids in zip(s.adds, _job_ids(s, job_id), strict=True)
+    ]
+
+
+def _rows(
+    s: Submission, job_id: SlurmJobId, stored_id: Callable[[SlurmJobId], str]
+) -> list[tuple[int, SlurmJob]]:
+    """`(wid, row)` per job of `s` submitted as `job_id`, the row's id written by `stored_id` (the real id,
+    or a pending one); rows built directly, not through handles (a launch writes thousands)."""
+    ssh_json = s.cluster.ssh.to_json()
+    return [
+        (add.work_unit_id, SlurmJob(name=name, slurm_job_id=stored_id(jid), slurm_ssh_config=ssh_json))
+        for add, ids in zip(s.adds, _job_ids(s, job_id), strict=True)
+        for (name, _), jid in zip(add.members, ids, strict=True)
     ]
 
 
@@ -231,16 +242,22 @@ class Launcher:
                 job_id = await sbatch_script(transport, path, sbatch_args=sbatch_args, token=token)
             except Exception as e:
                 log.error("submitting %s failed: %s", name, e)
-                found = await self._after_failed_submit(s, token, pending, new_units)
+                found, removed = await settle_failed_submission(
+                    self.client,
+                    self.experiment_id,
+                    self.connections,
+                    s.cluster.ssh,
+                    token,
+                    pending,
+                    new_units=sorted(new_units),
+                )
                 if found is None:
+                    if not removed:
+                        for unit in new_units.values():
+                            unit.recorded = True  # the store keeps the unit (pending) until a resolution
                     return e
                 job_id = found
-        ssh_json = s.cluster.ssh.to_json()  # the same for every row (what `handle.to_record()` writes)
-        records = [
-            (add.work_unit_id, SlurmJob(name=name, slurm_job_id=jid.to_string(), slurm_ssh_config=ssh_json))
-            for add, ids in zip(s.adds, _job_ids(s, job_id), strict=True)
-            for (name, _), jid in zip(add.members, ids, strict=True)
-        ]
+        records = _rows(s, job_id, SlurmJobId.to_string)
         try:
             await self.client.areplace_jobs(
                 self.experiment_id, remove=[(wid, j.slurm_job_id) for wid, j in pending], insert=records
@@ -256,48 +273,7 @@ class Launcher:
     def _pending_rows(self, s: Submission, token: str) -> list[tuple[int, SlurmJob]]:
         """One pending row per job of `s` (its shape from a stand-in job id)."""
         created = time.time()
-        ssh_json = s.cluster.ssh.to_json()
-        return [
-            (
-                add.work_unit_id,
-                SlurmJob(
-                    name=name,
-                    slurm_job_id=PendingJob.of(token, created, shape).to_string(),
-                    slurm_ssh_config=ssh_json,
-                ),
-            )
-            for add, shapes in zip(s.adds, _job_ids(s, SlurmJobId(1)), strict=True)
-            for (name, _), shape in zip(add.members, shapes, strict=True)
-        ]
-
-    async def _after_failed_submit(
-        self, s: Submission, token: str, pending: list[tuple[int, SlurmJob]], new_units: dict[int, Any]
-    ) -> SlurmJobId | None:
-        """After a failed `submit`: the job, if the token did reach Slurm; else the pending rows are removed
-        (with the units they alone made). If nobody can tell, the rows stay for a later resolution."""
-        try:
-            found = await find_submission(self.connections.transport(s.cluster.ssh), token)
-        except (SchedulerError, TransportError, ValidationError) as e:
-            log.warning("cannot tell whether submission %s reached Slurm (%s): it stays pending", token, e)
-            found = None
-        else:
-            if found is not None:
-                log.warning(
-                    "submission %s failed but job %s exists with its token: adopting it", token, found
-                )
-                return found
-            try:
-                await self.client.areplace_jobs(
-                    self.experiment_id,
-                    remove=[(wid, j.slurm_job_id) for wid, j in pending],
-                    delete_empty_units=sorted(new_units),
-                )
-                return None
-            except XmSlurmError as e:
-                log.warning("could not remove the pending rows of submission %s: %s", token, e)
-        for unit in new_units.values():
-            unit.recorded = True  # the store keeps the unit (pending) until a later resolution
-        return None
+        return _rows(s, SlurmJobId(1), lambda shape: PendingJob.of(token, created, shape).to_string())
 
     async def cancel(self, handles: Sequence[SlurmLaunchedJob]) -> None:
         by_cluster: dict[Any, list[SlurmJobId]] = collections.defaultdict(list)

@@ -26,7 +26,7 @@ import time
 from collections.abc import Sequence
 
 from xm_slurm.api import SlurmJob, WorkUnit, XManagerAPI
-from xm_slurm.errors import MetadataError, SchedulerError, TransportError, ValidationError
+from xm_slurm.errors import MetadataError, SchedulerError, TransportError, ValidationError, XmSlurmError
 from xm_slurm.experiment.connections import ClusterConnections
 from xm_slurm.experiment.handles import PendingJob, SlurmLaunchedJob
 from xm_slurm.job_ids import SlurmJobId
@@ -157,3 +157,39 @@ async def resolve_pending(
         elif any(PendingJob.parse(j.slurm_job_id) is not None for j in kept):
             result.remaining.append(dataclasses.replace(wu, jobs=tuple(kept)))
     return result
+
+
+async def settle_failed_submission(
+    client: XManagerAPI,
+    experiment_id: int,
+    connections: ClusterConnections,
+    ssh: SlurmSSHConfig,
+    token: str,
+    pending: Sequence[tuple[int, SlurmJob]],
+    *,
+    new_units: Sequence[int] = (),
+) -> tuple[SlurmJobId | None, bool]:
+    """After a submission with `token` failed: `(job, removed)`.
+
+    The job, if the token did reach Slurm after all (to be adopted); else, when the cluster says no job has
+    it, the pending rows are removed, with the `new_units` they alone made (`removed` True). When the cluster
+    cannot say, or the removal fails, the rows stay for a later resolution (`removed` False).
+    """
+    try:
+        found = await find_submission(connections.transport(ssh), token)
+    except (SchedulerError, TransportError, ValidationError) as e:
+        log.warning("cannot tell whether submission %s reached Slurm (%s): it stays pending", token, e)
+        return None, False
+    if found is not None:
+        log.warning("submission %s failed but job %s exists with its token: adopting it", token, found)
+        return found, False
+    try:
+        await client.areplace_jobs(
+            experiment_id,
+            remove=[(wid, row.slurm_job_id) for wid, row in pending],
+            delete_empty_units=sorted(new_units),
+        )
+    except XmSlurmError as e:
+        log.warning("could not remove the pending rows of submission %s: %s", token, e)
+        return None, False
+    return None, True

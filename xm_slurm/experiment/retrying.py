@@ -21,12 +21,13 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from xm_slurm.api import SlurmJob, XManagerAPI
-from xm_slurm.errors import SchedulerError, TransportError, ValidationError, XmSlurmError
+from xm_slurm.errors import XmSlurmError
 from xm_slurm.experiment.connections import ClusterConnections
 from xm_slurm.experiment.handles import PendingJob, SlurmLaunchedJob
+from xm_slurm.experiment.recovery import settle_failed_submission
 from xm_slurm.job_ids import SlurmJobId
 from xm_slurm.scheduler.resubmit import resubmit, submitted_scripts
-from xm_slurm.scheduler.submit import find_submission, new_submission_token
+from xm_slurm.scheduler.submit import new_submission_token
 from xm_slurm.ssh_config import SlurmSSHConfig
 from xm_slurm.status import SlurmWorkUnitStatusEnum
 
@@ -144,10 +145,12 @@ async def _retry_one(host: RetryHost, ssh: SlurmSSHConfig, r: _Resubmission) -> 
     try:
         new_id = await resubmit(transport, r.script, array_tasks=r.array_tasks, token=token)
     except Exception as e:
-        found = await _after_failed_resubmit(host, ssh, token, pending)
+        log.error("retry %s failed: %s", token, e)
+        found, _ = await settle_failed_submission(
+            host.client, host.experiment_id, host.connections, ssh, token, pending
+        )
         if found is None:
             raise
-        log.warning("retry %s failed (%s) but job %s exists with its token: adopting it", token, e, found)
         new_id = found
     handles = [
         (
@@ -182,23 +185,3 @@ async def _retry_one(host: RetryHost, ssh: SlurmSSHConfig, r: _Resubmission) -> 
         unit._jobs = [new if j is old else j for j in unit._jobs]
         units.append(unit)
     return units
-
-
-async def _after_failed_resubmit(
-    host: RetryHost, ssh: SlurmSSHConfig, token: str, pending: list[tuple[int, SlurmJob]]
-) -> SlurmJobId | None:
-    """The retry job if the token reached Slurm after all; else its pending rows are removed (when the
-    cluster says no such job exists) or left for a later resolution (when it cannot say)."""
-    try:
-        found = await find_submission(host.connections.transport(ssh), token)
-    except (SchedulerError, TransportError, ValidationError) as e:
-        log.warning("cannot tell whether retry %s reached Slurm (%s): it stays pending", token, e)
-        return None
-    if found is None:
-        try:
-            await host.client.areplace_jobs(
-                host.experiment_id, remove=[(wid, row.slurm_job_id) for wid, row in pending]
-            )
-        except XmSlurmError as e:
-            log.warning("could not remove the pending rows of retry %s: %s", token, e)
-    return found

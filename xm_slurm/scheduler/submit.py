@@ -69,7 +69,7 @@ def experiment_dir(root: str, experiment_id: int) -> str:
     return f"{root.rstrip('/')}/{experiment_id:08d}"
 
 
-def _validate(script_text: str, directory: str, name: str, sbatch_args: Sequence[str], token: str) -> None:
+def _validate_script(script_text: str, directory: str, name: str) -> None:
     if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name):
         raise ValidationError(f"script name {name!r} must match [A-Za-z0-9][A-Za-z0-9._-]* (a file name)")
     if not isinstance(directory, str) or not directory.strip() or "\n" in directory:
@@ -79,6 +79,9 @@ def _validate(script_text: str, directory: str, name: str, sbatch_args: Sequence
             f"sbatch script {name!r} must start with an interpreter line such as '#!/bin/bash' "
             f"(it starts with {script_text[:20]!r})"
         )
+
+
+def _validate_sbatch(sbatch_args: Sequence[str], token: str, max_attempts: int) -> None:
     if isinstance(sbatch_args, str):
         raise ValidationError(f"sbatch_args={sbatch_args!r} must be a list of options, not one string")
     for arg in sbatch_args:
@@ -90,6 +93,8 @@ def _validate(script_text: str, directory: str, name: str, sbatch_args: Sequence
             )
     if not isinstance(token, str) or not _TOKEN.fullmatch(token):
         raise ValidationError(f"submission token {token!r} must come from new_submission_token()")
+    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+        raise ValidationError(f"max_attempts={max_attempts!r} must be an integer >= 1")
 
 
 def _sbatch_line(path: str, sbatch_args: Sequence[str], token: str, attempt: int) -> str:
@@ -188,8 +193,8 @@ async def submit(
     `SubmissionError` (with sbatch's stderr) when Slurm refuses the job or cannot be reached.
     """
     token = new_submission_token() if token is None else token
-    _validate(script_text, directory, name, sbatch_args, token)
-    _check_attempts(max_attempts)
+    _validate_script(script_text, directory, name)
+    _validate_sbatch(sbatch_args, token, max_attempts)  # all input checked before the upload
     path = await upload_script(transport, script_text, directory=directory, name=name)
     return await sbatch_script(
         transport,
@@ -202,18 +207,13 @@ async def submit(
     )
 
 
-def _check_attempts(max_attempts: int) -> None:
-    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
-        raise ValidationError(f"max_attempts={max_attempts!r} must be an integer >= 1")
-
-
 async def upload_script(transport: Transport, script_text: str, *, directory: str, name: str) -> str:
     """The first half of `submit`: write the script (directory 0700, script 0700); returns its path.
 
     Separate so that a caller can overlap the upload with its own bookkeeping (e.g. recording the
     submission as pending) and call `sbatch_script` only once both are done.
     """
-    _validate(script_text, directory, name, (), new_submission_token())
+    _validate_script(script_text, directory, name)
     path = f"{directory.rstrip('/')}/{name}"
     await transport.mkdir(directory, mode=0o700)
     await transport.write_text(path, script_text, mode=0o700)
@@ -231,11 +231,9 @@ async def sbatch_script(
     answer_wait: float = 30.0,
 ) -> SlurmJobId:
     """The second half of `submit`: `sbatch` the script `upload_script` wrote, exactly once, with `token`."""
-    if not isinstance(path, str):
+    if not isinstance(path, str) or "\n" in path or not _SAFE_NAME.fullmatch(path.rpartition("/")[2]):
         raise ValidationError(f"script path {path!r} must be the path upload_script returned")
-    directory, _, name = path.rpartition("/")
-    _validate("#!", directory or ".", name, sbatch_args, token)
-    _check_attempts(max_attempts)
+    _validate_sbatch(sbatch_args, token, max_attempts)
     last = ""
     for attempt in range(1, max_attempts + 1):
         if attempt > 1:
