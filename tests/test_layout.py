@@ -32,6 +32,7 @@ MODEL_MODULES = {
     "status",
     "errors",
     "types",
+    "text_rules",
 }
 
 
