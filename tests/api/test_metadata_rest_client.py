@@ -3,8 +3,6 @@ duplicate rows when a retried write had reached the server, and the token never 
 
 from __future__ import annotations
 
-import dataclasses
-import http.server
 import logging
 import socket
 import threading
@@ -12,77 +10,14 @@ import traceback
 import uuid
 from collections.abc import Iterator
 
-import httpx
 import pytest
-from metadata_fixtures import Server
+from metadata_fixtures import Flaky, Server
 
 from xm_slurm.api import Artifact, ExperimentPatch, SlurmJob, WorkUnitPatch
 from xm_slurm.api.rest import RestClient
 from xm_slurm.errors import MetadataError
 
 SECRET = "xms_SECRET-do-not-print-" + uuid.uuid4().hex
-
-
-@dataclasses.dataclass
-class Flaky:
-    """What the proxy does to the next `failures` write requests: answer `status`, after forwarding or not."""
-
-    upstream: str
-    failures: int = 0
-    status: int = 503
-    forward_first: bool = False
-    seen: list[tuple[str, str, str | None]] = dataclasses.field(default_factory=list)
-    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
-
-
-def _handler(flaky: Flaky) -> type[http.server.BaseHTTPRequestHandler]:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-        def _handle(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            key = self.headers.get("Idempotency-Key")
-            with flaky.lock:
-                flaky.seen.append((self.command, self.path, key))
-                fail = self.command != "GET" and flaky.failures > 0
-                if fail:
-                    flaky.failures -= 1
-            if fail and not flaky.forward_first:
-                return self._reply(flaky.status, b'{"detail": "flaky"}')
-            forwarded = {
-                k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")
-            }
-            if key:
-                forwarded["Idempotency-Key"] = key
-            upstream = httpx.request(
-                self.command, flaky.upstream + self.path, content=body, headers=forwarded
-            )
-            if fail:  # the write happened, but the client is told it failed
-                return self._reply(flaky.status, b'{"detail": "lost the answer"}')
-            self._reply(upstream.status_code, upstream.content)
-
-        def _reply(self, status: int, content: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(content)))
-            self.end_headers()
-            self.wfile.write(content)
-
-        do_GET = do_PUT = do_PATCH = do_DELETE = _handle
-
-    return Handler
-
-
-@pytest.fixture
-def flaky(rest_server: Server) -> Iterator[tuple[Flaky, str]]:
-    state = Flaky(upstream=rest_server.base_url)
-    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
-    thread.start()
-    yield state, f"http://127.0.0.1:{proxy.server_address[1]}"
-    proxy.shutdown()
-    proxy.server_close()
 
 
 def _client(url: str, token: str, **kw: object) -> RestClient:

@@ -120,12 +120,15 @@ def test_old_database_is_upgraded_in_place(tmp_path: pathlib.Path) -> None:
     old.dispose()
 
     client = SqlClient.open(url)
-    assert engines.current_revision(client.engine) == engines.head_revision() == "0003"
+    assert engines.current_revision(client.engine) == engines.head_revision() == "0004"
     exp = client.get_experiment(1)
     assert exp.title == "from 0001" and exp.work_units[0].identity == "old"
     with client.engine.connect() as conn:
         tables = set(sa.inspect(conn).get_table_names())
+        reserved = [c["name"] for c in sa.inspect(conn).get_columns("experiments")]
     assert {"api_tokens", "idempotency_keys"} <= tables
+    assert "wid_reserved" in reserved
+    assert client.reserve_work_unit_ids(1, 1) == 2  # past the unit recorded before the upgrade
     client.close()
 
 

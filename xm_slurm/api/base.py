@@ -73,6 +73,15 @@ class XManagerAPI(abc.ABC):
         """`insert_work_unit` for a whole sweep, all or nothing (one transaction / one request)."""
 
     @abc.abstractmethod
+    def reserve_work_unit_ids(self, xid: int, count: int) -> int:
+        """Reserve `count` (1..1,000,000) fresh work unit ids of experiment `xid` and return the first.
+
+        The ids `first .. first + count - 1` were never returned before for this experiment and no stored
+        work unit uses them, even with several processes (or server workers) reserving at once: each call
+        is one write transaction that moves the experiment's high-water mark past them.
+        """
+
+    @abc.abstractmethod
     def update_work_unit(self, xid: int, wid: int, experiment_unit_patch: ExperimentUnitPatch) -> None:
         """Change the fields of the patch that are not None."""
 
@@ -166,6 +175,9 @@ class XManagerAPI(abc.ABC):
 
     async def ainsert_work_units(self, xid: int, work_units: Sequence[WorkUnitPatch]) -> None:
         await asyncio.to_thread(self.insert_work_units, xid, work_units)
+
+    async def areserve_work_unit_ids(self, xid: int, count: int) -> int:
+        return await asyncio.to_thread(self.reserve_work_unit_ids, xid, count)
 
     async def aupdate_work_unit(self, xid: int, wid: int, experiment_unit_patch: ExperimentUnitPatch) -> None:
         await asyncio.to_thread(self.update_work_unit, xid, wid, experiment_unit_patch)

@@ -211,6 +211,19 @@ def require_id(value: object, what: str) -> int:
     return value
 
 
+#: Most work unit ids one `reserve_work_unit_ids` call hands out.
+MAX_RESERVE = 1_000_000
+
+
+def require_reserve_count(value: object) -> int:
+    """How many work unit ids to reserve at once: an integer in 1..MAX_RESERVE."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_RESERVE:
+        raise ValidationError(
+            f"the count of work unit ids to reserve must be an integer in 1..{MAX_RESERVE:,}, got {value!r:.100}"
+        )
+    return value
+
+
 def jobs_of(items: Iterable[tuple[int, SlurmJob]]) -> list[tuple[int, SlurmJob]]:
     """Validate the `(wid, SlurmJob)` pairs of a batch insert."""
     pairs = list(items)

@@ -353,6 +353,24 @@ class RestClient(XManagerAPI):
     async def ainsert_work_units(self, xid: int, work_units: Sequence[WorkUnitPatch]) -> None:
         await self._acall(self._insert_work_units(xid, work_units))
 
+    @staticmethod
+    def _reserve_work_unit_ids(xid: int, count: int) -> _Call:
+        body = {"count": models.require_reserve_count(count)}
+        return _Call("POST", f"/experiment/{_id(xid)}/wu/reserve", body)
+
+    @staticmethod
+    def _first_reserved(data: Any) -> int:
+        first = data.get("first") if isinstance(data, dict) else None
+        if not isinstance(first, int) or isinstance(first, bool):
+            raise MetadataError(f"malformed answer to a work unit id reservation: {data!r:.200}")
+        return first
+
+    def reserve_work_unit_ids(self, xid: int, count: int) -> int:
+        return self._first_reserved(self._call(self._reserve_work_unit_ids(xid, count)))
+
+    async def areserve_work_unit_ids(self, xid: int, count: int) -> int:
+        return self._first_reserved(await self._acall(self._reserve_work_unit_ids(xid, count)))
+
     def _update_work_unit(self, xid: int, wid: int, patch: ExperimentUnitPatch) -> _Call:
         _check(patch, ExperimentUnitPatch, "update_work_unit's patch")
         body = {"identity": patch.identity, "args": patch.args}

@@ -107,6 +107,12 @@ class SqlClient(XManagerAPI):
         with self.transaction() as conn:
             ops.insert_work_units(conn, xid, list(work_units))
 
+    def reserve_work_unit_ids(self, xid: int, count: int) -> int:
+        models.require_id(xid, "an experiment id (xid)")
+        models.require_reserve_count(count)
+        with self.transaction() as conn:
+            return ops.reserve_work_unit_ids(conn, xid, count)
+
     def update_work_unit(self, xid: int, wid: int, experiment_unit_patch: ExperimentUnitPatch) -> None:
         _check(experiment_unit_patch, ExperimentUnitPatch, "update_work_unit's patch")
         with self.transaction() as conn:

@@ -25,6 +25,8 @@ from xm_slurm.api.server.schemas import (
     ExperimentUnitPatchBody,
     JobOfWorkUnitBody,
     ReplaceJobsBody,
+    ReserveBody,
+    ReservedBody,
     SlurmJobBody,
     WorkUnitPatchBody,
     XidBody,
@@ -158,6 +160,23 @@ def create_app(client: SqlClient) -> FastAPI:
         patches = [b.to_model() for b in body]
         dumped = [b.model_dump() for b in body]
         return write(request, key, dumped, lambda c: ops.insert_work_units(c, xid, patches))
+
+    @api.post(
+        "/experiment/{xid}/wu/reserve",
+        tags=["work units"],
+        response_model=ReservedBody,
+        summary="Reserve fresh work unit ids (first .. first + count - 1)",
+    )
+    def reserve_work_unit_ids(
+        xid: int, body: ReserveBody, request: Request, key: IdempotencyKey = None
+    ) -> Response:
+        # A write: with its Idempotency-Key, a retried reservation answers the same range.
+        return write(
+            request,
+            key,
+            body.model_dump(),
+            lambda c: {"first": ops.reserve_work_unit_ids(c, xid, body.count)},
+        )
 
     @api.get("/experiment/{xid}/wu", tags=["work units"], summary="Work units, or the one with an identity")
     def list_work_units(xid: int, identity: str | None = None) -> list[dict[str, Any]]:

@@ -41,6 +41,16 @@ class WorkUnitPatchBody(ExperimentUnitPatchBody):
         return models.WorkUnitPatch(wid=self.wid, identity=self.identity, args=self.args)
 
 
+class ReserveBody(_Body):
+    """POST /experiment/{xid}/wu/reserve: how many fresh work unit ids to reserve."""
+
+    count: int = Field(ge=1, le=models.MAX_RESERVE)
+
+
+class ReservedBody(BaseModel):
+    first: int = Field(description="the first reserved id; the range is first .. first + count - 1")
+
+
 class SlurmJobBody(_Body):
     name: str
     slurm_job_id: str = Field(min_length=1)

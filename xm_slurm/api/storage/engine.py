@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import pathlib
+import sqlite3
 import stat
+import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -58,6 +60,21 @@ def _make_private(path: pathlib.Path) -> None:
             p.chmod(0o600)
 
 
+def _enable_wal(cursor: Any) -> None:
+    """Switch the file to WAL. The switch takes an exclusive lock, and SQLite answers "database is locked"
+    at once (without the busy handler, to avoid a deadlock) while another process switches or migrates a
+    fresh file; so wait for it here, up to the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def _configure_sqlite(engine: sa.Engine) -> None:
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -67,7 +84,7 @@ def _configure_sqlite(engine: sa.Engine) -> None:
         try:
             cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys = ON")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(cursor)
             cursor.execute("PRAGMA synchronous = NORMAL")
         finally:
             cursor.close()

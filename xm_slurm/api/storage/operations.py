@@ -24,6 +24,7 @@ from xm_slurm.api.models import (
     WorkUnit,
     WorkUnitPatch,
     require_id,
+    require_reserve_count,
 )
 from xm_slurm.api.storage import schema as t
 from xm_slurm.errors import NotFoundError, ValidationError
@@ -232,6 +233,23 @@ def insert_work_units(conn: sa.Connection, xid: int, patches: Sequence[WorkUnitP
         new_rows.append({"experiment_id": xid, "wid": p.wid, "identity": identity, "args": p.args})
     if new_rows:
         conn.execute(sa.insert(w), new_rows)
+
+
+def reserve_work_unit_ids(conn: sa.Connection, xid: int, count: int) -> int:
+    """See `XManagerAPI.reserve_work_unit_ids`: call inside a write transaction (SQLite: BEGIN IMMEDIATE
+    serialises writers; PostgreSQL: the experiment row is locked FOR UPDATE until the commit)."""
+    require_id(xid, "an experiment id (xid)")
+    require_reserve_count(count)
+    e, w = t.experiments, t.work_units
+    row = conn.execute(sa.select(e.c.wid_reserved).where(e.c.id == xid).with_for_update()).first()
+    if row is None:
+        raise NotFoundError(f"experiment {xid} does not exist")
+    highest = conn.execute(sa.select(sa.func.max(w.c.wid)).where(w.c.experiment_id == xid)).scalar()
+    first = max(int(row.wid_reserved), int(highest or 0)) + 1
+    last = first + count - 1
+    require_id(last, f"the last work unit id of a reservation of {count} in experiment {xid}")
+    conn.execute(sa.update(e).where(e.c.id == xid).values(wid_reserved=last))
+    return first
 
 
 def update_work_unit(conn: sa.Connection, xid: int, wid: int, patch: ExperimentUnitPatch) -> None:

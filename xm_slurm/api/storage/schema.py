@@ -14,6 +14,8 @@ experiments = sa.Table(
     sa.Column("description", sa.Text),
     sa.Column("note", sa.Text),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # Revision 0004: the highest work unit id handed out by `reserve_work_unit_ids` (0: none yet).
+    sa.Column("wid_reserved", sa.BigInteger, nullable=False, server_default="0"),
     sqlite_autoincrement=True,  # an xid is never reused after a delete
 )
 
