@@ -1,4 +1,4 @@
-"""General-purpose clusters of the Digital Research Alliance of Canada (DRAC).
+"""General-purpose clusters of the Digital Research Alliance of Canada (DRAC); `cc` is an alias of this module.
 
 Shared by every preset here (source: https://docs.alliancecan.ca/wiki/Apptainer/en): runtime Apptainer,
 prolog `module load apptainer`, binds `/project` and `/scratch` (same paths in the container), and
@@ -9,24 +9,37 @@ published in full (only fingerprints); `known_hosts` verification applies. Login
 multifactor authentication; unattended use goes through an automation node (`host="robot.<cluster>..."`,
 see https://docs.alliancecan.ca/wiki/Automation_in_the_context_of_multifactor_authentication).
 
-Every preset takes `user` (None: `~/.ssh/config` or the local user decides), `account` (e.g.
-`def-<pi>` or `rrg-...`), `partition`, `qos`, `host` (override the login host, e.g. an `~/.ssh/config`
-alias or the automation node) and `validate` (your own hook, run after the site's checks).
+The facts are records of `xm_slurm.contrib.clusters.sites.SITES`; each function here is a name over
+`factory.build`, which documents the options: `user` (None: `~/.ssh/config` or the local user decides),
+`account` (e.g. `def-<pi>` or `rrg-...`), `partition`, `qos`, `host` (e.g. an `~/.ssh/config` alias or the
+automation node), `mounts` (added to the preset's), `validate` (your own hook, run after the site's checks) and,
+on narval, rorqual, beluga and graham, `proxy` (None, "submission-host" or "[user@]host").
 """
 
 from __future__ import annotations
 
-import datetime as dt
+from collections.abc import Mapping
 
 from xm_slurm.config import SlurmClusterConfig
-from xm_slurm.contrib.clusters._alliance import alliance_cluster
-from xm_slurm.contrib.clusters._common import Validator, site_limits
-from xm_slurm.resources import ResourceType
+from xm_slurm.contrib.clusters.factory import Validator, build
+from xm_slurm.contrib.clusters.sites import SITES
 
-__all__ = ["beluga", "cedar", "fir", "graham", "narval", "nibi", "rorqual", "trillium", "trillium_gpu"]
+__all__ = [
+    "ALL_047",
+    "all",
+    "beluga",
+    "cedar",
+    "fir",
+    "graham",
+    "narval",
+    "nibi",
+    "rorqual",
+    "trillium",
+    "trillium_gpu",
+]
 
-_SEVEN_DAYS = dt.timedelta(hours=168)
-_H100 = {ResourceType.H100: "h100", ResourceType.H100_80GIB: "h100"}
+# Each function body is `build(site, **locals())`: as its first statement, locals() is exactly the
+# parameters, so the signature is the one list of options (tests check it against `Site.options`).
 
 
 def narval(
@@ -36,6 +49,8 @@ def narval(
     partition: str | None = None,
     qos: str | None = None,
     host: str | None = None,
+    proxy: str | None = None,
+    mounts: Mapping[str, str] | None = None,
     validate: Validator | None = None,
 ) -> SlurmClusterConfig:
     """Narval (École de technologie supérieure, Montreal).
@@ -44,19 +59,7 @@ def narval(
     4 x A100-SXM4 40 GB, specifier `a100` (MIG slices such as `a100_3g.20gb` are not mapped); maximum job
     duration 7 days (168 h, checked by `validate`); compute nodes have no internet access.
     """
-    source = "https://docs.alliancecan.ca/wiki/Narval/en"
-    return alliance_cluster(
-        "narval",
-        "narval.alliancecan.ca",
-        user=user,
-        account=account,
-        partition=partition,
-        qos=qos,
-        host=host,
-        resources={ResourceType.A100: "a100"},
-        site_validate=site_limits("narval", max_time=_SEVEN_DAYS, source=source),
-        validate=validate,
-    )
+    return build(SITES["narval"], **locals())
 
 
 def beluga(
@@ -66,6 +69,8 @@ def beluga(
     partition: str | None = None,
     qos: str | None = None,
     host: str | None = None,
+    proxy: str | None = None,
+    mounts: Mapping[str, str] | None = None,
     validate: Validator | None = None,
 ) -> SlurmClusterConfig:
     """Béluga (École de technologie supérieure, Montreal). RETIRED: its compute nodes closed on
@@ -76,19 +81,7 @@ def beluga(
     is from Mila's 2022 DRAC allocation table (https://github.com/mila-iqia/mila-docs, file
     docs/Extra_compute_drac.rst, "SLURM type specifier" column).
     """
-    source = "https://docs.alliancecan.ca/wiki/B%C3%A9luga/en"
-    return alliance_cluster(
-        "beluga",
-        "beluga.alliancecan.ca",
-        user=user,
-        account=account,
-        partition=partition,
-        qos=qos,
-        host=host,
-        resources={ResourceType.V100: "v100"},
-        site_validate=site_limits("beluga", max_time=_SEVEN_DAYS, source=source),
-        validate=validate,
-    )
+    return build(SITES["beluga"], **locals())
 
 
 def cedar(
@@ -98,27 +91,18 @@ def cedar(
     partition: str | None = None,
     qos: str | None = None,
     host: str | None = None,
+    mounts: Mapping[str, str] | None = None,
     validate: Validator | None = None,
 ) -> SlurmClusterConfig:
     """Cedar (Simon Fraser University). RETIRED: service ended September 12 2025 (replaced by Fir).
 
     Source: https://docs.alliancecan.ca/wiki/Cedar/en - login `cedar.alliancecan.ca`; GPU nodes with
     4 x V100 32 GB and 4 x P100 (12 or 16 GB). The V100 specifier `v100l` is from Mila's 2022 DRAC
-    allocation table (https://github.com/mila-iqia/mila-docs, docs/Extra_compute_drac.rst). P100 is NOT mapped: its
-    specifiers are unverified (add them with `dataclasses.replace(cfg, resources=...)` if you know them).
+    allocation table (https://github.com/mila-iqia/mila-docs, docs/Extra_compute_drac.rst). P100 is NOT mapped:
+    its specifiers are unverified (add them with `dataclasses.replace(cfg, resources=...)` if you know them).
+    No maximum job duration is stated on the Cedar page.
     """
-    return alliance_cluster(
-        "cedar",
-        "cedar.alliancecan.ca",
-        user=user,
-        account=account,
-        partition=partition,
-        qos=qos,
-        host=host,
-        resources={ResourceType.V100: "v100l", ResourceType.V100_32GIB: "v100l"},
-        site_validate=None,  # no maximum job duration is stated on the Cedar page
-        validate=validate,
-    )
+    return build(SITES["cedar"], **locals())
 
 
 def graham(
@@ -128,6 +112,8 @@ def graham(
     partition: str | None = None,
     qos: str | None = None,
     host: str | None = None,
+    proxy: str | None = None,
+    mounts: Mapping[str, str] | None = None,
     validate: Validator | None = None,
 ) -> SlurmClusterConfig:
     """Graham (University of Waterloo). RETIRED: replaced by Nibi.
@@ -136,25 +122,7 @@ def graham(
     given in its job examples: `v100` (V100 32 GB), `t4`, `a100`, `a5000`; jobs last at most 168 hours
     (checked by `validate`); no internet on compute nodes.
     """
-    source = "https://docs.alliancecan.ca/wiki/Graham/en"
-    return alliance_cluster(
-        "graham",
-        "graham.alliancecan.ca",
-        user=user,
-        account=account,
-        partition=partition,
-        qos=qos,
-        host=host,
-        resources={
-            ResourceType.V100: "v100",
-            ResourceType.V100_32GIB: "v100",
-            ResourceType.T4: "t4",
-            ResourceType.A100: "a100",
-            ResourceType.A5000: "a5000",
-        },
-        site_validate=site_limits("graham", max_time=_SEVEN_DAYS, source=source),
-        validate=validate,
-    )
+    return build(SITES["graham"], **locals())
 
 
 def fir(
@@ -164,6 +132,7 @@ def fir(
     partition: str | None = None,
     qos: str | None = None,
     host: str | None = None,
+    mounts: Mapping[str, str] | None = None,
     validate: Validator | None = None,
 ) -> SlurmClusterConfig:
     """Fir (Simon Fraser University), Cedar's successor.
@@ -172,19 +141,7 @@ def fir(
     `robot.fir.alliancecan.ca`); GPU nodes with 4 x H100-SXM5 80 GB, specifier `h100` (MIG slices not
     mapped); maximum job duration 7 days (checked by `validate`); compute nodes have full internet access.
     """
-    source = "https://docs.alliancecan.ca/wiki/Fir/en"
-    return alliance_cluster(
-        "fir",
-        "fir.alliancecan.ca",
-        user=user,
-        account=account,
-        partition=partition,
-        qos=qos,
-        host=host,
-        resources=_H100,
-        site_validate=site_limits("fir", max_time=_SEVEN_DAYS, source=source),
-        validate=validate,
-    )
+    return build(SITES["fir"], **locals())
 
 
 def nibi(
@@ -194,6 +151,7 @@ def nibi(
     partition: str | None = None,
     qos: str | None = None,
     host: str | None = None,
+    mounts: Mapping[str, str] | None = None,
     validate: Validator | None = None,
 ) -> SlurmClusterConfig:
     """Nibi (SHARCNET, University of Waterloo), Graham's successor.
@@ -203,18 +161,7 @@ def nibi(
     (specifier `mi300a`) are not mapped because `ResourceType` has no MI300A member; `/home`, `/project`
     and `/scratch` on VAST; all nodes have internet access. No maximum job duration is stated on the page.
     """
-    return alliance_cluster(
-        "nibi",
-        "nibi.alliancecan.ca",
-        user=user,
-        account=account,
-        partition=partition,
-        qos=qos,
-        host=host,
-        resources=_H100,
-        site_validate=None,
-        validate=validate,
-    )
+    return build(SITES["nibi"], **locals())
 
 
 def rorqual(
@@ -224,6 +171,8 @@ def rorqual(
     partition: str | None = None,
     qos: str | None = None,
     host: str | None = None,
+    proxy: str | None = None,
+    mounts: Mapping[str, str] | None = None,
     validate: Validator | None = None,
 ) -> SlurmClusterConfig:
     """Rorqual (École de technologie supérieure, Montreal), Béluga's successor.
@@ -232,19 +181,7 @@ def rorqual(
     node `robot.rorqual.alliancecan.ca`); GPU nodes with 4 x H100-SXM5 80 GB, specifier `h100`; maximum
     job duration 7 days (checked by `validate`); compute nodes have no internet access.
     """
-    source = "https://docs.alliancecan.ca/wiki/Rorqual/en"
-    return alliance_cluster(
-        "rorqual",
-        "rorqual.alliancecan.ca",
-        user=user,
-        account=account,
-        partition=partition,
-        qos=qos,
-        host=host,
-        resources=_H100,
-        site_validate=site_limits("rorqual", max_time=_SEVEN_DAYS, source=source),
-        validate=validate,
-    )
+    return build(SITES["rorqual"], **locals())
 
 
 def trillium(
@@ -254,6 +191,7 @@ def trillium(
     partition: str | None = None,
     qos: str | None = None,
     host: str | None = None,
+    mounts: Mapping[str, str] | None = None,
     validate: Validator | None = None,
 ) -> SlurmClusterConfig:
     """Trillium CPU subcluster (SciNet, University of Toronto), Niagara's successor.
@@ -263,18 +201,7 @@ def trillium(
     whole 192-core node; `$HOME` and `$PROJECT` are read-only on compute nodes and jobs must be submitted
     from `$SCRATCH`: point the experiment's state directory there; no internet on compute nodes.
     """
-    return alliance_cluster(
-        "trillium",
-        "trillium.alliancecan.ca",
-        user=user,
-        account=account,
-        partition=partition,
-        qos=qos,
-        host=host,
-        resources={},
-        site_validate=None,
-        validate=validate,
-    )
+    return build(SITES["trillium"], **locals())
 
 
 def trillium_gpu(
@@ -284,6 +211,7 @@ def trillium_gpu(
     partition: str | None = None,
     qos: str | None = None,
     host: str | None = None,
+    mounts: Mapping[str, str] | None = None,
     validate: Validator | None = None,
 ) -> SlurmClusterConfig:
     """Trillium GPU subcluster (SciNet, University of Toronto).
@@ -292,15 +220,21 @@ def trillium_gpu(
     with 4 x H100-SXM 80 GB, specifier `h100` (https://docs.alliancecan.ca/wiki/Using_GPUs_with_Slurm/en);
     scheduled by whole GPU or whole node (no MIG); same file-system restrictions as `trillium`.
     """
-    return alliance_cluster(
-        "trillium-gpu",
-        "trillium-gpu.alliancecan.ca",
-        user=user,
-        account=account,
-        partition=partition,
-        qos=qos,
-        host=host,
-        resources=_H100,
-        site_validate=None,
-        validate=validate,
-    )
+    return build(SITES["trillium-gpu"], **locals())
+
+
+#: What `all()` returns, as in 0.4.7 (its DRAC module then held these four clusters).
+ALL_047 = ("narval", "beluga", "cedar", "graham")
+
+
+def all(  # 0.4.7's name (shadows the builtin here), kept for its launch scripts
+    user: str | None = None,
+    *,
+    account: str | None = None,
+    mounts: Mapping[str, str] | None = None,
+) -> list[SlurmClusterConfig]:
+    """The configs of 0.4.7's `drac.all()`: narval, beluga, cedar and graham (the last three are retired).
+
+    Kept for 0.4.7 launch scripts; new scripts name the cluster they want (e.g. `drac.rorqual`).
+    """
+    return [build(SITES[name], user, account=account, mounts=mounts) for name in ALL_047]

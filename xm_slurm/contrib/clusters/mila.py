@@ -1,17 +1,14 @@
-"""The Mila cluster (Mila - Quebec AI Institute, Montreal)."""
+"""The Mila cluster (Mila - Quebec AI Institute, Montreal); its facts are `SITES["mila"]`."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from xm_slurm.config import ContainerRuntime, SlurmClusterConfig
-from xm_slurm.contrib.clusters._common import Validator, preset, ssh
-from xm_slurm.resources import ResourceType
+from xm_slurm.contrib.clusters.factory import Validator, build
+from xm_slurm.contrib.clusters.sites import SITES
 
 __all__ = ["mila"]
-
-LOGIN_SOURCE = "https://docs.mila.quebec/Userguide_login.html"
-NODES_SOURCE = "https://mila-docs.readthedocs.io/en/latest/technical_reference/clusters/mila/nodes/"
-STORAGE_SOURCE = "https://mila-docs.readthedocs.io/en/latest/technical_reference/clusters/mila/storage/"
-CONTAINERS_SOURCE = "https://docs.mila.quebec/Userguide_singularity_on_clusters.html"
 
 
 def mila(
@@ -23,6 +20,7 @@ def mila(
     host: str | None = None,
     port: int | None = 2222,
     runtime: ContainerRuntime = ContainerRuntime.SINGULARITY,
+    mounts: Mapping[str, str] | None = None,
     validate: Validator | None = None,
 ) -> SlurmClusterConfig:
     """The Mila cluster.
@@ -47,27 +45,7 @@ def mila(
 
     user: your Mila user name; None lets `~/.ssh/config` (e.g. the `mila` entry written by `mila init`)
     or the local user name decide. host: override the login host, e.g. with an `~/.ssh/config` alias;
-    port: None lets the OpenSSH config files decide.
+    port: None lets the OpenSSH config files decide. mounts: added to the preset's (see `factory.build`).
     """
-    return preset(
-        name="mila",
-        ssh_config=ssh("login.server.mila.quebec", user=user, host=host, port=port),
-        runtime=runtime,
-        account=account,
-        partition=partition,
-        qos=qos,
-        mounts={
-            path: path
-            for path in ("/network/scratch", "/network/projects", "/network/datasets", "/network/weights")
-        },
-        resources={ResourceType.A100: "a100", ResourceType.A100_80GIB: "a100l"},
-        features={
-            ResourceType.RTX8000: "turing",
-            ResourceType.V100: "volta",
-            ResourceType.V100_32GIB: "volta",
-            ResourceType.L40S: "lovelace",
-            ResourceType.H100: "hopper",
-            ResourceType.H100_80GIB: "hopper",
-        },
-        validate=validate,
-    )
+    # As its first statement, locals() is exactly the parameters: the signature is the list of options.
+    return build(SITES["mila"], **locals())

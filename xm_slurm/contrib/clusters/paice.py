@@ -1,21 +1,23 @@
 """Pan-Canadian AI Compute Environment (PAICE) clusters of the Alliance: Killarney, Vulcan, tamIA.
 
 They run the Alliance software stack, so they share the DRAC set-up (Apptainer, `module load apptainer`,
-`/project` and `/scratch` binds; see `xm_slurm.contrib.clusters.drac`). Jobs run under an AIP allocation:
-pass `account="aip-<pi>"`. GPU specifiers: https://docs.alliancecan.ca/wiki/Using_GPUs_with_Slurm/en.
-No SSH host key is pinned; `known_hosts` verification applies.
+`/project` and `/scratch` binds; see `xm_slurm.contrib.clusters.drac`, whose options they take, except `proxy`).
+Jobs run under an AIP allocation: pass `account="aip-<pi>"`. GPU specifiers:
+https://docs.alliancecan.ca/wiki/Using_GPUs_with_Slurm/en. No SSH host key is pinned; `known_hosts`
+verification applies. The facts are records of `xm_slurm.contrib.clusters.sites.SITES`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+from collections.abc import Mapping
 
 from xm_slurm.config import SlurmClusterConfig
-from xm_slurm.contrib.clusters._alliance import alliance_cluster
-from xm_slurm.contrib.clusters._common import Validator, site_limits
-from xm_slurm.resources import ResourceType
+from xm_slurm.contrib.clusters.factory import Validator, build
+from xm_slurm.contrib.clusters.sites import SITES
 
 __all__ = ["killarney", "tamia", "vulcan"]
+
+# As in drac.py: as the first statement, locals() is exactly the parameters.
 
 
 def killarney(
@@ -25,6 +27,7 @@ def killarney(
     partition: str | None = None,
     qos: str | None = None,
     host: str | None = None,
+    mounts: Mapping[str, str] | None = None,
     validate: Validator | None = None,
 ) -> SlurmClusterConfig:
     """Killarney (Vector Institute and SciNet, University of Toronto).
@@ -33,22 +36,7 @@ def killarney(
     4 x L40S 48 GB and nodes with 8 x H100-SXM 80 GB; specifiers `l40s` and `h100`
     (https://docs.alliancecan.ca/wiki/Using_GPUs_with_Slurm/en). Access is geo-blocked from some countries.
     """
-    return alliance_cluster(
-        "killarney",
-        "killarney.alliancecan.ca",
-        user=user,
-        account=account,
-        partition=partition,
-        qos=qos,
-        host=host,
-        resources={
-            ResourceType.L40S: "l40s",
-            ResourceType.H100: "h100",
-            ResourceType.H100_80GIB: "h100",
-        },
-        site_validate=None,
-        validate=validate,
-    )
+    return build(SITES["killarney"], **locals())
 
 
 def vulcan(
@@ -58,6 +46,7 @@ def vulcan(
     partition: str | None = None,
     qos: str | None = None,
     host: str | None = None,
+    mounts: Mapping[str, str] | None = None,
     validate: Validator | None = None,
 ) -> SlurmClusterConfig:
     """Vulcan (University of Alberta and Amii).
@@ -66,19 +55,7 @@ def vulcan(
     4 x L40S 48 GB, specifier `l40s`; maximum job duration 7 days (checked by `validate`); compute nodes
     reach the internet only through a Squid proxy with whitelisted domains.
     """
-    source = "https://docs.alliancecan.ca/wiki/Vulcan/en"
-    return alliance_cluster(
-        "vulcan",
-        "vulcan.alliancecan.ca",
-        user=user,
-        account=account,
-        partition=partition,
-        qos=qos,
-        host=host,
-        resources={ResourceType.L40S: "l40s"},
-        site_validate=site_limits("vulcan", max_time=dt.timedelta(days=7), source=source),
-        validate=validate,
-    )
+    return build(SITES["vulcan"], **locals())
 
 
 def tamia(
@@ -88,6 +65,7 @@ def tamia(
     partition: str | None = None,
     qos: str | None = None,
     host: str | None = None,
+    mounts: Mapping[str, str] | None = None,
     validate: Validator | None = None,
 ) -> SlurmClusterConfig:
     """tamIA (Université Laval, co-managed by Mila and Calcul Québec).
@@ -98,25 +76,4 @@ def tamia(
     H200=8 (checked by `validate`); maximum job duration 24 hours (checked); no internet on compute
     nodes; reachable only from Canada.
     """
-    source = "https://docs.alliancecan.ca/wiki/TamIA/en"
-    return alliance_cluster(
-        "tamia",
-        "tamia.alliancecan.ca",
-        user=user,
-        account=account,
-        partition=partition,
-        qos=qos,
-        host=host,
-        resources={
-            ResourceType.H100: "h100",
-            ResourceType.H100_80GIB: "h100",
-            ResourceType.H200: "h200",
-        },
-        site_validate=site_limits(
-            "tamia",
-            max_time=dt.timedelta(hours=24),
-            gpus_per_task={ResourceType.H100: 4, ResourceType.H100_80GIB: 4, ResourceType.H200: 8},
-            source=source,
-        ),
-        validate=validate,
-    )
+    return build(SITES["tamia"], **locals())
