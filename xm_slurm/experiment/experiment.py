@@ -20,17 +20,19 @@ import concurrent.futures
 import contextvars
 import functools
 import json
+import logging
 import os
 import threading
+import time
 from collections.abc import Awaitable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
 from xmanager import xm
 
-from xm_slurm.api import Experiment, ExperimentPatch, WorkUnit, XManagerAPI, client
+from xm_slurm.api import ConflictError, Experiment, ExperimentPatch, WorkUnit, XManagerAPI, client
 from xm_slurm.dependencies import SlurmDependency
-from xm_slurm.errors import ValidationError, XmSlurmError
+from xm_slurm.errors import NotFoundError, ValidationError, XmSlurmError
 from xm_slurm.experiment.connections import ClusterConnections, TransportFactory
 from xm_slurm.experiment.context import ExperimentContext
 from xm_slurm.experiment.handles import SlurmLaunchedJob, is_pending
@@ -38,7 +40,13 @@ from xm_slurm.experiment.launching import Collector, Launcher
 from xm_slurm.experiment.planning import PendingAdd, apply_args, describe, display_args
 from xm_slurm.experiment.recovery import PENDING_GRACE_SECONDS, Resolution, pending_rows, resolve_pending
 from xm_slurm.experiment.retrying import current_jobs
+from xm_slurm.experiment.unit_ids import UnitIdReserver
 from xm_slurm.experiment.units import ROLE_KEY, SlurmAuxiliaryUnit, SlurmExperimentUnit, SlurmWorkUnit
+
+log = logging.getLogger(__name__)
+
+#: How often one identity add looks again after concurrent launches recorded and dropped its unit.
+_IDENTITY_ATTEMPTS = 5
 
 _current: contextvars.ContextVar[SlurmExperiment | None] = contextvars.ContextVar(
     "xm_slurm_current_experiment", default=None
@@ -109,12 +117,15 @@ class SlurmExperiment(xm.Experiment):
         self._token: contextvars.Token[SlurmExperiment | None] | None = None
         self._context: ExperimentContext | None = None
         self._launcher: Launcher | None = None
+        self._unit_ids: UnitIdReserver | None = None
+        self._created = False  # entered as a new experiment (not reopened with get_experiment)
         #: Stored work units that hold pending submissions (rows recorded before an sbatch whose launch
         #: did not finish): `resolve_pending_submissions` settles them.
         self._pending_records: dict[int, WorkUnit] = {}
         if record is not None:
             self._context = ExperimentContext.from_experiment(self._client, record)
             self._launcher = Launcher(self._client, record.xid, self.connections)
+            self._unit_ids = UnitIdReserver(self._client, record.xid)
             for wu in record.work_units:
                 self._adopt(wu)
 
@@ -139,6 +150,12 @@ class SlurmExperiment(xm.Experiment):
         if self._launcher is None:
             raise XmSlurmError("the experiment is not entered")
         return self._launcher
+
+    @property
+    def unit_ids(self) -> UnitIdReserver:
+        if self._unit_ids is None:
+            raise XmSlurmError("the experiment is not entered")
+        return self._unit_ids
 
     @property
     def work_units(self) -> Mapping[int, SlurmWorkUnit]:
@@ -219,10 +236,11 @@ class SlurmExperiment(xm.Experiment):
         self._pending_records = {wu.wid: wu for wu in result.remaining}
         return result
 
-    def _new_unit(self, role: xm.ExperimentUnitRole, args: Any, identity: str) -> SlurmExperimentUnit:
-        with self._id_lock:  # ids in the order of the `add` calls
-            self._next_id += 1
-            unit_id = self._next_id
+    def _new_unit(
+        self, role: xm.ExperimentUnitRole, args: Any, identity: str, unit_id: int
+    ) -> SlurmExperimentUnit:
+        with self._id_lock:
+            self._next_id = max(self._next_id, unit_id)
         cls = SlurmAuxiliaryUnit if isinstance(role, xm.AuxiliaryUnitRole) else SlurmWorkUnit
         unit = cls(self, unit_id, role, args, identity)
         self._units[unit_id] = unit
@@ -286,14 +304,42 @@ class SlurmExperiment(xm.Experiment):
         sweep: bool,
     ) -> Any:
         if not sweep and identity:
-            lock = self._identity_locks.setdefault(identity, asyncio.Lock())
-            async with lock:
-                existing = await self._find(identity)
-                if existing is not None:
-                    return existing
-                return (await self._launch_units(job, trials, deps, role, identity))[0]
+            async with self._identity_locks.setdefault(identity, asyncio.Lock()):
+                return await self._launch_identity(job, trials, deps, role, identity)
         units = await self._launch_units(job, trials, deps, role, identity)
         return units if sweep else units[0]
+
+    async def _launch_identity(
+        self,
+        job: Any,
+        trials: list[Mapping[str, Any] | None],
+        deps: list[SlurmDependency | None],
+        role: xm.ExperimentUnitRole,
+        identity: str,
+    ) -> SlurmExperimentUnit:
+        """The unit named `identity`: the existing one once its submission is settled, else a new one.
+
+        Another process may record the same identity between our look-up and our record: the store's unique
+        identity then refuses ours before its sbatch (ConflictError), and we return theirs instead."""
+        for _ in range(_IDENTITY_ATTEMPTS):
+            existing = await self._find(identity)
+            if existing is not None:
+                settled = await self._settled(existing)
+                if settled is not None:
+                    return settled
+                continue  # its submission never happened and was dropped: launch it ourselves
+            try:
+                return (await self._launch_units(job, trials, deps, role, identity))[0]
+            except ConflictError:
+                # Ours was never recorded nor submitted: it goes, and the loop finds theirs.
+                for wid in [w for w, u in self._units.items() if u.identity == identity and not u.recorded]:
+                    del self._units[wid]
+                if await self._client.afind_work_unit(self.experiment_id, identity) is None:
+                    raise
+        raise XmSlurmError(
+            f"identity {identity!r} of experiment {self.experiment_id}: its work unit was recorded and "
+            f"dropped {_IDENTITY_ATTEMPTS} times by concurrent launches; add it again"
+        )
 
     async def _find(self, identity: str) -> SlurmExperimentUnit | None:
         for unit in self._units.values():
@@ -301,6 +347,39 @@ class SlurmExperiment(xm.Experiment):
                 return unit
         record = await self._client.afind_work_unit(self.experiment_id, identity)
         return None if record is None else self._adopt(record)
+
+    async def _settled(self, unit: SlurmExperimentUnit) -> SlurmExperimentUnit | None:
+        """`unit` once none of its jobs is pending any more (another launch recorded it before its sbatch):
+        waits for that launch to finish, or resolves what a killed one left (adopting a job Slurm has,
+        dropping rows Slurm never got once they are older than the grace). None if the unit was dropped."""
+        delay = 0.1
+        deadline = time.monotonic() + PENDING_GRACE_SECONDS + 60.0
+        while unit.unit_id in self._pending_records:
+            result = await self.resolve_pending_submissions()
+            if unit.unit_id in result.deleted_units:
+                return None
+            if unit.unit_id not in self._pending_records:
+                break
+            try:  # the launch that wrote the rows may have finished meanwhile
+                self._adopt(await self._client.aget_work_unit(self.experiment_id, unit.unit_id))
+            except NotFoundError:
+                self._units.pop(unit.unit_id, None)
+                self._pending_records.pop(unit.unit_id, None)
+                return None
+            if unit.unit_id not in self._pending_records:
+                break
+            if time.monotonic() > deadline:
+                raise XmSlurmError(
+                    f"work unit {unit.unit_id} (identity {unit.identity!r}) of experiment "
+                    f"{self.experiment_id} holds a submission whose fate the cluster cannot tell yet "
+                    "(it may still be submitted by another launch); nothing new was submitted: add it "
+                    "again later, or reopen the experiment to resolve it"
+                )
+            # Another process's launch, or the grace of a killed one: polling the store is the only way
+            # to see either end.
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+        return self._units.get(unit.unit_id, unit)
 
     async def _launch_units(
         self,
@@ -313,8 +392,9 @@ class SlurmExperiment(xm.Experiment):
         collector = Collector(self.launcher)
         units = []
         calls = []
+        first_id = await self.unit_ids.reserve(len(trials))
         for i, (trial, dep) in enumerate(zip(trials, deps, strict=True)):
-            unit = self._new_unit(role, display_args(job, trial), identity)
+            unit = self._new_unit(role, display_args(job, trial), identity, first_id + i)
             unit.trial_index, unit.default_dependency, unit.collector = i, dep, collector
             units.append(unit)
             calls.append((unit, functools.partial(_run, unit, job, trial)))
@@ -387,8 +467,10 @@ class SlurmExperiment(xm.Experiment):
         self._loop = asyncio.get_running_loop()
         if self._xid is None:
             self._xid = await self._client.ainsert_experiment(ExperimentPatch(title=self._title))
+            self._created = True
             self._context = ExperimentContext(self._client, self._xid, title=self._title)
             self._launcher = Launcher(self._client, self._xid, self.connections)
+            self._unit_ids = UnitIdReserver(self._client, self._xid)
         elif self._pending_records:  # a reloaded experiment: settle what a killed launch left first
             await self.resolve_pending_submissions()
         self._token = _current.set(self)
@@ -409,14 +491,26 @@ class SlurmExperiment(xm.Experiment):
                     first = result
         try:
             await self.context.flush()
-            if not any(u.recorded for u in self._units.values()):
-                # As in xmanager-slurm 0.4.x: an experiment without work units is not kept.
-                await self._client.adelete_experiment(self.experiment_id)
+            if self._created and not any(u.recorded for u in self._units.values()):
+                await self._delete_if_empty()
+        except XmSlurmError as e:
+            if first is None and exc is None:
+                raise
+            # The launch's own error says what happened to its jobs: do not hide it behind this one.
+            log.warning("closing experiment %s after a failed launch: %s", self._xid, e)
         finally:
             self.context.writes.close()
             await self.connections.aclose()
         if first is not None and exc is None:
             raise first
+
+    async def _delete_if_empty(self) -> None:
+        """As in xmanager-slurm 0.4.x, an experiment without work units is not kept; but other processes
+        may have added to it meanwhile (it is in the store from the moment it was entered), so the store,
+        not this process, says whether it is empty."""
+        record = await self._client.aget_experiment(self.experiment_id)
+        if not record.work_units:
+            await self._client.adelete_experiment(self.experiment_id)
 
     def __enter__(self) -> SlurmExperiment:
         try:

@@ -41,7 +41,7 @@ from xm_slurm.errors import (
 from xm_slurm.experiment.connections import ClusterConnections
 from xm_slurm.experiment.handles import PendingJob, SlurmLaunchedJob
 from xm_slurm.experiment.planning import PendingAdd, Submission, plan
-from xm_slurm.experiment.recovery import settle_failed_submission
+from xm_slurm.experiment.recovery import settle_failed_submission, unrecorded_error, unsubmitted_error
 from xm_slurm.experiment.retrying import RETRY_MARK, base_name, current_jobs, retry_failed
 from xm_slurm.job_ids import SlurmJobId
 from xm_slurm.packaging.cluster_auth import upload_registry_auth
@@ -242,7 +242,7 @@ class Launcher:
                 job_id = await sbatch_script(transport, path, sbatch_args=sbatch_args, token=token)
             except Exception as e:
                 log.error("submitting %s failed: %s", name, e)
-                found, removed = await settle_failed_submission(
+                settlement = await settle_failed_submission(
                     self.client,
                     self.experiment_id,
                     self.connections,
@@ -251,12 +251,12 @@ class Launcher:
                     pending,
                     new_units=sorted(new_units),
                 )
-                if found is None:
-                    if not removed:
+                if settlement.found is None:
+                    if not settlement.removed:
                         for unit in new_units.values():
                             unit.recorded = True  # the store keeps the unit (pending) until a resolution
-                    return e
-                job_id = found
+                    return unsubmitted_error(e, settlement, self.experiment_id, _wids(s))
+                job_id = settlement.found
         records = _rows(s, job_id, SlurmJobId.to_string)
         try:
             await self.client.areplace_jobs(
@@ -264,10 +264,13 @@ class Launcher:
             )
         except BaseException as e:
             # The launch fails, so its job must not run on; the pending rows stay and resolve to it.
-            await self.cancel([h for handles in _handles(s, job_id, self.experiment_id) for h in handles])
-            if isinstance(e, XmSlurmError):
-                return type(e)(f"{e} (job {job_id} was submitted and has been cancelled)")
-            return e
+            for unit in new_units.values():
+                unit.recorded = True  # its pending rows are stored: they resolve to the cancelled job
+            handles = [h for handles in _handles(s, job_id, self.experiment_id) for h in handles]
+            cancelled = await self.cancel(handles)
+            if not isinstance(e, Exception):
+                return e
+            return unrecorded_error(e, job_id, cancelled, self.experiment_id, _wids(s))
         return job_id
 
     def _pending_rows(self, s: Submission, token: str) -> list[tuple[int, SlurmJob]]:
@@ -275,20 +278,28 @@ class Launcher:
         created = time.time()
         return _rows(s, SlurmJobId(1), lambda shape: PendingJob.of(token, created, shape).to_string())
 
-    async def cancel(self, handles: Sequence[SlurmLaunchedJob]) -> None:
+    async def cancel(self, handles: Sequence[SlurmLaunchedJob]) -> bool:
+        """scancel these jobs; False if some could not be cancelled (logged)."""
         by_cluster: dict[Any, list[SlurmJobId]] = collections.defaultdict(list)
         for h in handles:
             by_cluster[h.ssh].append(h.job_id)
+        done = True
         for ssh, ids in by_cluster.items():
             try:
                 await cancel(self.connections.transport(ssh), ids)
             except XmSlurmError as e:
                 log.error("could not cancel jobs %s on %s: %s", [str(i) for i in ids], ssh, e)
+                done = False
+        return done
 
     async def retry_failed(self, units: Sequence[Any], *, include_cancelled: bool = False) -> list[Any]:
         """Resubmit the failed jobs of these units (and only those); returns the units that were retried
         (see `xm_slurm.experiment.retrying`)."""
         return await retry_failed(self, units, include_cancelled=include_cancelled)
+
+
+def _wids(s: Submission) -> list[int]:
+    return [a.work_unit_id for a in s.adds]
 
 
 def _fail(adds: Sequence[PendingAdd], error: BaseException) -> None:

@@ -159,6 +159,16 @@ async def resolve_pending(
     return result
 
 
+@dataclasses.dataclass(frozen=True)
+class Settlement:
+    """What became of a submission whose sbatch failed: the job Slurm has under its token (to adopt), or
+    its pending rows removed (nothing was submitted), or neither (`unknown` says why it cannot be told)."""
+
+    found: SlurmJobId | None = None
+    removed: bool = False
+    unknown: str = ""
+
+
 async def settle_failed_submission(
     client: XManagerAPI,
     experiment_id: int,
@@ -168,21 +178,18 @@ async def settle_failed_submission(
     pending: Sequence[tuple[int, SlurmJob]],
     *,
     new_units: Sequence[int] = (),
-) -> tuple[SlurmJobId | None, bool]:
-    """After a submission with `token` failed: `(job, removed)`.
-
-    The job, if the token did reach Slurm after all (to be adopted); else, when the cluster says no job has
-    it, the pending rows are removed, with the `new_units` they alone made (`removed` True). When the cluster
-    cannot say, or the removal fails, the rows stay for a later resolution (`removed` False).
-    """
+) -> Settlement:
+    """After a submission with `token` failed: the job, if the token did reach Slurm after all; else, when
+    the cluster says no job has it, the pending rows are removed, with the `new_units` they alone made. When
+    the cluster cannot say, or the removal fails, the rows stay for a later resolution."""
     try:
         found = await find_submission(connections.transport(ssh), token)
     except (SchedulerError, TransportError, ValidationError) as e:
         log.warning("cannot tell whether submission %s reached Slurm (%s): it stays pending", token, e)
-        return None, False
+        return Settlement(unknown=f"the cluster could not be asked whether it has the job: {e}")
     if found is not None:
         log.warning("submission %s failed but job %s exists with its token: adopting it", token, found)
-        return found, False
+        return Settlement(found=found)
     try:
         await client.areplace_jobs(
             experiment_id,
@@ -191,5 +198,63 @@ async def settle_failed_submission(
         )
     except XmSlurmError as e:
         log.warning("could not remove the pending rows of submission %s: %s", token, e)
-        return None, False
-    return None, True
+        return Settlement(unknown=f"Slurm has no such job, but the store could not be updated: {e}")
+    return Settlement(removed=True)
+
+
+def unsubmitted_error(
+    error: BaseException, settlement: Settlement, experiment_id: int, wids: Sequence[int]
+) -> BaseException:
+    """The error a launch or retry reports when its sbatch failed and no job was adopted: what happened,
+    whether a job may exist, and what is safe to do next; the real cause chained."""
+    units = _units(wids)
+    if settlement.removed:
+        text = (
+            f"submitting {units} of experiment {experiment_id} failed: {error}. Nothing was submitted (no "
+            "Slurm job carries the submission's token) and nothing was recorded: it is safe to launch again"
+        )
+    else:
+        text = (
+            f"submitting {units} of experiment {experiment_id} failed: {error}. The job MAY have reached "
+            f"Slurm ({settlement.unknown}); the submission stays recorded as pending. Do not launch it "
+            f"again without identity=: reopen the experiment (xm_slurm.get_experiment({experiment_id}) or "
+            f"`xm-slurm show {experiment_id}`) once the cluster answers, which adopts the job if it exists "
+            "or drops the record if it does not"
+        )
+    return _chained(error, text)
+
+
+def unrecorded_error(
+    error: BaseException, job: SlurmJobId, cancelled: bool, experiment_id: int, wids: Sequence[int]
+) -> BaseException:
+    """The error when job `job` was submitted but recording it failed, so the launch cancelled it."""
+    fate = (
+        "it has been cancelled"
+        if cancelled
+        else f"cancelling it failed too: cancel it yourself (scancel {job.base})"
+    )
+    text = (
+        f"job {job} ({_units(wids)} of experiment {experiment_id}) was submitted, but recording it in the "
+        f"metadata store failed: {error}. So that no unrecorded job runs, {fate}; its pending record "
+        "resolves to the cancelled job when the experiment is reopened. Launch it again once the store answers"
+    )
+    return _chained(error, text)
+
+
+def _units(wids: Sequence[int]) -> str:
+    ordered = sorted(set(wids))
+    if len(ordered) == 1:
+        return f"work unit {ordered[0]}"
+    if ordered == list(range(ordered[0], ordered[-1] + 1)):
+        return f"work units {ordered[0]}-{ordered[-1]}"
+    return "work units " + ", ".join(map(str, ordered))
+
+
+def _chained(error: BaseException, text: str) -> BaseException:
+    cls = type(error) if isinstance(error, XmSlurmError) else XmSlurmError
+    try:
+        out: BaseException = cls(text)
+    except TypeError:  # an error class with another signature
+        out = XmSlurmError(text)
+    out.__cause__ = error
+    return out

@@ -24,7 +24,7 @@ from xm_slurm.api import SlurmJob, XManagerAPI
 from xm_slurm.errors import XmSlurmError
 from xm_slurm.experiment.connections import ClusterConnections
 from xm_slurm.experiment.handles import PendingJob, SlurmLaunchedJob
-from xm_slurm.experiment.recovery import settle_failed_submission
+from xm_slurm.experiment.recovery import settle_failed_submission, unrecorded_error, unsubmitted_error
 from xm_slurm.job_ids import SlurmJobId
 from xm_slurm.scheduler.resubmit import resubmit, submitted_scripts
 from xm_slurm.scheduler.submit import new_submission_token
@@ -45,7 +45,7 @@ class RetryHost(Protocol):
     experiment_id: int
     sbatch_calls: int
 
-    async def cancel(self, handles: Sequence[SlurmLaunchedJob]) -> None: ...
+    async def cancel(self, handles: Sequence[SlurmLaunchedJob]) -> bool: ...
 
 
 @dataclasses.dataclass
@@ -146,12 +146,13 @@ async def _retry_one(host: RetryHost, ssh: SlurmSSHConfig, r: _Resubmission) -> 
         new_id = await resubmit(transport, r.script, array_tasks=r.array_tasks, token=token)
     except Exception as e:
         log.error("retry %s failed: %s", token, e)
-        found, _ = await settle_failed_submission(
+        settlement = await settle_failed_submission(
             host.client, host.experiment_id, host.connections, ssh, token, pending
         )
-        if found is None:
-            raise
-        new_id = found
+        if settlement.found is None:
+            wids = [unit.unit_id for unit, _ in r.members]
+            raise unsubmitted_error(e, settlement, host.experiment_id, wids) from e
+        new_id = settlement.found
     handles = [
         (
             unit,
@@ -173,10 +174,11 @@ async def _retry_one(host: RetryHost, ssh: SlurmSSHConfig, r: _Resubmission) -> 
         )
     except BaseException as e:
         # The retry must not run unrecorded; its pending rows stay and resolve to the cancelled job.
-        await host.cancel([new for _, _, new in handles])
-        if isinstance(e, XmSlurmError):
-            raise type(e)(f"{e} (retry job {new_id} was submitted and has been cancelled)") from e
-        raise
+        cancelled = await host.cancel([new for _, _, new in handles])
+        if not isinstance(e, Exception):
+            raise
+        wids = [unit.unit_id for unit, _, _ in handles]
+        raise unrecorded_error(e, new_id, cancelled, host.experiment_id, wids) from e
     watcher = host.connections.watcher(ssh)
     now = time.time()
     units: list[Any] = []
