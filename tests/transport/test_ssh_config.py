@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from xm_slurm.errors import ValidationError
@@ -96,3 +98,20 @@ def test_config_files_follow_environment(monkeypatch: pytest.MonkeyPatch, tmp_pa
     monkeypatch.delenv("XM_SLURM_SSH_CONFIG")
     assert len(SlurmSSHConfig(host="h").openssh_config_files()) == 1
     assert SlurmSSHConfig(host="h", config_files=["/x"]).openssh_config_files() == ["/x"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"connect_timeout": 0}, "connect_timeout=0"),
+        ({"connect_timeout": float("nan")}, "connect_timeout=nan"),
+        ({"connect_timeout": "5"}, "connect_timeout='5'"),
+        ({"max_retries": -1}, "max_retries=-1"),
+        ({"max_retries": 1.5}, "max_retries=1.5"),
+    ],
+)
+def test_ssh_transport_options_are_validated(kwargs: dict[str, object], match: str) -> None:
+    from xm_slurm.transport import SSHTransport
+
+    with pytest.raises(ValidationError, match=re.escape(match)):
+        SSHTransport(SlurmSSHConfig(host="login.example.org"), **kwargs)  # type: ignore[arg-type]

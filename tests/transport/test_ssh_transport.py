@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 from pathlib import Path
 
 import asyncssh
@@ -117,3 +119,40 @@ async def test_unreachable_port_is_connection_error(local_cluster: LocalCluster)
     async with SSHTransport(ssh_config_for(local_cluster, port=1), max_retries=0) as transport:
         with pytest.raises(ConnectionLostError, match="could not connect"):
             await transport.run("true")
+
+
+async def test_black_holed_port_times_out_with_a_message(local_cluster: LocalCluster) -> None:
+    # A socket that listens (the kernel completes the TCP handshake) but never speaks: an SSH server that
+    # hangs, or a firewall that accepts and drops.
+    with socket.socket() as hole:
+        hole.bind(("127.0.0.1", 0))
+        hole.listen()
+        port = hole.getsockname()[1]
+        config = ssh_config_for(local_cluster, port=port)
+        async with SSHTransport(config, connect_timeout=1.5, max_retries=0) as transport:
+            started = time.monotonic()
+            with pytest.raises(ConnectionLostError) as info:
+                await transport.run("true")
+            elapsed = time.monotonic() - started
+    message = str(info.value)
+    assert f"127.0.0.1:{port}" in message and "timed out after 1.5 s" in message, message
+    assert "sshd" in message and f"ssh -p {port} 127.0.0.1" in message, message  # what to check
+    assert isinstance(info.value.__cause__, TimeoutError)
+    assert elapsed < 10, f"the connect timeout bounds the wait; it took {elapsed:.1f} s"
+
+
+async def test_pinned_rsa_key_when_server_offers_ed25519_is_host_key_error(
+    local_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    # The local sshd has only an ed25519 host key; pin an RSA key generated here.
+    rsa = asyncssh.generate_private_key("ssh-rsa", key_size=2048).export_public_key().decode()
+    pinned = ssh_config_for(local_cluster, host_public_key=PublicKey.from_openssh(rsa))
+    async with SSHTransport(pinned, max_retries=0) as transport:
+        with pytest.raises(HostKeyError) as info:
+            await transport.run("true")
+    message = str(info.value)
+    host, port = local_cluster.ssh_host, local_cluster.ssh_port
+    assert f"{host}:{port}" in message and "ssh-rsa" in message, message
+    assert "offered do not include it" in message and "presents ssh-ed25519 SHA256:" in message, message
+    assert f"ssh-keyscan -p {port} {host}" in message, message
+    assert info.value.__cause__ is not None  # what the connection really said (a reset) is kept

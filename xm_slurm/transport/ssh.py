@@ -3,10 +3,15 @@
 * The connection (and its one SFTP session) opens lazily under a lock, so concurrent first calls share it.
 * A semaphore keeps open channels below sshd's `MaxSessions` (10 by default: 1 for SFTP + `max_sessions`
   for commands and streams); extra calls wait their turn instead of failing.
-* A lost connection is reopened on the next call. A call that failed because the connection dropped is retried
-  (bounded, with backoff) only when that is safe: file reads/stats, mkdir, the atomic write, commands marked
-  `idempotent=True` (sacct, squeue, scancel), and any command whose channel never opened. Never `sbatch`.
-* Host keys are always verified (see `xm_slurm.ssh_config`); asyncssh errors become `xm_slurm.errors` types.
+* A lost connection is reopened on the next call. A call that failed because the connection (or only its SFTP
+  session) dropped is retried on a new one, `max_retries` times with backoff, only when that is safe: file
+  reads, stats, mkdir, the write (a whole file to a fresh temporary name, then renamed over the target, so a
+  repeat only writes it again), commands marked `idempotent=True` (sacct, squeue, scancel), and any command
+  whose channel never opened. Never `sbatch`.
+* Host keys are always verified (see `xm_slurm.ssh_config`). No asyncssh or socket error escapes: each becomes
+  an `xm_slurm.errors.TransportError` (`ConnectionLostError`, `HostKeyError`, ...) naming the host, the
+  operation and what is safe to do next, with the real error chained as its cause. File operations keep the
+  `Transport` contract's `FileNotFoundError` / `PermissionError` (cause chained too).
 """
 
 from __future__ import annotations
@@ -18,12 +23,19 @@ import os
 import posixpath
 import secrets
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import asyncssh
 
-from xm_slurm.errors import AuthenticationError, ConnectionLostError, HostKeyError, RemoteCommandError
+from xm_slurm.errors import (
+    AuthenticationError,
+    ConnectionLostError,
+    HostKeyError,
+    RemoteCommandError,
+    TransportError,
+    ValidationError,
+)
 from xm_slurm.ssh_config import SlurmSSHConfig
 from xm_slurm.transport.base import (
     Command,
@@ -37,12 +49,39 @@ from xm_slurm.transport.base import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+_FILE_HINT = (
+    "the server refused it; check the path, its permissions and the free space or quota on the cluster"
+)
+_COMMAND_HINT = "the server refused the command's session; its sshd log says why"
+
 # Errors meaning "the connection is gone"; anything else (SFTP errors, timeouts) is about the call itself.
 _LOST = (asyncssh.ConnectionLost, asyncssh.DisconnectError, ConnectionError, BrokenPipeError, EOFError)
 
 
 class _NotSent(Exception):
     """The channel never opened: the command did not run, so a retry is always safe."""
+
+
+class _Lost(Exception):
+    """A call failed because its connection (`whole`) or only its SFTP session went away."""
+
+    def __init__(self, cause: BaseException, *, whole: bool, sftp: asyncssh.SFTPClient | None = None) -> None:
+        super().__init__(str(cause))
+        self.whole = whole
+        self.sftp = sftp
+
+
+def _cause(error: BaseException) -> BaseException:
+    """The real asyncssh or socket error behind one of the internal markers above."""
+    if isinstance(error, (_NotSent, _Lost)) and error.__cause__ is not None:
+        return error.__cause__
+    return error
+
+
+def _reason(error: BaseException) -> str:
+    """What an error says, with its type, never empty (a bare TimeoutError or EOFError prints as '')."""
+    text = str(error.reason if isinstance(error, asyncssh.Error) else error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _sftp_path(path: str) -> str:
@@ -88,6 +127,10 @@ class _SSHProcess(StreamingProcess):
 
 
 class SSHTransport(Transport):
+    """The transport over SSH. `connect_timeout`: seconds allowed to open a connection (TCP, SSH handshake
+    and authentication), after which the call fails with a `ConnectionLostError` saying so. `max_retries`:
+    how many times a safe call is repeated after its connection was lost."""
+
     def __init__(
         self,
         config: SlurmSSHConfig,
@@ -97,6 +140,14 @@ class SSHTransport(Transport):
         max_retries: int = 3,
         keepalive_interval: float = 30.0,
     ) -> None:
+        if (
+            isinstance(connect_timeout, bool)
+            or not isinstance(connect_timeout, (int, float))
+            or not (0 < connect_timeout < float("inf"))
+        ):
+            raise ValidationError(f"connect_timeout={connect_timeout!r} must be a positive number of seconds")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ValidationError(f"max_retries={max_retries!r} must be an integer >= 0")
         self.config = config
         self._max_retries = max_retries
         self._connect_timeout = connect_timeout
@@ -158,29 +209,82 @@ class SSHTransport(Transport):
         try:
             return await asyncssh.connect(c.host, **self._options())
         except asyncssh.HostKeyNotVerifiable as e:
-            raise HostKeyError(await self._host_key_message(e)) from None
+            raise HostKeyError(await self._host_key_message(e)) from e
         except asyncssh.PermissionDenied as e:
             keys = ", ".join(c.client_keys) if c.client_keys else "your default keys / ssh-agent"
             raise AuthenticationError(
                 f"SSH server {c.destination} refused authentication ({e.reason}); tried {keys}. Check "
                 "`user`, the IdentityFile in your ssh config or `client_keys`, and that the public key is in "
                 "the server's authorized_keys"
-            ) from None
+            ) from e
         except (OSError, asyncssh.Error, asyncio.TimeoutError) as e:
+            if isinstance(e, asyncio.TimeoutError):
+                raise ConnectionLostError(
+                    f"connecting to {self._address()} timed out after {self._connect_timeout:g} s: no SSH "
+                    "server answered. Check the host and port, that sshd runs there and that no firewall or "
+                    f"VPN drops the traffic (`ssh -p {c.port or 22} {c.host}` from this machine); a slow "
+                    "link may need a longer connect_timeout. Nothing ran on the cluster: retrying is safe"
+                ) from e
+            # A server that offers no key of the pinned algorithm drops the key exchange, which looks like
+            # a reset: ask it which key it has, to say so instead.
+            if (
+                c.host_public_key is not None
+                and not isinstance(e, ConnectionRefusedError)
+                and (message := await self._pinned_algorithm_message()) is not None
+            ):
+                raise HostKeyError(message) from e
             raise ConnectionLostError(
-                f"could not connect to {c.destination}: {e or type(e).__name__}"
-            ) from None
+                f"could not connect to {self._address()}: {_reason(e)}. Check the host, port and that sshd "
+                "runs there; nothing ran on the cluster, so retrying is safe"
+            ) from e
+
+    def _address(self) -> str:
+        """`host:port` for messages (the port of the ssh config or 22 when the config gives none)."""
+        c = self.config
+        return f"{c.host}:{c.port}" if c.port else f"{c.host} (port 22 unless your ssh config says otherwise)"
+
+    async def _probe_host_key(self, algorithms: Sequence[str] = ()) -> asyncssh.SSHKey | None:
+        """The key the server presents (restricted to `algorithms` if given), or None. Only for messages:
+        never trusted."""
+        c = self.config
+        with contextlib.suppress(Exception):
+            return await asyncio.wait_for(
+                asyncssh.get_server_host_key(
+                    c.host,
+                    c.port or (),
+                    config=self._options()["config"],
+                    server_host_key_algs=list(algorithms) or (),
+                ),
+                min(self._connect_timeout, 10),
+            )
+        return None
+
+    async def _pinned_algorithm_message(self) -> str | None:
+        """Why a connection with a pinned key failed, if the server offers no key of its algorithm."""
+        c = self.config
+        assert c.host_public_key is not None
+        pinned = asyncssh.import_public_key(c.host_public_key.to_openssh())
+        presented = await self._probe_host_key()
+        if presented is None:  # the server does not answer a key exchange at all: not a host-key problem
+            return None
+        if await self._probe_host_key([a.decode() for a in pinned.sig_algorithms]) is not None:
+            return None  # it offers that algorithm: the failure was something else
+        scan = f"ssh-keyscan -p {c.port or 22} {c.host}"
+        return (
+            f"SSH server {self._address()} offers no host key of the pinned key's algorithm "
+            f"{c.host_public_key.algorithm}: the host key algorithms it offered do not include it (it presents "
+            f"{presented.get_algorithm()} {presented.get_fingerprint()}). The pinned host_public_key is wrong or "
+            f"out of date: check the server's keys with `{scan}`, confirm the fingerprint with the cluster's "
+            "admins, and pin that key. Nothing ran on the cluster"
+        )
 
     async def _host_key_message(self, error: asyncssh.HostKeyNotVerifiable) -> str:
         c = self.config
         port = c.port or 22
         presented = ""
-        with contextlib.suppress(Exception):  # only to enrich the message; never trusted
-            key = await asyncio.wait_for(
-                asyncssh.get_server_host_key(c.host, c.port or (), config=self._options()["config"]), 5
-            )
-            if key is not None:
-                presented = f" The server presented {key.get_algorithm()} {key.get_fingerprint()}."
+        key = await self._probe_host_key()
+        if key is not None:
+            presented = f" The server presented {key.get_algorithm()} {key.get_fingerprint()}."
         scan = f"ssh-keyscan -p {port} {c.host}"
         if c.host_public_key is not None:
             return (
@@ -196,8 +300,7 @@ class SSHTransport(Transport):
             "SlurmSSHConfig(host_public_key=PublicKey(algorithm, key))."
         )
 
-    async def _sftp_client(self) -> asyncssh.SFTPClient:
-        conn = await self._connection()
+    async def _sftp_client(self, conn: asyncssh.SSHClientConnection) -> asyncssh.SFTPClient:
         if self._sftp is not None and self._sftp_conn is conn:
             return self._sftp
         async with self._lock:
@@ -212,24 +315,56 @@ class SSHTransport(Transport):
                 self._conn, self._sftp = None, None
         conn.abort()
 
+    async def _forget_sftp(self, sftp: asyncssh.SFTPClient | None) -> None:
+        async with self._lock:
+            if sftp is not None and self._sftp is sftp:
+                self._sftp = None
+        if sftp is not None:
+            sftp.exit()
+
     async def _retrying(self, what: str, op: Callable[[], Awaitable[T]], *, retry_safe: bool) -> T:
+        """Run `op`; after a lost connection, reconnect and run it again (bounded, with backoff) when it
+        is safe (`retry_safe`, or it never reached the server)."""
         attempt = 0
         while True:
-            conn = await self._connection()
+            try:
+                conn = await self._connection()
+            except ConnectionLostError as e:
+                if attempt == 0 or self._closed:
+                    raise  # this call never reached the server: `_open` said why
+                attempt += 1  # reconnecting after a loss failed: that counts as a try too
+                if attempt > self._max_retries:
+                    raise ConnectionLostError(self._lost_message(what, e, attempt, safe=True)) from e
+                await self._backoff(attempt, e)
+                continue
             try:
                 return await op()
-            except (_NotSent, *_LOST) as e:
-                await self._forget(conn)
+            except (_NotSent, _Lost, *_LOST) as e:
+                if isinstance(e, _Lost) and not e.whole:
+                    await self._forget_sftp(e.sftp)  # only the SFTP session died: keep the connection
+                else:
+                    await self._forget(conn)
                 attempt += 1
                 safe = retry_safe or isinstance(e, _NotSent)
                 if not safe or attempt > self._max_retries:
-                    raise ConnectionLostError(
-                        f"connection to {self.config.destination} lost during {what}"
-                        + ("" if safe else " (not retried: it may have run already)")
-                        + f": {e or type(e).__name__}"
-                    ) from None
-                log.info("connection to %s lost (%s); reconnecting", self.config.destination, e)
-                await asyncio.sleep(min(0.25 * 2 ** (attempt - 1), 4.0))
+                    raise ConnectionLostError(self._lost_message(what, e, attempt, safe=safe)) from _cause(e)
+                await self._backoff(attempt, e)
+
+    async def _backoff(self, attempt: int, error: BaseException) -> None:
+        log.info("connection to %s lost (%s); reconnecting", self.config.destination, _reason(_cause(error)))
+        await asyncio.sleep(min(0.25 * 2 ** (attempt - 1), 4.0))
+
+    def _lost_message(self, what: str, error: BaseException, attempts: int, *, safe: bool) -> str:
+        where = f"connection to {self._address()} lost during {what}"
+        if not safe:
+            return (
+                f"{where}: {_reason(_cause(error))} (not retried: it may have run already; check on the "
+                "cluster before running it again)"
+            )
+        return (
+            f"{where} ({attempts} attempts): {_reason(_cause(error))}. The operation is safe to repeat: "
+            "retry it (or relaunch) once the cluster is reachable"
+        )
 
     # --- commands ---
 
@@ -250,13 +385,15 @@ class SSHTransport(Transport):
                 try:
                     result = await conn.run(line, input=input, check=False, timeout=timeout)
                 except asyncssh.ChannelOpenError as e:
-                    raise _NotSent(str(e)) from None
-                except asyncssh.TimeoutError:
+                    raise _NotSent(str(e)) from e
+                except asyncssh.TimeoutError as e:
                     raise RemoteCommandError(
                         f"command {line!r} on {self.config.destination} timed out after {timeout} s",
                         command=line,
                         exit_status=None,
-                    ) from None
+                    ) from e
+                except (asyncssh.Error, OSError) as e:
+                    raise self._classify(conn, None, f"`{line[:200]}`", e, hint=_COMMAND_HINT) from e
             status = _returncode(result)
             if status is None:  # the channel closed without an exit status: the connection went away
                 raise asyncssh.ConnectionLost(f"no exit status for {line!r}")
@@ -275,7 +412,10 @@ class SSHTransport(Transport):
                 process = await conn.create_process(line)
             except asyncssh.ChannelOpenError as e:
                 self._channels.release()
-                raise _NotSent(str(e)) from None
+                raise _NotSent(str(e)) from e
+            except (asyncssh.Error, OSError) as e:
+                self._channels.release()
+                raise self._classify(conn, None, f"`{line[:200]}`", e, hint=_COMMAND_HINT) from e
             except BaseException:
                 self._channels.release()
                 raise
@@ -283,23 +423,45 @@ class SSHTransport(Transport):
 
         return await self._retrying(f"`{line[:200]}`", once, retry_safe=False)
 
+    def _classify(
+        self,
+        conn: asyncssh.SSHClientConnection,
+        sftp: asyncssh.SFTPClient | None,
+        what: str,
+        e: BaseException,
+        *,
+        hint: str,
+    ) -> Exception:
+        """An asyncssh or socket error of one call: a lost connection or SFTP session (for `_retrying`),
+        else a `TransportError` saying what failed where."""
+        if conn.is_closed() or isinstance(e, _LOST):
+            return _Lost(e, whole=True)
+        if isinstance(e, (asyncssh.SFTPNoConnection, asyncssh.SFTPConnectionLost)):
+            return _Lost(e, whole=False, sftp=sftp)
+        return TransportError(
+            f"{what} on {self._address()} failed: {_reason(e)}. The connection is up: {hint}"
+        )
+
     # --- files (SFTP) ---
 
     async def _file_op(self, what: str, op: Callable[[asyncssh.SFTPClient], Awaitable[T]]) -> T:
         async def once() -> T:
-            sftp = await self._sftp_client()
+            conn = await self._connection()
+            sftp: asyncssh.SFTPClient | None = None
             try:
+                sftp = await self._sftp_client(conn)
                 return await op(sftp)
             except asyncssh.SFTPNoSuchFile as e:
-                raise FileNotFoundError(
-                    f"{what}: no such file on {self.config.destination}: {e.reason}"
-                ) from None
+                raise FileNotFoundError(f"{what}: no such file on {self._address()}: {e.reason}") from e
             except asyncssh.SFTPPermissionDenied as e:
-                raise PermissionError(
-                    f"{what}: permission denied on {self.config.destination}: {e.reason}"
-                ) from None
+                raise PermissionError(f"{what}: permission denied on {self._address()}: {e.reason}") from e
+            except asyncssh.ChannelOpenError as e:
+                raise _NotSent(str(e)) from e
+            except (asyncssh.Error, OSError) as e:
+                raise self._classify(conn, sftp, what, e, hint=_FILE_HINT) from e
 
-        # Every file operation here is idempotent (the write is temp + rename), so retrying is safe.
+        # Every file operation here is idempotent (the write is a whole file, to a temporary name and then
+        # renamed), so repeating one after a lost connection is safe.
         return await self._retrying(what, once, retry_safe=True)
 
     async def read_text(self, path: str) -> str:
@@ -311,11 +473,17 @@ class SSHTransport(Transport):
 
     async def write_text(self, path: str, data: str, *, mode: int = 0o600) -> None:
         target = _sftp_path(path)
-        tmp = posixpath.join(
-            posixpath.dirname(target), f".{posixpath.basename(target)}.tmp-{secrets.token_hex(6)}"
-        )
+        left_behind: list[str] = []  # temporary files of attempts cut before they could remove them
 
         async def op(sftp: asyncssh.SFTPClient) -> None:
+            for stale in left_behind:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(sftp.remove(stale), 10)
+            left_behind.clear()
+            # A fresh name per attempt: the one of a cut attempt may still exist (O_EXCL would refuse it).
+            tmp = posixpath.join(
+                posixpath.dirname(target), f".{posixpath.basename(target)}.tmp-{secrets.token_hex(6)}"
+            )
             flags = asyncssh.FXF_WRITE | asyncssh.FXF_CREAT | asyncssh.FXF_EXCL
             try:
                 # Created with `mode` (minus the server's umask), so it is never readable by others.
@@ -324,8 +492,10 @@ class SSHTransport(Transport):
                 await sftp.chmod(tmp, mode)
                 await sftp.posix_rename(tmp, target)
             except BaseException:
+                left_behind.append(tmp)
                 with contextlib.suppress(Exception):
-                    await sftp.remove(tmp)
+                    await asyncio.wait_for(sftp.remove(tmp), 10)
+                    left_behind.remove(tmp)
                 raise
 
         await self._file_op(f"write {path}", op)
