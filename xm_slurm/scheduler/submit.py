@@ -210,14 +210,35 @@ async def submit(
 async def upload_script(transport: Transport, script_text: str, *, directory: str, name: str) -> str:
     """The first half of `submit`: write the script (directory 0700, script 0700); returns its path.
 
+    Raises a `TransportError` (the real cause chained) saying that nothing was submitted when the upload
+    fails, the local transport's `OSError`s included.
+
     Separate so that a caller can overlap the upload with its own bookkeeping (e.g. recording the
     submission as pending) and call `sbatch_script` only once both are done.
     """
     _validate_script(script_text, directory, name)
     path = f"{directory.rstrip('/')}/{name}"
-    await transport.mkdir(directory, mode=0o700)
-    await transport.write_text(path, script_text, mode=0o700)
+    try:
+        # The transport already repeated what was safe to repeat (the SSH one retries a write cut by a lost
+        # connection): what arrives here is final.
+        await transport.mkdir(directory, mode=0o700)
+        await transport.write_text(path, script_text, mode=0o700)
+    except (TransportError, OSError) as e:
+        raise _upload_error(path, e) from e
     return path
+
+
+def _upload_error(path: str, error: TransportError | OSError) -> TransportError:
+    """The upload's error, of the same TransportError kind, saying that nothing was submitted."""
+    message = (
+        f"could not upload the sbatch script {path}, so nothing was submitted: {error}. It is safe to "
+        "launch again once the cause is fixed"
+    )
+    kind = type(error) if isinstance(error, TransportError) else TransportError
+    try:
+        return kind(message)
+    except TypeError:  # a subclass that wants more arguments
+        return TransportError(message)
 
 
 async def sbatch_script(
