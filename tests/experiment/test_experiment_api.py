@@ -112,8 +112,6 @@ async def test_bad_sweeps_and_dependencies_fail_before_any_side_effect() -> None
             experiment.add(job, args=[{}, {}, {}], dependency=[afterok("1"), afterok("2")])
         with pytest.raises(ValidationError, match="only for a sweep"):
             experiment.add(job, dependency=[afterok("1")])
-        with pytest.raises(ValidationError, match="cannot be given for a sweep"):
-            experiment.add(job, args=[{}], identity="x")
         with pytest.raises(ValidationError, match="trial #1 is 3"):
             experiment.add(job, args=[{}, 3])
         with pytest.raises(ValidationError, match=r"trial #2.*not supported"):

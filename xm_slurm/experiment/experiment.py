@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Awaitable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from xmanager import xm
 
@@ -42,6 +42,7 @@ from xm_slurm.experiment.recovery import PENDING_GRACE_SECONDS, Resolution, pend
 from xm_slurm.experiment.retrying import current_jobs
 from xm_slurm.experiment.unit_ids import UnitIdReserver
 from xm_slurm.experiment.units import ROLE_KEY, SlurmAuxiliaryUnit, SlurmExperimentUnit, SlurmWorkUnit
+from xm_slurm.text_rules import MAX_TITLE, check_line
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,16 @@ def _dependencies(dependency: Any, n: int, sweep: bool) -> list[SlurmDependency 
     return deps
 
 
+U = TypeVar("U")
+
+
+class UnitMap(dict[int, U]):
+    """Units by id, a dict that calling returns (XManager's `work_units` is a property, 0.4.x's a method)."""
+
+    def __call__(self) -> UnitMap[U]:
+        return self
+
+
 class SlurmExperiment(xm.Experiment):
     """An experiment whose work units run on Slurm clusters."""
 
@@ -105,6 +116,7 @@ class SlurmExperiment(xm.Experiment):
         self._client = api if api is not None else client()
         self._title = title if record is None else record.title
         self._xid: int | None = None if record is None else record.xid
+        self._transport_factory = transport_factory
         self.connections = ClusterConnections(transport_factory)
         self._units: dict[int, SlurmExperimentUnit] = {}
         self._next_id = 0
@@ -158,12 +170,18 @@ class SlurmExperiment(xm.Experiment):
         return self._unit_ids
 
     @property
-    def work_units(self) -> Mapping[int, SlurmWorkUnit]:
-        return {i: u for i, u in sorted(self._units.items()) if isinstance(u, SlurmWorkUnit)}
+    def experiment_title(self) -> str:
+        return self._title
 
     @property
-    def auxiliary_units(self) -> Mapping[int, SlurmAuxiliaryUnit]:
-        return {i: u for i, u in sorted(self._units.items()) if isinstance(u, SlurmAuxiliaryUnit)}
+    def work_units(self) -> UnitMap[SlurmWorkUnit]:
+        """`{work_unit_id: unit}`; also callable, `experiment.work_units()`, as launch scripts written for
+        xmanager-slurm 0.4.x and XManager's own backends call it."""
+        return UnitMap((i, u) for i, u in sorted(self._units.items()) if isinstance(u, SlurmWorkUnit))
+
+    @property
+    def auxiliary_units(self) -> UnitMap[SlurmAuxiliaryUnit]:
+        return UnitMap((i, u) for i, u in sorted(self._units.items()) if isinstance(u, SlurmAuxiliaryUnit))
 
     @property
     def work_unit_count(self) -> int:
@@ -272,8 +290,7 @@ class SlurmExperiment(xm.Experiment):
             raise ValidationError(f"role={role!r} must be xm.WorkUnitRole() or xm.AuxiliaryUnitRole(...)")
         if not isinstance(identity, str):
             raise ValidationError(f"identity={identity!r} must be a string")
-        if identity and sweep:
-            raise ValidationError("identity= names one work unit; it cannot be given for a sweep")
+        check_line(identity, "identity")  # stored and shown by `xm-slurm show`: one line
         if isinstance(job, (xm.Job, xm.JobGroup)):
             for i, trial in enumerate(trials):  # every trial checked before anything is submitted
                 where = f"trial #{i}" if sweep else "job"
@@ -303,50 +320,81 @@ class SlurmExperiment(xm.Experiment):
         identity: str,
         sweep: bool,
     ) -> Any:
-        if not sweep and identity:
-            async with self._identity_locks.setdefault(identity, asyncio.Lock()):
-                return await self._launch_identity(job, trials, deps, role, identity)
-        units = await self._launch_units(job, trials, deps, role, identity)
+        if not identity:
+            units = await self._launch_units(job, trials, deps, role, [""] * len(trials))
+            return units if sweep else units[0]
+        # Trial i of a sweep added with an identity is the unit `<identity>/<i>`: re-adding the sweep
+        # returns the units that exist and launches only the missing ones.
+        identities = [f"{identity}/{i}" for i in range(len(trials))] if sweep else [identity]
+        async with self._identity_locks.setdefault(identity, asyncio.Lock()):
+            units = await self._launch_identities(job, trials, deps, role, identities)
         return units if sweep else units[0]
 
-    async def _launch_identity(
+    async def _launch_identities(
         self,
         job: Any,
         trials: list[Mapping[str, Any] | None],
         deps: list[SlurmDependency | None],
         role: xm.ExperimentUnitRole,
-        identity: str,
-    ) -> SlurmExperimentUnit:
-        """The unit named `identity`: the existing one once its submission is settled, else a new one.
+        identities: list[str],
+    ) -> list[SlurmExperimentUnit]:
+        """The unit of each identity: the existing one once its submission is settled, else a new one (the
+        new ones launched together, as one array for a sweep).
 
-        Another process may record the same identity between our look-up and our record: the store's unique
-        identity then refuses ours before its sbatch (ConflictError), and we return theirs instead."""
+        Another process may record one of these identities between our look-up and our record: the store's
+        unique identity then refuses our record before its sbatch (ConflictError), and we look again."""
+        found: dict[int, SlurmExperimentUnit] = {}
         for _ in range(_IDENTITY_ATTEMPTS):
-            existing = await self._find(identity)
-            if existing is not None:
-                settled = await self._settled(existing)
-                if settled is not None:
-                    return settled
-                continue  # its submission never happened and was dropped: launch it ourselves
+            existing_units = await self._find_all([x for i, x in enumerate(identities) if i not in found])
+            for i, identity in enumerate(identities):
+                if i not in found and (existing := existing_units.get(identity)) is not None:
+                    settled = await self._settled(existing)
+                    if settled is not None:  # else: never submitted and dropped: launch it ourselves
+                        found[i] = settled
+            missing = [i for i in range(len(identities)) if i not in found]
+            if not missing:
+                return [found[i] for i in range(len(identities))]
             try:
-                return (await self._launch_units(job, trials, deps, role, identity))[0]
+                units = await self._launch_units(
+                    job,
+                    [trials[i] for i in missing],
+                    [deps[i] for i in missing],
+                    role,
+                    [identities[i] for i in missing],
+                )
             except ConflictError:
-                # Ours was never recorded nor submitted: it goes, and the loop finds theirs.
-                for wid in [w for w, u in self._units.items() if u.identity == identity and not u.recorded]:
+                # Ours were never recorded nor submitted: they go, and the next round finds theirs.
+                wanted = set(identities)
+                for wid in [w for w, u in self._units.items() if u.identity in wanted and not u.recorded]:
                     del self._units[wid]
-                if await self._client.afind_work_unit(self.experiment_id, identity) is None:
+                if not any(
+                    [await self._client.afind_work_unit(self.experiment_id, identities[i]) for i in missing]
+                ):
                     raise
+                continue
+            found.update(zip(missing, units, strict=True))
         raise XmSlurmError(
-            f"identity {identity!r} of experiment {self.experiment_id}: its work unit was recorded and "
+            f"identity {identities[0]!r} of experiment {self.experiment_id}: its work unit was recorded and "
             f"dropped {_IDENTITY_ATTEMPTS} times by concurrent launches; add it again"
         )
 
-    async def _find(self, identity: str) -> SlurmExperimentUnit | None:
-        for unit in self._units.values():
-            if unit.identity == identity and unit.recorded:
-                return unit
-        record = await self._client.afind_work_unit(self.experiment_id, identity)
-        return None if record is None else self._adopt(record)
+    async def _find_all(self, identities: Sequence[str]) -> dict[str, SlurmExperimentUnit]:
+        """The units these identities name, here or in the store (one store read)."""
+        wanted = set(identities)
+        out = {u.identity: u for u in self._units.values() if u.identity in wanted and u.recorded}
+        missing = wanted - set(out)
+        if len(missing) == 1:
+            [identity] = missing
+            record = await self._client.afind_work_unit(self.experiment_id, identity)
+            records = [] if record is None else [record]
+        elif missing:
+            stored = await self._client.aget_experiment(self.experiment_id)
+            records = [wu for wu in stored.work_units if wu.identity in missing]
+        else:
+            records = []
+        for record in records:
+            out[record.identity] = self._adopt(record)
+        return out
 
     async def _settled(self, unit: SlurmExperimentUnit) -> SlurmExperimentUnit | None:
         """`unit` once none of its jobs is pending any more (another launch recorded it before its sbatch):
@@ -387,13 +435,13 @@ class SlurmExperiment(xm.Experiment):
         trials: list[Mapping[str, Any] | None],
         deps: list[SlurmDependency | None],
         role: xm.ExperimentUnitRole,
-        identity: str,
+        identities: Sequence[str],
     ) -> list[SlurmExperimentUnit]:
         collector = Collector(self.launcher)
         units = []
         calls = []
         first_id = await self.unit_ids.reserve(len(trials))
-        for i, (trial, dep) in enumerate(zip(trials, deps, strict=True)):
+        for i, (trial, dep, identity) in enumerate(zip(trials, deps, identities, strict=True)):
             unit = self._new_unit(role, display_args(job, trial), identity, first_id + i)
             unit.trial_index, unit.default_dependency, unit.collector = i, dep, collector
             units.append(unit)
@@ -435,6 +483,39 @@ class SlurmExperiment(xm.Experiment):
         """
         units = list(work_units) if work_units is not None else list(self.work_units.values())
         return await self.launcher.retry_failed(units, include_cancelled=include_cancelled)
+
+    def cancel_soon(self, jobs: Sequence[SlurmLaunchedJob]) -> Any:
+        """scancel `jobs` without waiting (XManager's `unit.stop()` is a plain call); returns an awaitable
+        of whether all were cancelled (a `concurrent.futures.Future` when no event loop runs here).
+
+        In an entered experiment, on its loop: a task, awaited when the experiment exits; from another
+        thread (a `with` block): sent to the experiment's loop. Otherwise (a reopened experiment nobody
+        entered, whose caller's loop may end right after this call): in a worker thread with connections
+        of its own, which the interpreter waits for before it exits."""
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if self._loop is not None and running is self._loop:
+            task = asyncio.ensure_future(self.launcher.cancel(jobs))
+            self._tasks.append(task)
+            return task
+        if self._loop is not None and self._loop.is_running():
+            future = asyncio.run_coroutine_threadsafe(self.launcher.cancel(jobs), self._loop)
+            self._sync_futures.append(future)
+        else:
+
+            async def once() -> bool:
+                connections = ClusterConnections(self._transport_factory)
+                try:
+                    return await Launcher(self._client, self.experiment_id, connections).cancel(jobs)
+                finally:
+                    await connections.aclose()
+
+            pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="xm-slurm-stop")
+            future = pool.submit(asyncio.run, once())
+            pool.shutdown(wait=False)
+        return future if running is None else asyncio.wrap_future(future)
 
     def _enqueue(self, pending: PendingAdd) -> asyncio.Future[None]:
         collector = getattr(pending.unit, "collector", None)
@@ -597,6 +678,7 @@ def create_experiment(
     """A new experiment; it is recorded in the metadata store when entered (`async with` / `with`)."""
     if not isinstance(experiment_title, str):
         raise ValidationError(f"experiment title {experiment_title!r} must be a string")
+    check_line(experiment_title, "experiment title", MAX_TITLE)
     return SlurmExperiment(title=experiment_title, transport_factory=transport_factory)
 
 
@@ -632,31 +714,39 @@ def _resolve_now(api: XManagerAPI, record: Experiment, transport_factory: Transp
         return pool.submit(asyncio.run, resolve()).result()
 
 
-def _env_id(name: str) -> int:
-    value = os.environ.get(name, "")
+def _env_id(name: str) -> int | None:
+    """The id in `name`, or None when it is not set (not inside an xm_slurm job)."""
+    value = os.environ.get(name)
+    if value is None:
+        return None
     if not value.isdigit() or int(value) < 1:
         raise XmSlurmError(
-            f"{name}={value!r}: not inside an xm_slurm job (every job it launches has {name} set)"
+            f"{name}={value!r} is not an id (every job xm_slurm launches has {name}=N, N >= 1)"
         )
     return int(value)
 
 
-def get_current_experiment(*, transport_factory: TransportFactory | None = None) -> SlurmExperiment:
+def get_current_experiment(*, transport_factory: TransportFactory | None = None) -> SlurmExperiment | None:
     """Inside a job: its experiment (from `XM_SLURM_EXPERIMENT_ID`). In a launch script while an
-    experiment is entered: that experiment."""
-    if "XM_SLURM_EXPERIMENT_ID" not in os.environ and (current := _current.get()) is not None:
-        return current
-    return get_experiment(_env_id("XM_SLURM_EXPERIMENT_ID"), transport_factory=transport_factory)
+    experiment is entered: that experiment. Elsewhere: None (as in xmanager-slurm 0.4.x)."""
+    xid = _env_id("XM_SLURM_EXPERIMENT_ID")
+    if xid is None:
+        return _current.get()
+    return get_experiment(xid, transport_factory=transport_factory)
 
 
-def get_current_work_unit(*, transport_factory: TransportFactory | None = None) -> SlurmExperimentUnit:
-    """Inside a job: its work unit (from `XM_SLURM_EXPERIMENT_ID` and `XM_SLURM_WORK_UNIT_ID`)."""
+def get_current_work_unit(*, transport_factory: TransportFactory | None = None) -> SlurmExperimentUnit | None:
+    """Inside a job: its work unit (from `XM_SLURM_EXPERIMENT_ID` and `XM_SLURM_WORK_UNIT_ID`); else None."""
     wid = _env_id("XM_SLURM_WORK_UNIT_ID")
-    return get_current_experiment(transport_factory=transport_factory).unit(wid)
+    if wid is None or _env_id("XM_SLURM_EXPERIMENT_ID") is None:
+        return None
+    experiment = get_current_experiment(transport_factory=transport_factory)
+    return None if experiment is None else experiment.unit(wid)
 
 
 __all__ = [
     "SlurmExperiment",
+    "UnitMap",
     "create_experiment",
     "get_current_experiment",
     "get_current_work_unit",

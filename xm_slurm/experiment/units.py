@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from xmanager import xm
@@ -192,7 +192,9 @@ class SlurmExperimentUnit(xm.ExperimentUnit):
         )
         return SlurmWorkUnitStatus([s for r in results for s in r.values()])
 
-    async def _wait(self) -> None:
+    async def _wait_until_complete(self) -> None:
+        # XManager's hook: its `wait_until_complete()` awaits this and resolves to the unit itself (for a
+        # work unit through `xm.WorkUnitCompletedAwaitable`, for an auxiliary unit as a plain coroutine).
         if self.launch_error is not None:
             raise xm.ExperimentUnitError(
                 f"{self} could not be launched: {self.launch_error}"
@@ -206,16 +208,20 @@ class SlurmExperimentUnit(xm.ExperimentUnit):
                 f"{self} was {status.status.value}: {status.message}", work_unit=wu
             )
 
-    async def stop(
+    def stop(
         self,
         *,
         mark_as_failed: bool = False,
         mark_as_completed: bool = False,
         message: str | None = None,
-    ) -> None:
-        """Cancel every job of the unit (scancel; the container stops with it)."""
+    ) -> Awaitable[bool]:
+        """Cancel every job of the unit (scancel; the container stops with it).
+
+        As XManager's `stop`, a plain call: it schedules the cancellation and returns at once (the
+        experiment waits for it when it exits). Await the result to wait for the scancel itself; it is
+        True when every job was cancelled."""
         del mark_as_failed, mark_as_completed, message  # Slurm records the final state itself
-        await self.experiment.launcher.cancel(self._jobs)
+        return self.experiment.cancel_soon(list(self._jobs))
 
     async def logs(self, *, num_lines: int = 10, follow: bool = False) -> AsyncIterator[str]:
         """The last `num_lines` lines of each job's log; with `follow=True`, then new lines until the jobs
@@ -268,11 +274,6 @@ class SlurmWorkUnit(SlurmExperimentUnit, xm.WorkUnit):
     def work_unit_id(self) -> int:
         return self._unit_id
 
-    def wait_until_complete(self) -> xm.WorkUnitCompletedAwaitable:
-        """Await it: returns the unit once all its jobs completed; raises `xm.ExperimentUnitFailedError`
-        if one failed, `xm.ExperimentUnitNotCompletedError` if one was cancelled."""
-        return xm.WorkUnitCompletedAwaitable(self, self._wait)
-
     def __str__(self) -> str:
         return f"WorkUnit(experiment_id={self.experiment_id}, work_unit_id={self._unit_id})"
 
@@ -283,10 +284,6 @@ class SlurmAuxiliaryUnit(SlurmExperimentUnit, xm.AuxiliaryUnit):
     @property
     def auxiliary_unit_id(self) -> int:
         return self._unit_id
-
-    async def wait_until_complete(self) -> SlurmAuxiliaryUnit:
-        await self._wait()
-        return self
 
     def __str__(self) -> str:
         return f"AuxiliaryUnit(experiment_id={self.experiment_id}, id={self._unit_id})"

@@ -29,7 +29,10 @@ def _load_token() -> None:
 async def _run(function: Callable[..., Any], kwargs: dict[str, Any]) -> None:
     from xm_slurm.experiment.experiment import get_current_experiment
 
-    async with get_current_experiment() as experiment:
+    experiment = get_current_experiment()
+    if experiment is None:
+        raise RuntimeError("the controller runs inside an xm_slurm job (XM_SLURM_EXPERIMENT_ID is not set)")
+    async with experiment:
         await function(experiment, **kwargs)
 
 
