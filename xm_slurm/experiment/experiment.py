@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import functools
 import json
@@ -561,7 +562,7 @@ class SlurmExperiment(xm.Experiment):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if self._token is not None:
-            with _suppress_value_error():
+            with contextlib.suppress(ValueError):  # the token came from another context (sync entry)
                 _current.reset(self._token)
             self._token = None
         first: BaseException | None = None
@@ -650,14 +651,6 @@ class SlurmExperiment(xm.Experiment):
 
 def record_xid(experiment: SlurmExperiment) -> int:
     return experiment.experiment_id
-
-
-class _suppress_value_error:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: type[BaseException] | None, *_: Any) -> bool:
-        return exc_type is ValueError  # the token came from another context (sync entry)
 
 
 async def _run(unit: SlurmExperimentUnit, job: Any, trial: Mapping[str, Any] | None) -> None:

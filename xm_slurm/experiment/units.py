@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from xmanager import xm
 
+from xm_slurm import scheduler
 from xm_slurm.api import WorkUnitPatch
 from xm_slurm.dependencies import (
     SlurmDependency,
@@ -31,7 +32,7 @@ from xm_slurm.experiment.context import WorkUnitContext
 from xm_slurm.experiment.handles import SlurmLaunchedJob
 from xm_slurm.experiment.planning import apply_args, encode_args, make_pending
 from xm_slurm.job_ids import SlurmJobId
-from xm_slurm.scheduler import follow, tail
+from xm_slurm.scheduler import tail
 from xm_slurm.scheduler.logs import interleave
 from xm_slurm.status import SlurmJobStatus, SlurmWorkUnitStatus
 
@@ -244,7 +245,9 @@ class SlurmExperimentUnit(xm.ExperimentUnit):
         async def lines_of(ssh: Any, path: str, prefix: str) -> AsyncIterator[str]:
             ids = [j.job_id for j in self._jobs if j.ssh == ssh]
             until = connections.watcher(ssh).wait(ids)
-            async for line in follow_log(connections.transport(ssh), path, num_lines=num_lines, until=until):
+            async for line in scheduler.follow(
+                connections.transport(ssh), path, num_lines=num_lines, until=until
+            ):
                 yield prefix + line
 
         streams = [
@@ -256,9 +259,6 @@ class SlurmExperimentUnit(xm.ExperimentUnit):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(experiment_id={self.experiment_id}, id={self._unit_id})"
-
-
-follow_log = follow  # the scheduler's follow; named apart from the `follow=` flag of `logs`
 
 
 def _failed_state() -> Any:
