@@ -1,8 +1,9 @@
 """SSH connections cut for real (a TCP proxy between the client and the local sshd) while files move over SFTP.
 
 A cut during a write, a read or a launch's script upload is retried on a new connection (the write is a
-temporary file + rename, so repeating it is safe); a cut that persists ends in a `ConnectionLostError` that
-names the host, the path and the operation, chains the real cause, and never lets an asyncssh type escape.
+temporary file + rename, so repeating it is safe); a cut that persists, or one during a streamed command,
+ends in a `ConnectionLostError` that names the host and the operation, chains the real cause, and never lets
+an asyncssh or socket type escape.
 """
 
 from __future__ import annotations
@@ -172,3 +173,21 @@ async def test_cut_during_launch_script_upload_is_retried_and_submits_once(
     [launched] = unit.slurm_jobs
     assert jobs_named(name) == [str(launched.job_id)], "exactly one job with this name in squeue"
     assert sacct_jobs_named(name, 1) == [str(launched.job_id)], "exactly one job with this name in sacct"
+
+
+async def test_cut_while_streaming_output_is_a_connection_lost_error(local_cluster: LocalCluster) -> None:
+    with CutProxy(local_cluster.ssh_host, local_cluster.ssh_port) as proxy:
+        async with SSHTransport(proxied_ssh_config(local_cluster, proxy)) as transport:
+            lines: list[str] = []
+            process = await transport.start("for i in 1 2 3 4 5 6 7 8 9; do echo $i; sleep 0.3; done")
+            with pytest.raises(ConnectionLostError) as info:
+                async for line in process.lines():
+                    lines.append(line)
+                    if line == "2":
+                        proxy.cut_now()
+            await process.aclose()
+            assert (await transport.run("echo again")).stdout == "again\n"  # the next call reconnects
+    assert lines == ["1", "2"]
+    message = str(info.value)
+    assert f"127.0.0.1:{proxy.port}" in message and "for i in" in message and "start it again" in message
+    assert isinstance(info.value.__cause__, (asyncssh.Error, OSError))

@@ -104,13 +104,25 @@ def _returncode(result: asyncssh.SSHCompletedProcess) -> int | None:
 
 
 class _SSHProcess(StreamingProcess):
-    def __init__(self, process: asyncssh.SSHClientProcess[str], release: Callable[[], None]) -> None:
+    def __init__(
+        self, process: asyncssh.SSHClientProcess[str], release: Callable[[], None], *, where: str, what: str
+    ) -> None:
         self._process = process
         self._release: Callable[[], None] | None = release
+        self._where = where  # host:port and the command, for messages
+        self._what = what
 
     async def lines(self) -> AsyncIterator[str]:
-        while line := await self._process.stdout.readline():  # "" only at end of file
-            yield line.rstrip("\n")
+        try:
+            while line := await self._process.stdout.readline():  # "" only at end of file
+                yield line.rstrip("\n")
+        except (asyncssh.Error, OSError, EOFError) as e:
+            then = f"{_reason(e)}. The output stops here (the command ends with its channel); start it again"
+            if isinstance(e, _LOST):
+                raise ConnectionLostError(
+                    f"connection to {self._where} lost while reading the output of {self._what}: {then}"
+                ) from e
+            raise TransportError(f"reading the output of {self._what} on {self._where} failed: {then}") from e
 
     async def close_stdin(self) -> None:
         with contextlib.suppress(*_LOST, OSError):
@@ -419,7 +431,7 @@ class SSHTransport(Transport):
             except BaseException:
                 self._channels.release()
                 raise
-            return _SSHProcess(process, self._channels.release)
+            return _SSHProcess(process, self._channels.release, where=self._address(), what=f"`{line[:200]}`")
 
         return await self._retrying(f"`{line[:200]}`", once, retry_safe=False)
 
