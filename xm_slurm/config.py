@@ -14,8 +14,10 @@ from typing import Any
 from immutabledict import immutabledict
 
 from xm_slurm.errors import ValidationError
+from xm_slurm.executables import check_env_name
 from xm_slurm.resources import ResourceType
 from xm_slurm.ssh_config import PublicKey, SlurmSSHConfig
+from xm_slurm.text_rules import check_line
 
 __all__ = ["ContainerRuntime", "PublicKey", "SlurmClusterConfig", "SlurmSSHConfig"]
 
@@ -33,7 +35,6 @@ class ContainerRuntime(enum.Enum):
 
 
 _CLUSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SLURM_NAME = re.compile(r"[A-Za-z0-9_.\-+,]+")
 _PROXY_HOST = re.compile(r"([A-Za-z0-9_.\-]+@)?[A-Za-z0-9_.\-\[\]:]+")
 
@@ -43,20 +44,62 @@ SUBMISSION_HOST = "submission-host"
 
 def _check_env(field: str, env: Mapping[str, str]) -> immutabledict[str, str]:
     for name, value in env.items():
-        if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
-            raise ValidationError(
-                f"{field}: {name!r} is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"
-            )
+        check_env_name(name, field)
         if not isinstance(value, str):
             raise ValidationError(f"{field}[{name!r}]={value!r} must be a str")
+        if "\0" in value:
+            raise ValidationError(f"{field}[{name!r}] contains a NUL byte, which no environment can hold")
     return immutabledict(env)
+
+
+def _check_mount_path(src: object, dst: object, path: object) -> str:
+    """One side of a mount: an absolute path the runtimes' bind syntax can carry, with no `..` segment."""
+    where = f"mount {src!r} -> {dst!r}"
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ValidationError(f"{where}: {path!r} must be an absolute path (starting with '/')")
+    check_line(path, f"{where}: path")
+    # Apptainer's --bind is `src:dst[:opts]` in a comma-separated list and Podman's --volume is
+    # `src:dst[:opts]`: a ':' or ',' inside a path would be read as a separator.
+    for sep in (":", ","):
+        if sep in path:
+            raise ValidationError(
+                f"{where}: {path!r} contains {sep!r}, which the container runtimes' bind syntax "
+                "(src:dst, comma-separated) cannot carry; use a path without ':' or ','"
+            )
+    if ".." in path.split("/"):
+        raise ValidationError(
+            f"{where}: {path!r} has a '..' segment; give the resolved absolute path instead"
+        )
+    return path
+
+
+def _check_mounts(mounts: Mapping[str, str]) -> immutabledict[str, str]:
+    if not isinstance(mounts, Mapping):
+        raise ValidationError(f"mounts={mounts!r:.100} must be a mapping of host path -> container path")
+    destinations: dict[str, str] = {}
+    for src, dst in mounts.items():
+        _check_mount_path(src, dst, src)
+        _check_mount_path(src, dst, dst)
+        if dst.rstrip("/") == "":
+            raise ValidationError(
+                f"mount {src!r} -> {dst!r}: the destination '/' would hide the image's whole file system; "
+                "mount into a folder such as '/data'"
+            )
+        key = dst.rstrip("/")
+        if key in destinations:
+            raise ValidationError(
+                f"mounts {destinations[key]!r} and {src!r} both go to {dst!r}; give each destination once"
+            )
+        destinations[key] = src
+    return immutabledict(mounts)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SlurmClusterConfig:
     """Everything site-specific about a cluster; validated at construction.
 
-    mounts: host path -> container path, both absolute.
+    mounts: host path -> container path, both absolute, without ':', ',' or a '..' segment (the runtimes'
+      bind syntax); the destination is not '/' and each destination appears once.
     resources: accelerator -> GRES type (`{ResourceType.A100: "a100"}` renders `--gres=gpu:a100:N`).
     features: accelerator -> node feature (renders `--gres=gpu:N --constraint=<feature>`).
     proxy: None, "submission-host" (SOCKS tunnel to $SLURM_SUBMIT_HOST) or "[user@]host".
@@ -107,13 +150,7 @@ class SlurmClusterConfig:
                 raise ValidationError(f"{field}={value!r} must be a str of shell commands")
         set_(self, "host_environment", _check_env("host_environment", self.host_environment))
         set_(self, "container_environment", _check_env("container_environment", self.container_environment))
-        for src, dst in self.mounts.items():
-            for path in (src, dst):
-                if not isinstance(path, str) or not path.startswith("/") or ":" in path or "\n" in path:
-                    raise ValidationError(
-                        f"mount {src!r} -> {dst!r}: {path!r} must be an absolute path without ':' or newlines"
-                    )
-        set_(self, "mounts", immutabledict(self.mounts))
+        set_(self, "mounts", _check_mounts(self.mounts))
         for field in ("resources", "features"):
             mapping = getattr(self, field)
             for key, value in mapping.items():

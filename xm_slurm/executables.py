@@ -7,6 +7,7 @@ into a job script and never shown by `repr`.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
 import pathlib
 import re
@@ -18,6 +19,7 @@ from immutabledict import immutabledict
 from xmanager import xm
 
 from xm_slurm.errors import ValidationError
+from xm_slurm.text_rules import MAX_NAME, check_line
 
 # [registry[:port]/]path[:tag][@sha256:hex] -- the shape of an OCI image reference.
 _IMAGE_REF = re.compile(
@@ -37,27 +39,57 @@ def validate_image_ref(image: object, *, field: str = "image") -> str:
     return image
 
 
-# Set by xm_slurm in every job; a user value would be silently overridden, so it is refused instead.
-RESERVED_ENV_VARS = frozenset({"XM_SLURM_EXPERIMENT_ID", "XM_SLURM_WORK_UNIT_ID", "XM_SLURM_PAYLOAD"})
+#: Names xm_slurm sets itself in every job; a user value would be silently overridden (or, for
+#: SLURM_UMASK, silently ignored: jobs run with umask 0077), so it is refused instead.
+RESERVED_ENV_VARS = frozenset(
+    {
+        "XM_SLURM_EXPERIMENT_ID",  # the entrypoint exports both ids (inside the container and on the node)
+        "XM_SLURM_WORK_UNIT_ID",
+        "XM_SLURM_PAYLOAD",  # carries the task's base64 entrypoint into the container
+        "XM_SLURM_TMPDIR",  # the job script's node-local scratch folder
+        "XM_SLURM_SUBMISSION",  # the submission token sbatch runs with (exactly-once submission)
+        "SLURM_UMASK",  # sbatch runs with SLURM_UMASK=0077: logs and outputs stay private
+    }
+)
+
+
+def check_env_name(name: object, field: str) -> str:
+    """A shell identifier that xm_slurm does not set itself."""
+    if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
+        raise ValidationError(
+            f"{field}: {name!r} is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"
+        )
+    if name in RESERVED_ENV_VARS:
+        raise ValidationError(
+            f"{field}: {name!r} is set by xm_slurm in every job and cannot be overridden; use another name"
+        )
+    return name
+
+
+def env_value(name: str, value: object, field: str) -> str:
+    """An env var value as the job sees it: a str as is, an int or float as `str()` gives it (as XManager
+    does). Anything else is refused rather than stringified (`None` would become the text 'None'), bools
+    too: `True` would become 'True', where programs expect '1' or 'true', so the caller spells it out."""
+    if isinstance(value, bool) or not isinstance(value, (str, numbers.Real)):
+        hint = " (spell a flag out: '1'/'0' or 'true'/'false')" if isinstance(value, bool) else ""
+        raise ValidationError(
+            f"{field}[{name!r}]={value!r:.100} is a {type(value).__name__}; an environment value must be a "
+            f"str, an int or a float{hint}"
+        )
+    text = value if isinstance(value, str) else str(value)
+    if "\0" in text:
+        raise ValidationError(f"{field}[{name!r}] contains a NUL byte, which no environment can hold")
+    return text
 
 
 def validate_env_vars(env_vars: Mapping[str, Any], *, field: str = "env_vars") -> immutabledict[str, str]:
-    """Names must be shell identifiers; values become strings (as XManager does with str())."""
-    out: dict[str, str] = {}
-    for name, value in env_vars.items():
-        if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
-            raise ValidationError(
-                f"{field}: {name!r} is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"
-            )
-        if name in RESERVED_ENV_VARS:
-            raise ValidationError(
-                f"{field}: {name!r} is set by xm_slurm in every job and cannot be overridden; use another name"
-            )
-        text = str(value)
-        if "\0" in text:
-            raise ValidationError(f"{field}[{name!r}] contains a NUL byte, which no environment can hold")
-        out[name] = text
-    return immutabledict(out)
+    """Names must be shell identifiers not reserved by xm_slurm; values are str, int or float (see
+    `env_value`)."""
+    if not isinstance(env_vars, Mapping):
+        raise ValidationError(f"{field}={env_vars!r:.100} must be a mapping of names to values")
+    return immutabledict(
+        {check_env_name(name, field): env_value(name, value, field) for name, value in env_vars.items()}
+    )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -156,3 +188,4 @@ class RemoteImage(xm.Executable):
             raise ValidationError("credentials must be an ImageCredentials(username=..., password=...)")
         if not self.name:
             self.name = image_name(self.image)
+        check_line(self.name, "RemoteImage name", MAX_NAME)

@@ -22,6 +22,11 @@ from xm_slurm.resources import JobRequirements
 
 _SLURM_NAME = re.compile(r"[A-Za-z0-9_.\-+,]+")
 _MAX_SIGNAL_DELAY = dt.timedelta(seconds=65535)  # sbatch: sig_time is 0..65535 seconds
+#: The longest `time=` accepted. Slurm stores a time limit in minutes in 32 bits (INFINITE is a separate
+#: sentinel, not a long time), so even 10**6 days fits its format and is passed on as "run for ~2,700
+#: years". No site sets a partition MaxTime anywhere near a year (hours to a few weeks; "no limit" is
+#: INFINITE, which `time=` does not express): a longer value is a unit mistake, refused before submission.
+MAX_TIME = dt.timedelta(days=365)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -80,6 +85,11 @@ class Slurm(xm.Executor):
         if not isinstance(self.time, dt.timedelta) or self.time <= dt.timedelta(0):
             raise ValidationError(
                 f"time={self.time!r} must be a datetime.timedelta > 0, e.g. dt.timedelta(hours=4)"
+            )
+        if self.time > MAX_TIME:
+            raise ValidationError(
+                f"time={self.time!r} is longer than {MAX_TIME.days} days, more than any cluster lets a job "
+                "run; give the job's real time limit, e.g. dt.timedelta(days=2)"
             )
         for field in ("account", "partition", "qos"):
             value = getattr(self, field)

@@ -29,6 +29,10 @@ if TYPE_CHECKING:
     from xm_slurm.config import SlurmClusterConfig
 
 _MIB = 1024**2
+#: Most whole units (CPUs, accelerators) one task may ask for. Slurm keeps cpus-per-task in 16 bits, with
+#: 0xFFFE/0xFFFF as its NO_VAL/INFINITE sentinels, so 65533 is the largest count it can even represent; no
+#: node comes near it (the largest hold a few hundred CPUs and at most a few dozen GPUs).
+MAX_UNITS_PER_TASK = 0xFFFD
 
 
 class _CaseInsensitiveMeta(enum.EnumMeta):
@@ -110,6 +114,12 @@ def _amount(resource: ResourceType, value: object) -> float:
     if resource in (ResourceType.CPU,) or resource.is_accelerator:
         if not amount.is_integer():
             raise ValidationError(f"{resource}={value!r}: Slurm allocates whole units; use an integer >= 1")
+        if amount > MAX_UNITS_PER_TASK:
+            raise ValidationError(
+                f"{resource}={value!r} per task is more than any node holds; Slurm cannot represent more "
+                f"than {MAX_UNITS_PER_TASK} per task. Give the count one task uses (and replicas=N for "
+                "several tasks)"
+            )
     elif amount < _MIB:
         raise ValidationError(
             f"{resource}={value!r} bytes is less than 1 MiB; amounts are in bytes, e.g. 16 * xm.GiB"
@@ -185,6 +195,11 @@ class JobRequirements:
         return None if cpu is None else int(cpu)
 
     @property
+    def gres(self) -> tuple[str, str | None, str | None] | None:
+        """(gres name, type, node feature) of the accelerator on this cluster (`gres_request`), or None."""
+        return None if self.accelerator is None else gres_request(self.accelerator, self.cluster)
+
+    @property
     def accelerator_count(self) -> int:
         return 0 if self.accelerator is None else int(self.task_requirements[self.accelerator])
 
@@ -232,23 +247,34 @@ class JobRequirements:
     __hash__ = None  # type: ignore[assignment]  # mutable-looking, like xm.JobRequirements
 
 
-def _accelerator_directives(
-    accelerator: ResourceType, count: int, cluster: SlurmClusterConfig | None
-) -> list[str]:
+def gres_request(
+    accelerator: ResourceType, cluster: SlurmClusterConfig | None
+) -> tuple[str, str | None, str | None]:
+    """How `accelerator` is asked for on `cluster`: (gres name, gres type or None, node feature or None).
+
+    A bare map value ("a100") is a GPU type, a value with a colon ("shard:h100") a full gres name and type.
+    """
     resources = cluster.resources if cluster is not None else {}
     features = cluster.features if cluster is not None else {}
     if accelerator in resources:
         gres = resources[accelerator]
-        # A bare type ("a100") is a GPU type; a value with a colon ("shard:a100") is a full gres prefix.
-        prefix = gres if ":" in gres else f"gpu:{gres}"
-        return [f"--gres={prefix}:{count}"]
+        name, _, gres_type = (gres if ":" in gres else f"gpu:{gres}").partition(":")
+        return name, gres_type or None, None
     if accelerator in features:
-        return [f"--gres=gpu:{count}", f"--constraint={features[accelerator]}"]
+        return "gpu", None, features[accelerator]
     if accelerator is ResourceType.GPU:
-        return [f"--gres=gpu:{count}"]
+        return "gpu", None, None
     name = cluster.name if cluster is not None else "(no cluster given)"
     known = ", ".join(sorted(str(r) for r in {*resources, *features})) or "none"
     raise ValidationError(
         f"accelerator {accelerator} is not available on cluster {name!r} (its gres/feature maps know: {known}); "
         f"request GPU=N or add {accelerator} to SlurmClusterConfig(resources=...)"
     )
+
+
+def _accelerator_directives(
+    accelerator: ResourceType, count: int, cluster: SlurmClusterConfig | None
+) -> list[str]:
+    name, gres_type, feature = gres_request(accelerator, cluster)
+    out = [f"--gres={name}:{gres_type}:{count}" if gres_type else f"--gres={name}:{count}"]
+    return out + ([f"--constraint={feature}"] if feature else [])

@@ -41,6 +41,7 @@ from xm_slurm.errors import (
 from xm_slurm.experiment.connections import ClusterConnections
 from xm_slurm.experiment.handles import PendingJob, SlurmLaunchedJob
 from xm_slurm.experiment.planning import PendingAdd, Submission, plan
+from xm_slurm.experiment.preflight import preflight
 from xm_slurm.experiment.recovery import settle_failed_submission, unrecorded_error, unsubmitted_error
 from xm_slurm.experiment.retrying import RETRY_MARK, base_name, current_jobs, retry_failed
 from xm_slurm.job_ids import SlurmJobId
@@ -148,6 +149,7 @@ class Launcher:
             for ssh in {a.cluster.ssh for a in adds}:
                 limits[ssh] = await self.limits(ssh)
             submissions = plan(adds, lambda cluster: limits[cluster.ssh].max_array_size)
+            await preflight(submissions, self.limits, self.connections)  # read-only: before any write
             for ssh, lim in limits.items():
                 tasks = sum(len(s.trials) for s in submissions if s.cluster.ssh == ssh)
                 if tasks > lim.max_job_count:

@@ -40,6 +40,7 @@ from xm_slurm.executables import RemoteImage
 from xm_slurm.executors import Slurm
 from xm_slurm.job_ids import SlurmJobId
 from xm_slurm.rendering import JobComponent, Trial
+from xm_slurm.text_rules import check_line
 
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9_.\-]+")
 
@@ -155,6 +156,7 @@ def describe(
         members = []
         clusters: dict[str, SlurmClusterConfig] = {}
         for name, member in job.jobs.items():
+            check_line(name, f"{where}: job group member name")
             cluster, component = job_component(member, f"{where}, job {name!r}")
             clusters[name] = cluster
             members.append((str(name), component))
@@ -166,8 +168,11 @@ def describe(
                 f"cluster ({targets}); add them as separate work units instead"
             )
         return first, tuple(members), True
+    given = getattr(job, "name", None)
+    if given is not None:  # stored as the job's name and shown by `xm-slurm show`: one line
+        check_line(given, f"{where}: job name")
     cluster, component = job_component(job, where)
-    name = str(getattr(job, "name", "") or component.executable.name)
+    name = str(given or component.executable.name)
     return cluster, ((name, component),), False
 
 

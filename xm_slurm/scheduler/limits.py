@@ -1,13 +1,18 @@
-"""A cluster's scheduling limits that shape how a sweep is submitted: `MaxArraySize` and `MaxJobCount`.
+"""A cluster's scheduling limits that shape how a sweep is submitted (`MaxArraySize`, `MaxJobCount`), and its
+partitions with the generic resources (gres) and node features of their nodes, which the launch pre-flight
+checks requests against (`xm_slurm.scheduler.preflight`).
 
-Read from `scontrol show config` (a few KiB of `Key = Value` lines). Array task indices must be
-< MaxArraySize, so a larger sweep is split into several arrays of at most that many tasks. When the limits
-cannot be read (no `scontrol`, a restricted login node), Slurm's defaults are assumed.
+Read by ONE command: `scontrol show config` (a few KiB of `Key = Value` lines), then `sinfo -a` (a line per
+partition and node configuration: `name[*]|gres|features`, `*` marking the default partition). Array task
+indices must be < MaxArraySize, so a larger sweep is split into several arrays of at most that many tasks.
+When the limits cannot be read (no `scontrol`, a restricted login node), Slurm's defaults are assumed and
+the partitions are unknown (nothing is checked against them).
 
 Limits change only when an administrator reconfigures the cluster, yet asking costs an SSH command (often
 the slowest step of a launch). So `cached_limits` keeps what was read in the local state folder
 (`cluster-limits/<account hash>.json`, 0600) for `LIMITS_MAX_AGE` seconds, shared by the user's processes;
-only limits actually read from the cluster are kept.
+only limits actually read from the cluster are kept. A cache file written before partitions were read
+(no `partitions` key) counts as missing; older readers ignore the keys they do not know.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import logging
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 from xm_slurm.errors import ValidationError
 from xm_slurm.scheduler.local_state import (
@@ -37,22 +43,62 @@ DEFAULT_MAX_JOB_COUNT = 10000
 LIMITS_MAX_AGE = 3600.0
 
 _LINE = re.compile(r"^\s*(MaxArraySize|MaxJobCount)\s*=\s*(\d+)\s*$", re.MULTILINE)
+_PARTITIONS_MARK = "#xm-slurm-partitions"
+_END_MARK = "#xm-slurm-end"
+#: One SSH command. It starts with `scontrol show config` (which `xm-slurm preview` recognises); the
+#: partition section counts only when sinfo succeeded (the end mark), and the exit status is scontrol's.
+READ_COMMAND = (
+    f"scontrol show config ; xm_rc=$? ; echo '{_PARTITIONS_MARK}' ; "
+    f"sinfo -a -h -o '%P|%G|%f' && echo '{_END_MARK}' ; exit $xm_rc"
+)
+_PARENTHESISED = re.compile(r"\([^)]*\)")
+_COUNT = re.compile(r"\d+[KMGTP]?")
+
+
+@dataclasses.dataclass(frozen=True)
+class Partition:
+    """A partition and what its nodes offer: gres as `name` and `name:type` (`gpu`, `gpu:a100`), and the
+    nodes' available features."""
+
+    name: str
+    gres: frozenset[str] = frozenset()
+    features: frozenset[str] = frozenset()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "gres": sorted(self.gres), "features": sorted(self.features)}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Partition:
+        if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+            raise ValueError(f"not a partition record: {data!r:.100}")
+        words = [data.get("gres", []), data.get("features", [])]
+        if not all(isinstance(w, list) and all(isinstance(x, str) for x in w) for w in words):
+            raise ValueError(f"not a partition record: {data!r:.100}")
+        return cls(data["name"], frozenset(words[0]), frozenset(words[1]))
 
 
 @dataclasses.dataclass(frozen=True)
 class ClusterLimits:
     """`max_array_size`: array indices must be below it (so an array holds at most that many tasks).
-    `max_job_count`: the most job records slurmctld keeps (a pending array is one record)."""
+    `max_job_count`: the most job records slurmctld keeps (a pending array is one record; a task that
+    starts becomes one). `partitions`: None when they could not be read; `default_partition` is the one
+    Slurm uses when a job names none."""
 
     max_array_size: int = DEFAULT_MAX_ARRAY_SIZE
     max_job_count: int = DEFAULT_MAX_JOB_COUNT
-    source: str = "default"  # "scontrol" when read from the cluster
+    source: str = "default"  # "scontrol" when read from the cluster, "cache" when read from the cache
+    partitions: tuple[Partition, ...] | None = None
+    default_partition: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_array_size", "max_job_count"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValidationError(f"{name}={value!r} must be an integer >= 1")
+
+    def partition(self, name: str) -> Partition | None:
+        """The partition called `name`, or None (unknown, or the partitions were not read)."""
+        return next((p for p in self.partitions or () if p.name == name), None)
 
     def capped(self, max_array_size: int | None) -> ClusterLimits:
         """These limits with the array size lowered to `max_array_size` (a user or test setting)."""
@@ -61,19 +107,64 @@ class ClusterLimits:
         return dataclasses.replace(self, max_array_size=max_array_size)
 
 
+def parse_gres(text: str) -> frozenset[str]:
+    """`gpu:a100:4(S:0-1),shard:8` -> {gpu, gpu:a100, shard}; `(null)` -> {}."""
+    out: set[str] = set()
+    for item in _PARENTHESISED.sub("", text).split(","):
+        parts = [p for p in item.strip().split(":") if p]
+        if parts and _COUNT.fullmatch(parts[-1]):
+            parts.pop()  # the count
+        if not parts:
+            continue
+        out.add(parts[0])
+        if len(parts) > 1:
+            out.add(f"{parts[0]}:{parts[1]}")
+    return frozenset(out)
+
+
+def parse_partitions(text: str) -> tuple[tuple[Partition, ...], str | None]:
+    """`sinfo -a -h -o '%P|%G|%f'` lines -> the partitions (a partition's node configurations merged) and
+    the default partition (marked `*`)."""
+    gres: dict[str, set[str]] = {}
+    features: dict[str, set[str]] = {}
+    default = None
+    for line in text.splitlines():
+        fields = line.strip().split("|")
+        if len(fields) != 3 or not fields[0]:
+            continue
+        name = fields[0]
+        if name.endswith("*"):
+            name = default = name[:-1]
+        gres.setdefault(name, set()).update(parse_gres(fields[1]))
+        words = {w.strip() for w in _PARENTHESISED.sub("", fields[2]).split(",")}
+        features.setdefault(name, set()).update(w for w in words if w)
+    partitions = tuple(Partition(n, frozenset(gres[n]), frozenset(features[n])) for n in sorted(gres))
+    return partitions, default
+
+
 def parse_limits(text: str) -> ClusterLimits:
-    """Limits from `scontrol show config` output; a missing key keeps Slurm's default."""
-    found = {key: int(value) for key, value in _LINE.findall(text)}
+    """Limits (and partitions) from `READ_COMMAND`'s output; a missing key keeps Slurm's default, a missing
+    or unfinished partition section leaves the partitions unknown."""
+    config, mark, rest = text.partition(_PARTITIONS_MARK)
+    found = {key: int(value) for key, value in _LINE.findall(config)}
+    partitions: tuple[Partition, ...] | None = None
+    default = None
+    body, end, _ = rest.partition(_END_MARK)
+    if mark and end:
+        partitions, default = parse_partitions(body)
+        partitions = partitions or None  # a cluster without any partition: nothing to check against
     return ClusterLimits(
         max_array_size=max(1, found.get("MaxArraySize", DEFAULT_MAX_ARRAY_SIZE)),
         max_job_count=max(1, found.get("MaxJobCount", DEFAULT_MAX_JOB_COUNT)),
         source="scontrol" if found else "default",
+        partitions=partitions if found else None,
+        default_partition=default if found else None,
     )
 
 
 async def read_limits(transport: Transport) -> ClusterLimits:
-    """Ask the cluster once (`scontrol show config`); Slurm's defaults if it cannot tell."""
-    result = await transport.run(["scontrol", "show", "config"], check=False, idempotent=True)
+    """Ask the cluster once (`READ_COMMAND`); Slurm's defaults if it cannot tell."""
+    result = await transport.run(READ_COMMAND, check=False, idempotent=True)
     if result.exit_status != 0:
         log.warning(
             "could not read the cluster's limits (%s); assuming MaxArraySize=%d",
@@ -99,23 +190,36 @@ async def cached_limits(
     data = read_json(path)
     if data is not None and data.get("key") == key and time.time() - float(data.get("time", 0)) <= max_age:
         try:
-            return ClusterLimits(
-                max_array_size=int(data["max_array_size"]),
-                max_job_count=int(data["max_job_count"]),
-                source="cache",
-            )
+            return _from_cache(data)
         except (KeyError, TypeError, ValueError, ValidationError):
-            log.info("ignoring the unreadable cluster limits cache %s", path)
+            log.info("ignoring the unreadable (or older) cluster limits cache %s", path)
     limits = await read_limits(transport)
     if limits.source == "scontrol":
         ensure_private_dir(path.parent)
-        write_private_json(
-            path,
-            {
-                "key": key,
-                "time": time.time(),
-                "max_array_size": limits.max_array_size,
-                "max_job_count": limits.max_job_count,
-            },
-        )
+        write_private_json(path, {"key": key, "time": time.time(), **_to_cache(limits)})
     return limits
+
+
+def _to_cache(limits: ClusterLimits) -> dict[str, Any]:
+    partitions = None if limits.partitions is None else [p.to_json() for p in limits.partitions]
+    return {
+        "max_array_size": limits.max_array_size,
+        "max_job_count": limits.max_job_count,
+        "partitions": partitions,
+        "default_partition": limits.default_partition,
+    }
+
+
+def _from_cache(data: dict[str, Any]) -> ClusterLimits:
+    """The limits a cache file holds; KeyError for a file written before partitions were read."""
+    partitions = data["partitions"]
+    default = data.get("default_partition")
+    if default is not None and not isinstance(default, str):
+        raise ValueError(f"default_partition={default!r:.100}")
+    return ClusterLimits(
+        max_array_size=int(data["max_array_size"]),
+        max_job_count=int(data["max_job_count"]),
+        source="cache",
+        partitions=None if partitions is None else tuple(Partition.from_json(p) for p in partitions),
+        default_partition=default,
+    )
