@@ -231,10 +231,11 @@ class SSHTransport(Transport):
             ) from e
         except (OSError, asyncssh.Error, asyncio.TimeoutError) as e:
             if isinstance(e, asyncio.TimeoutError):
+                try_it = f"ssh -p {c.port} {c.host}" if c.port else f"ssh {c.host}"
                 raise ConnectionLostError(
                     f"connecting to {self._address()} timed out after {self._connect_timeout:g} s: no SSH "
                     "server answered. Check the host and port, that sshd runs there and that no firewall or "
-                    f"VPN drops the traffic (`ssh -p {c.port or 22} {c.host}` from this machine); a slow "
+                    f"VPN drops the traffic (`{try_it}` from this machine); a slow "
                     "link may need a longer connect_timeout. Nothing ran on the cluster: retrying is safe"
                 ) from e
             # A server that offers no key of the pinned algorithm drops the key exchange, which looks like
@@ -283,11 +284,11 @@ class SSHTransport(Transport):
             return None  # it offers that algorithm: the failure was something else
         scan = f"ssh-keyscan -p {c.port or 22} {c.host}"
         return (
-            f"SSH server {self._address()} offers no host key of the pinned key's algorithm "
-            f"{c.host_public_key.algorithm}: the host key algorithms it offered do not include it (it presents "
-            f"{presented.get_algorithm()} {presented.get_fingerprint()}). The pinned host_public_key is wrong or "
-            f"out of date: check the server's keys with `{scan}`, confirm the fingerprint with the cluster's "
-            "admins, and pin that key. Nothing ran on the cluster"
+            f"the pinned host_public_key's algorithm {c.host_public_key.algorithm} is not among the host key "
+            f"algorithms SSH server {self._address()} offered (it presents {presented.get_algorithm()} "
+            f"{presented.get_fingerprint()}), so its key cannot match the pin. Check the pinned key: list the "
+            f"server's keys with `{scan}`, confirm the fingerprint with the cluster's admins and pin that key. "
+            "Nothing ran on the cluster"
         )
 
     async def _host_key_message(self, error: asyncssh.HostKeyNotVerifiable) -> str:
