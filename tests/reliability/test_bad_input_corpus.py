@@ -24,7 +24,9 @@ import xm_slurm
 from xm_slurm import dependencies as deps
 from xm_slurm.api import ExperimentPatch, SlurmJob, WorkUnitPatch, client
 from xm_slurm.errors import ValidationError
+from xm_slurm.job_ids import SlurmJobId
 from xm_slurm.resources import ResourceType
+from xm_slurm.scheduler.preflight import unknown_job_ids
 from xm_slurm.transport import CountingTransport, SSHTransport
 
 pytestmark = pytest.mark.cluster
@@ -325,7 +327,7 @@ ISSUE_21_CASES: list[Case] = [
 ]
 CASES += ISSUE_21_CASES
 #: Seconds a case may take to be refused (default 5): the big sweep prepares 10,001 trials first.
-BUDGET = {"sweep larger than MaxJobCount": 60.0}
+BUDGET = {"sweep larger than MaxJobCount": 30.0}
 
 
 def _snapshot(db: Path) -> tuple[int, int, int]:
@@ -455,3 +457,36 @@ async def test_reserved_env_var_is_refused(local_cluster: LocalCluster) -> None:
     await _refused_before_submission(
         local_cluster, {"env_vars": {"XM_SLURM_WORK_UNIT_ID": "7"}}, "XM_SLURM_WORK_UNIT_ID"
     )
+
+
+def _finished_job() -> str:
+    """A job sacct lists that squeue no longer does (finished longer than MinJobAge ago)."""
+    out = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-S", "now-30days", "-o", "JobIDRaw,State"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    ended = [row.split("|")[0] for row in out if row.split("|")[-1].startswith(("COMPLETED", "FAILED"))]
+    for job_id in ended[:200]:
+        listed = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%i"], capture_output=True, text=True)
+        if not listed.stdout.strip():
+            return job_id
+    pytest.skip("no finished job in the cluster's accounting yet")
+
+
+async def test_preflight_knows_queued_and_finished_jobs(local_cluster: LocalCluster) -> None:
+    finished = _finished_job()
+    transport = CountingTransport(SSHTransport(ssh_config(local_cluster)))
+    try:
+        with _held_gate() as gate:
+            queued = await unknown_job_ids(transport, [SlurmJobId.parse(gate), SlurmJobId.parse(f"{gate}_0")])
+            assert (queued, transport.counts["sacct"]) == ([], 0)  # squeue answered for all
+            ids = [SlurmJobId.parse(i) for i in (gate, finished, "99999999", "99999998_2")]
+            unknown = await unknown_job_ids(transport, ids)
+        alone = await unknown_job_ids(transport, [SlurmJobId.parse("99999999")])  # squeue exits 1 then
+    finally:
+        await transport.close()
+    assert unknown == [SlurmJobId.parse("99999998_2"), SlurmJobId.parse("99999999")]
+    assert transport.counts["sacct"] == 2  # once per query with ids squeue lacked
+    assert alone == [SlurmJobId.parse("99999999")]

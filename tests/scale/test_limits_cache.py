@@ -14,7 +14,8 @@ from scale_helpers import Counting, busybox_job, held_gate, scancel
 import xm_slurm
 from xm_slurm.dependencies import afterok
 from xm_slurm.scheduler.limits import cached_limits
-from xm_slurm.transport import CountingTransport, LocalTransport
+from xm_slurm.scheduler.local_state import key_file_stem, transport_key
+from xm_slurm.transport import CountingTransport, LocalTransport, SSHTransport
 
 pytestmark = [pytest.mark.cluster]
 
@@ -59,3 +60,54 @@ async def test_cache_expires_and_keeps_only_limits_read_from_the_cluster(
     other = tmp_path / "blind"
     assert (await cached_limits(LocalTransport(), directory=other)).source == "default"
     assert not other.exists() or not any(other.iterdir())
+
+
+async def test_partitions_are_cached_with_the_limits_and_an_older_cache_is_read_again(
+    local_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    transport = CountingTransport(LocalTransport())
+    first = await cached_limits(transport, directory=tmp_path)
+    assert first.partition(local_cluster.partition) is not None
+    assert first.default_partition == local_cluster.partition
+    key = transport_key(transport)
+    assert key is not None
+    path = tmp_path / f"{key_file_stem(key)}.json"
+    data = json.loads(path.read_text())
+    assert data["partitions"] == [p.to_json() for p in first.partitions or ()]
+    again = await cached_limits(transport, directory=tmp_path)
+    assert (again.source, again.partitions, again.default_partition) == (
+        "cache",
+        first.partitions,
+        first.default_partition,
+    )
+    # A file written before partitions were read counts as missing: read again, and rewritten whole.
+    older = {k: v for k, v in data.items() if k not in ("partitions", "default_partition")}
+    path.write_text(json.dumps(older))
+    assert (await cached_limits(transport, directory=tmp_path)).source == "scontrol"
+    assert transport.counts["scontrol"] == 2
+    assert json.loads(path.read_text())["partitions"] == data["partitions"]
+
+
+async def test_a_partition_the_cache_lacks_is_asked_again_before_the_launch_is_refused(
+    local_cluster: LocalCluster, cluster: xm_slurm.SlurmClusterConfig, store: Path
+) -> None:
+    # The cached read (as if made before an administrator added the partition) knows only "old".
+    reader = SSHTransport(cluster.ssh)
+    try:
+        await cached_limits(reader)
+    finally:
+        await reader.close()
+    [path] = (store / "cluster-limits").glob("*.json")
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, "partitions": [{"name": "old"}], "default_partition": "old"}))
+    gate = held_gate()
+    counting = Counting()
+    try:
+        async with xm_slurm.create_experiment("limits", transport_factory=counting) as experiment:
+            unit = await experiment.add(busybox_job(local_cluster, cluster), dependency=afterok(gate))
+            await experiment.launcher.cancel(unit.slurm_jobs)
+    finally:
+        scancel(gate)
+    assert len(unit.slurm_jobs) == 1
+    assert (counting.count("scontrol"), counting.count("sbatch")) == (1, 1)  # the fresh read, then sbatch
+    assert local_cluster.partition in [p["name"] for p in json.loads(path.read_text())["partitions"]]
