@@ -226,11 +226,13 @@ def _submission(
 
 
 def test_a_launch_larger_than_max_job_count_is_refused(cluster: SlurmClusterConfig) -> None:
-    limits = ClusterLimits(max_job_count=10_000)
+    limits = ClusterLimits(max_job_count=10_000, source="scontrol")
     fits = [_submission(cluster, 1001) for _ in range(9)] + [_submission(cluster, 991)]
     assert size_problems(fits, limits) == []
     [problem] = size_problems([*fits, _submission(cluster, 1)], limits)
     assert "10,001 jobs" in problem and "MaxJobCount of 10,000" in problem
+    # Limits the cluster did not tell (Slurm's defaults assumed) refuse nothing.
+    assert size_problems([*fits, _submission(cluster, 1)], ClusterLimits()) == []
 
 
 def test_placement_problems_come_from_each_component(cluster: SlurmClusterConfig) -> None:
@@ -252,3 +254,11 @@ def test_dependency_ids_of_a_batch(cluster: SlurmClusterConfig) -> None:
         _submission(cluster, 2),
     ]
     assert dependency_ids(batch) == [SlurmJobId.parse(i) for i in ("10", "11_2", "12+1")]
+
+
+def test_an_accelerator_the_cluster_does_not_map_is_refused_at_add_time(cluster: SlurmClusterConfig) -> None:
+    requirements = JobRequirements(V100=1)  # no cluster yet: nothing to check against
+    requirements.cluster = cluster  # the fixture maps A100, H100 and L40S, not V100
+    executor = Slurm(requirements=requirements, time=dt.timedelta(hours=1))
+    with pytest.raises(ValidationError, match="V100 is not available on cluster 'testcluster'"):
+        describe(xm.Job(executable=IMAGE, executor=executor), "job")

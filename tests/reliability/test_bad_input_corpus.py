@@ -1,6 +1,7 @@
 """A corpus of wrong calls across the public API: each is refused with a ValidationError that names the bad
 value, BEFORE any side effect: no command that writes or submits on the cluster, no new job in squeue for our
-marker, no new row in the metadata store."""
+marker, no new row in the metadata store. Some are refused by the launch pre-flight, which may only read
+(squeue, sacct, scontrol/sinfo)."""
 
 from __future__ import annotations
 

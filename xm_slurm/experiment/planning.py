@@ -112,6 +112,12 @@ def job_component(job: object, where: str) -> tuple[SlurmClusterConfig, JobCompo
         )
     cluster = job.executor.requirements.cluster
     assert cluster is not None  # Slurm() refuses requirements without a cluster
+    # The directives render now, whatever order the requirements were built in: an accelerator the
+    # cluster's resources/features maps do not know is refused here, at add() time.
+    try:
+        job.executor.to_directives()
+    except ValidationError as e:
+        raise ValidationError(f"{where}: {e}") from None
     if cluster.validate is not None:
         try:
             cluster.validate(job)

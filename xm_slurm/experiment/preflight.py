@@ -5,7 +5,8 @@ folders on the cluster) and before any store row or sbatch. It raises one `Valid
 problem it found, per cluster:
 
 * size: a launch of more jobs than the cluster's `MaxJobCount` (the most job records slurmctld holds; each
-  array task becomes one when it starts) cannot fit, whatever else runs there;
+  array task becomes one when it starts) cannot fit, whatever else runs there (checked when the limits
+  were read from the cluster, not against Slurm's default);
 * partitions, gres and node features: checked against the partitions read with the cluster's limits (one
   SSH command, cached per machine and hour); a problem found in a cached read is checked again against a
   fresh read before refusing (an administrator may have added the partition since);
@@ -74,9 +75,10 @@ async def _cluster_problems(
 
 
 def size_problems(batch: Sequence[Submission], limits: ClusterLimits) -> list[str]:
-    """The batch as job records (an array task, a hetjob component: one each) against MaxJobCount."""
+    """The batch as job records (an array task, a hetjob component: one each) against MaxJobCount, when
+    the cluster told it (Slurm's default is no reason to refuse: a site may allow far more)."""
     records = sum(len(s.trials) if s.array else len(s.components) for s in batch)
-    if records <= limits.max_job_count:
+    if records <= limits.max_job_count or limits.source == "default":
         return []
     trials = sum(len(s.adds) for s in batch)
     name = batch[0].cluster.name
