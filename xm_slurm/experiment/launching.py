@@ -150,14 +150,6 @@ class Launcher:
                 limits[ssh] = await self.limits(ssh)
             submissions = plan(adds, lambda cluster: limits[cluster.ssh].max_array_size)
             await preflight(submissions, self.limits, self.connections)  # read-only: before any write
-            for ssh, lim in limits.items():
-                tasks = sum(len(s.trials) for s in submissions if s.cluster.ssh == ssh)
-                if tasks > lim.max_job_count:
-                    log.warning(
-                        "submitting %d tasks to a cluster whose MaxJobCount is %d: some wait for room",
-                        tasks,
-                        lim.max_job_count,
-                    )
             rendered = await self._render(submissions)
             # Registry logins reach the cluster as private files (never in a script or command line);
             # an upload failure fails the batch before any sbatch.
@@ -375,11 +367,6 @@ class Collector:
         return failed
 
 
-async def stop_quietly(launcher: Launcher, handles: Sequence[SlurmLaunchedJob]) -> None:
-    with contextlib.suppress(Exception):
-        await launcher.cancel(handles)
-
-
 __all__ = [
     "RETRY_MARK",
     "Collector",
@@ -387,5 +374,4 @@ __all__ = [
     "SubmissionError",
     "base_name",
     "current_jobs",
-    "stop_quietly",
 ]
