@@ -15,7 +15,7 @@ from immutabledict import immutabledict
 
 from xm_slurm.errors import ValidationError
 from xm_slurm.executables import check_env_name
-from xm_slurm.resources import ResourceType
+from xm_slurm.resource_types import ResourceType
 from xm_slurm.ssh_config import PublicKey, SlurmSSHConfig
 from xm_slurm.text_rules import check_line
 

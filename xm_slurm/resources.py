@@ -1,4 +1,4 @@
-"""What a job asks for: `ResourceType` and `JobRequirements` (model layer, pure data).
+"""What a job asks for: `JobRequirements` (model layer, pure data), and `ResourceType` re-exported.
 
 `JobRequirements` mirrors `xm.JobRequirements`: resources are given as a mapping or as keywords
 (`CPU=4, RAM=16 * xm.GiB, GPU=1`, case-insensitive, `xm.ResourceType` keys accepted by name),
@@ -17,75 +17,20 @@ Directive rules (see `JobRequirements.to_directives`):
 
 from __future__ import annotations
 
-import enum
 import math
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from xm_slurm.config import SlurmClusterConfig
 from xm_slurm.errors import ValidationError
-
-if TYPE_CHECKING:
-    from xm_slurm.config import SlurmClusterConfig
+from xm_slurm.resource_types import ResourceType  # public here too (users import it from here)
 
 _MIB = 1024**2
 #: Most whole units (CPUs, accelerators) one task may ask for. Slurm keeps cpus-per-task in 16 bits, with
 #: 0xFFFE/0xFFFF as its NO_VAL/INFINITE sentinels, so 65533 is the largest count it can even represent; no
 #: node comes near it (the largest hold a few hundred CPUs and at most a few dozen GPUs).
 MAX_UNITS_PER_TASK = 0xFFFD
-
-
-class _CaseInsensitiveMeta(enum.EnumMeta):
-    """`ResourceType["gpu"]` works like `ResourceType["GPU"]`, as in XManager."""
-
-    def __getitem__(cls, name: str) -> Any:
-        try:
-            return super().__getitem__(name.upper())
-        except KeyError:
-            known = ", ".join(cls.__members__)
-            raise ValidationError(f"unknown resource {name!r}; known resources: {known}") from None
-
-
-class ResourceType(enum.Enum, metaclass=_CaseInsensitiveMeta):
-    """A countable resource. MEMORY/RAM and EPHEMERAL_STORAGE/DISK are aliases (amounts in bytes)."""
-
-    CPU = "cpu"
-    MEMORY = "memory"
-    RAM = "memory"
-    EPHEMERAL_STORAGE = "ephemeral_storage"
-    DISK = "ephemeral_storage"
-    GPU = "gpu"
-    # Named accelerators (NVIDIA unless said otherwise).
-    RTX8000 = "rtx8000"
-    P4 = "p4"
-    P100 = "p100"
-    T4 = "t4"
-    V100 = "v100"
-    V100_32GIB = "v100_32gib"
-    A10 = "a10"
-    A40 = "a40"
-    A100 = "a100"
-    A100_80GIB = "a100_80gib"
-    A5000 = "a5000"
-    A6000 = "a6000"
-    L4 = "l4"
-    L40 = "l40"
-    L40S = "l40s"
-    H100 = "h100"
-    H100_80GIB = "h100_80gib"
-    H200 = "h200"
-    GH200 = "gh200"
-    B200 = "b200"
-    MI100 = "mi100"  # AMD
-    MI250 = "mi250"  # AMD
-    MI300X = "mi300x"  # AMD
-
-    def __str__(self) -> str:
-        return self.name
-
-    @property
-    def is_accelerator(self) -> bool:
-        return self not in (ResourceType.CPU, ResourceType.MEMORY, ResourceType.EPHEMERAL_STORAGE)
 
 
 def _resource_key(key: object) -> ResourceType:
@@ -181,8 +126,6 @@ class JobRequirements:
         self.location = location
 
         if cluster is not None:
-            from xm_slurm.config import SlurmClusterConfig  # deferred: config imports this module
-
             if not isinstance(cluster, SlurmClusterConfig):
                 raise ValidationError(f"cluster={cluster!r} must be a SlurmClusterConfig")
             if self.accelerator is not None:

@@ -14,7 +14,6 @@ from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, R
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-import xm_slurm
 from xm_slurm.api import codec, models
 from xm_slurm.api.base import DEFAULT_LIST_LIMIT, ConflictError
 from xm_slurm.api.server import idempotency, tokens
@@ -35,6 +34,7 @@ from xm_slurm.api.sql import SqlClient
 from xm_slurm.api.storage import operations as ops
 from xm_slurm.api.storage.operations import MAX_LIST_LIMIT
 from xm_slurm.errors import MetadataError, NotFoundError, ValidationError
+from xm_slurm.version import __version__
 
 _bearer = HTTPBearer(auto_error=False, description="a token from `xm-slurm server token create`")
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=idempotency.MAX_KEY_LENGTH)]
@@ -47,7 +47,7 @@ def _error(status: int, detail: str) -> JSONResponse:
 def create_app(client: SqlClient) -> FastAPI:
     app = FastAPI(
         title="xm_slurm metadata",
-        version=xm_slurm.__version__,
+        version=__version__,
         description="Experiments, work units, Slurm jobs and artifacts recorded by xm_slurm launch scripts.",
     )
 
