@@ -12,7 +12,8 @@ from metadata_fixtures import Server
 from xm_slurm.api.rest import RestClient
 from xm_slurm.errors import ConfigurationError
 
-SPEC_ROUTES = {
+# The metadata routes our REST client calls, each under {base}/api; the server must document every one.
+REST_ROUTES = {
     ("get", "/api/experiment/{xid}"),
     ("delete", "/api/experiment/{xid}"),
     ("put", "/api/experiment"),
@@ -33,10 +34,10 @@ def _auth(server: Server) -> dict[str, str]:
     return {"Authorization": f"Bearer {server.token}"}
 
 
-def test_openapi_documents_every_spec_route(rest_server: Server) -> None:
+def test_openapi_documents_every_rest_route(rest_server: Server) -> None:
     schema = httpx.get(f"{rest_server.base_url}/openapi.json").json()
     routes = {(method, path) for path, item in schema["paths"].items() for method in item}
-    assert routes >= SPEC_ROUTES
+    assert routes >= REST_ROUTES
     assert httpx.get(f"{rest_server.base_url}/docs").status_code == 200
 
 

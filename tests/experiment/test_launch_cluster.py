@@ -1,4 +1,5 @@
-"""Launch scripts in the style of SPEC §1 against the real local cluster (Podman, the python image)."""
+"""Launch scripts as users write them (`xm_slurm.create_experiment`, `experiment.add` of jobs and sweeps,
+dependencies) against the real local cluster (Podman, the python image)."""
 
 from __future__ import annotations
 
