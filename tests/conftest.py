@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,27 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
-def local_cluster() -> LocalCluster:
+def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> LocalCluster:
     """The running local cluster; brought up on first use. Fails (never skips) if bring-up fails."""
-    return ensure_local_cluster(REPO_ROOT)
+    cluster = ensure_local_cluster(REPO_ROOT)
+    _readers_ssh_config(cluster, tmp_path_factory.mktemp("ssh-config"))
+    return cluster
+
+
+def _readers_ssh_config(cluster: LocalCluster, folder: Path) -> None:
+    """A stored experiment says where its cluster is, never how to log in (docs/security.md): whoever
+    reads one (get_experiment, `xm-slurm show`) takes keys and known_hosts from their own OpenSSH config.
+    This one is the tests' "own machine". `Host <ip>*` is a pattern, so `xm-slurm doctor` does not take
+    the cluster's address for an ssh alias."""
+    if os.environ.get("XM_SLURM_SSH_CONFIG"):
+        return
+    path = folder / "ssh_config"
+    path.write_text(
+        f"Host {cluster.ssh_host}*\n"
+        f"    IdentityFile {cluster.ssh_key}\n"
+        f"    UserKnownHostsFile {cluster.known_hosts}\n"
+    )
+    os.environ["XM_SLURM_SSH_CONFIG"] = str(path)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -7,6 +7,11 @@ override both.
 
 Host keys are always verified: against the pinned `host_public_key` when given (nothing else is trusted, so a
 changed key is refused), else against `known_hosts` (default `~/.ssh/known_hosts`). Verification is never off.
+
+The metadata store keeps only `host`, `port`, `user` and the pinned `host_public_key` of a job's cluster
+(`to_dict` / `to_json`). Whoever reads a stored row (`from_dict` / `from_json`) connects with the keys,
+known_hosts and OpenSSH config files of their own machine: any other stored field is ignored with a warning,
+since a `config_files` entry written by someone else could name a `ProxyCommand` the reader would run.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import base64
 import binascii
 import dataclasses
 import json
+import logging
 import os
 import struct
 from collections.abc import Mapping, Sequence
@@ -23,6 +29,11 @@ from typing import Any
 from xm_slurm.errors import ValidationError
 
 SSH_CONFIG_ENV_VAR = "XM_SLURM_SSH_CONFIG"
+#: The fields of a stored SSH config (a job row of the metadata store): where to connect, never how.
+STORED_FIELDS = ("host", "port", "user", "host_public_key")
+
+log = logging.getLogger(__name__)
+_warned: set[tuple[str, str]] = set()  # (host, ignored fields and values): once per process, not per row
 
 _KEY_ALGORITHMS = frozenset(
     {
@@ -175,32 +186,34 @@ class SlurmSSHConfig:
         files.append(os.path.expanduser("~/.ssh/config"))
         return files
 
-    # --- serialisation for the metadata store (no secrets: key *paths* and public keys only) ---
+    # --- serialisation for the metadata store: where to connect, never how (see the module docstring) ---
 
     def to_dict(self) -> dict[str, Any]:
+        """The stored form: host, port, user and the pinned public key only."""
         key = self.host_public_key
         return {
             "host": self.host,
             "port": self.port,
             "user": self.user,
             "host_public_key": None if key is None else {"algorithm": key.algorithm, "key": key.key},
-            "client_keys": None if self.client_keys is None else list(self.client_keys),
-            "known_hosts": self.known_hosts,
-            "config_files": None if self.config_files is None else list(self.config_files),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SlurmSSHConfig:
+        """Read a stored config. Other fields (client_keys, known_hosts, config_files, unknown ones) are
+        ignored with a warning naming them; the reader's own keys and config files apply instead."""
         if not isinstance(data, Mapping) or "host" not in data:
-            raise ValidationError(f"{data!r} is not a serialised SlurmSSHConfig (needs at least 'host')")
-        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValidationError(f"unknown SlurmSSHConfig fields {sorted(unknown)} in {data!r}")
-        fields = dict(data)
-        key = fields.get("host_public_key")
-        if isinstance(key, Mapping):
-            fields["host_public_key"] = PublicKey(key["algorithm"], key["key"])
-        return cls(**fields)
+            raise ValidationError(f"{data!r:.200} is not a serialised SlurmSSHConfig (needs at least 'host')")
+        config = cls(
+            host=data["host"],
+            port=data.get("port"),
+            user=data.get("user"),
+            host_public_key=_stored_key(data.get("host_public_key")),
+        )
+        ignored = {str(k): v for k, v in data.items() if k not in STORED_FIELDS and v is not None}
+        if ignored:
+            _warn_ignored(config.host, ignored)
+        return config
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -209,6 +222,39 @@ class SlurmSSHConfig:
     def from_json(cls, text: str) -> SlurmSSHConfig:
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValidationError(f"{text!r} is not JSON of a SlurmSSHConfig: {e}") from None
+        except (TypeError, json.JSONDecodeError) as e:
+            raise ValidationError(f"{text!r:.200} is not JSON of a SlurmSSHConfig: {e}") from None
         return cls.from_dict(data)
+
+
+def _stored_key(value: object) -> PublicKey | None:
+    """A stored host key: {"algorithm", "key"}, the 0.4.7 list form [algorithm, key], or "algorithm key"."""
+    if value is None or isinstance(value, PublicKey):
+        return value
+    if isinstance(value, Mapping) and set(value) >= {"algorithm", "key"}:
+        return PublicKey(value["algorithm"], value["key"])
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return PublicKey(value[0], value[1])
+    if isinstance(value, str):
+        return PublicKey.from_openssh(value)
+    raise ValidationError(
+        f"stored host_public_key {value!r:.200} is not {{'algorithm': ..., 'key': ...}}, "
+        "[algorithm, key] or 'algorithm key'"
+    )
+
+
+def _warn_ignored(host: str, ignored: Mapping[str, Any]) -> None:
+    fields = sorted(ignored)
+    key = (host, json.dumps(ignored, sort_keys=True, default=str))
+    if key in _warned:
+        return
+    if len(_warned) > 1000:
+        _warned.clear()
+    _warned.add(key)
+    log.warning(
+        "ignoring %s of the stored SSH config of %r: a stored config holds only host, port, user and "
+        "host_public_key; keys, known_hosts and OpenSSH config files come from this machine "
+        "(XM_SLURM_SSH_CONFIG, ~/.ssh/config)",
+        ", ".join(f"{f!r:.100}" for f in fields),
+        host,
+    )

@@ -164,7 +164,7 @@ def test_find_and_update_work_unit(api: XManagerAPI) -> None:
 def test_artifacts(api: XManagerAPI) -> None:
     xid = api.insert_experiment(ExperimentPatch(title="artifacts"))
     api.insert_work_unit(xid, WorkUnitPatch(wid=1))
-    odd = "logs/run 1?#%"  # travels in a URL path on the REST backend
+    odd = "run 1?#%é"  # travels in a URL path on the REST backend
     api.insert_experiment_artifact(xid, Artifact(name="wandb", uri="https://a"))
     api.insert_experiment_artifact(xid, Artifact(name="wandb", uri="https://b"))  # replaces
     api.insert_experiment_artifact(xid, Artifact(name=odd, uri="file:///x"))

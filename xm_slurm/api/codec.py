@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from xm_slurm.api.models import (
     Artifact,
@@ -15,8 +15,11 @@ from xm_slurm.api.models import (
     SlurmJob,
     WorkUnit,
     WorkUnitPatch,
+    from_store,
 )
 from xm_slurm.errors import MetadataError
+
+_M = TypeVar("_M")
 
 
 def experiment_patch_to_json(patch: ExperimentPatch) -> dict[str, Any]:
@@ -85,6 +88,20 @@ def _mapping(data: object, what: str) -> Mapping[str, Any]:
     return data
 
 
+_JOB_FIELDS = ("name", "slurm_job_id", "slurm_ssh_config")
+_ARTIFACT_FIELDS = ("name", "uri")
+
+
+def _stored(cls: type[_M], data: object, what: str, fields: tuple[str, ...]) -> _M:
+    """A stored row as the server sent it: read as stored (like `operations`), not checked as a write."""
+    d = _mapping(data, what)
+    values = {f: d[f] for f in fields}
+    for field, value in values.items():
+        if not isinstance(value, str):
+            raise MetadataError(f"malformed {what} in the server's answer: {field}={value!r:.100}")
+    return from_store(cls, **values)
+
+
 def work_unit_from_json(data: object) -> WorkUnit:
     d = _mapping(data, "work unit")
     try:
@@ -92,8 +109,10 @@ def work_unit_from_json(data: object) -> WorkUnit:
             wid=d["wid"],
             identity=d.get("identity") or "",
             args=d.get("args"),
-            jobs=tuple(SlurmJob(**_mapping(j, "job")) for j in d.get("jobs", ())),
-            artifacts=tuple(Artifact(**_mapping(a, "artifact")) for a in d.get("artifacts", ())),
+            jobs=tuple(_stored(SlurmJob, j, "job", _JOB_FIELDS) for j in d.get("jobs", ())),
+            artifacts=tuple(
+                _stored(Artifact, a, "artifact", _ARTIFACT_FIELDS) for a in d.get("artifacts", ())
+            ),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise MetadataError(f"malformed work unit in the server's answer: {e}") from e
@@ -109,9 +128,12 @@ def experiment_from_json(data: object) -> Experiment:
             note=d.get("note"),
             tags=frozenset(d.get("tags", ())),
             work_units=tuple(work_unit_from_json(w) for w in d.get("work_units", ())),
-            artifacts=tuple(Artifact(**_mapping(a, "artifact")) for a in d.get("artifacts", ())),
+            artifacts=tuple(
+                _stored(Artifact, a, "artifact", _ARTIFACT_FIELDS) for a in d.get("artifacts", ())
+            ),
             config_artifacts=tuple(
-                ConfigArtifact(**_mapping(a, "config artifact")) for a in d.get("config_artifacts", ())
+                _stored(ConfigArtifact, a, "config artifact", _ARTIFACT_FIELDS)
+                for a in d.get("config_artifacts", ())
             ),
             created_at=d.get("created_at"),
         )

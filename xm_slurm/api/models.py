@@ -9,10 +9,28 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import re
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from xm_slurm.errors import ValidationError
+from xm_slurm.job_ids import SlurmJobId
+from xm_slurm.ssh_config import STORED_FIELDS, SlurmSSHConfig
+from xm_slurm.text_rules import (
+    MAX_ARGS,
+    MAX_LINE,
+    MAX_TEXT,
+    MAX_TITLE,
+    check_id,
+    check_line,
+    check_name,
+    check_text,
+)
+
+_Model = TypeVar("_Model")
+#: A job row recorded before its sbatch (experiment/handles.py `PendingJob`):
+#: `pending:<submission token>:<unix seconds>[_<array task> | +<component>]`.
+PENDING_JOB_ID = re.compile(r"pending:xms-[0-9a-f]{24}:\d+(?:_\d+|\+\d+)?")
 
 CONFIG_ARTIFACT_NAMES: tuple[str, ...] = ("GRAPHVIZ", "PYTHON")
 ConfigArtifactName = Literal["GRAPHVIZ", "PYTHON"]
@@ -28,9 +46,65 @@ def _set(instance: object, name: str, value: object) -> None:
     object.__setattr__(instance, name, value)
 
 
-def _require_str(value: object, field: str, model: str) -> None:
-    if not isinstance(value, str):
-        raise ValidationError(f"{model}.{field} must be a string, got {value!r}")
+def from_store(cls: type[_Model], **fields: Any) -> _Model:
+    """A model as stored, without the write checks: a row written by an older version (or by hand) must
+    still read, so that one bad row never hides a whole experiment. Only writes are checked."""
+    instance = object.__new__(cls)
+    for name, value in fields.items():
+        _set(instance, name, value)
+    return instance
+
+
+def check_job_id(value: object, what: str) -> str:
+    """A stored job id: a Slurm job id (`SlurmJobId.parse`) or a pending row id, without spaces."""
+    check_line(value, what, MAX_LINE)
+    assert isinstance(value, str)
+    if PENDING_JOB_ID.fullmatch(value):
+        return value
+    if value.strip() == value:
+        try:
+            SlurmJobId.parse(value)
+            return value
+        except ValidationError:
+            pass
+    raise ValidationError(
+        f"{what}={value!r:.100} is not a Slurm job id (e.g. 1234, 1234_7, 1234_[0-9], 1234+1, 1234;cluster) "
+        "nor a pending row id (pending:xms-<24 hex digits>:<unix seconds>)"
+    )
+
+
+def check_stored_ssh_config(text: str) -> str:
+    """A job row's SSH config as JSON: null, {} or an object with only host, port, user and host_public_key.
+
+    Connection options (client_keys, known_hosts, config_files, anything else) are refused: a reader
+    takes them from its own machine, never from the store (a stored `config_files` could name a
+    ProxyCommand that every reader would run).
+    """
+    what = "SlurmJob.slurm_ssh_config"
+    check_text(text, what, MAX_TEXT)
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise ValidationError(f"{what}={text!r:.100} is not JSON of an SSH config") from None
+    if data is None:
+        return text
+    if not isinstance(data, dict):
+        raise ValidationError(
+            f"{what}={text!r:.100} must be a JSON object (host, port, user, host_public_key)"
+        )
+    extra = sorted(k for k, v in data.items() if k not in STORED_FIELDS and v is not None)
+    if extra:
+        raise ValidationError(
+            f"{what} holds {', '.join(repr(k) for k in extra)}: a stored SSH config holds only "
+            f"{', '.join(STORED_FIELDS)}; keys, known_hosts and config files come from each reader's own "
+            "machine (XM_SLURM_SSH_CONFIG, ~/.ssh/config)"
+        )
+    if data:
+        try:
+            SlurmSSHConfig.from_dict(data)
+        except (KeyError, TypeError) as e:
+            raise ValidationError(f"{what}={text!r:.100} is not a valid SSH config: {e}") from None
+    return text
 
 
 def ssh_config_to_json(config: object) -> str:
@@ -63,18 +137,20 @@ class ExperimentPatch:
     tags: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
-        for field in ("title", "description", "note"):
+        if self.title is not None:
+            check_line(self.title, "ExperimentPatch.title", MAX_TITLE)
+        for field in ("description", "note"):
             value = getattr(self, field)
             if value is not None:
-                _require_str(value, field, "ExperimentPatch")
+                check_text(value, f"ExperimentPatch.{field}", MAX_TEXT)
         if self.tags is not None:
-            if isinstance(self.tags, str):
+            if isinstance(self.tags, str) or not isinstance(self.tags, Iterable):
                 raise ValidationError(
-                    f"ExperimentPatch.tags must be a collection of strings, got {self.tags!r}"
+                    f"ExperimentPatch.tags must be a collection of strings, got {self.tags!r:.100}"
                 )
             tags = frozenset(self.tags)
             for tag in tags:
-                _require_str(tag, "tags[]", "ExperimentPatch")
+                check_line(tag, "ExperimentPatch.tags[]", MAX_LINE)
             _set(self, "tags", tags)
 
 
@@ -87,13 +163,11 @@ class SlurmJob:
     slurm_ssh_config: str
 
     def __post_init__(self) -> None:
-        _require_str(self.name, "name", "SlurmJob")
+        check_line(self.name, "SlurmJob.name", MAX_LINE)
         if isinstance(self.slurm_job_id, int) and not isinstance(self.slurm_job_id, bool):
             _set(self, "slurm_job_id", str(self.slurm_job_id))
-        _require_str(self.slurm_job_id, "slurm_job_id", "SlurmJob")
-        if not self.slurm_job_id:
-            raise ValidationError("SlurmJob.slurm_job_id must not be empty, e.g. '1234' or '1234_7'")
-        _set(self, "slurm_ssh_config", ssh_config_to_json(self.slurm_ssh_config))
+        check_job_id(self.slurm_job_id, "SlurmJob.slurm_job_id")
+        _set(self, "slurm_ssh_config", check_stored_ssh_config(ssh_config_to_json(self.slurm_ssh_config)))
 
     def ssh_config_dict(self) -> Any:
         """The SSH config decoded from JSON (or the raw string if it is not JSON)."""
@@ -109,10 +183,8 @@ class Artifact:
     uri: str
 
     def __post_init__(self) -> None:
-        _require_str(self.name, "name", type(self).__name__)
-        _require_str(self.uri, "uri", type(self).__name__)
-        if not self.name:
-            raise ValidationError(f"{type(self).__name__}.name must not be empty")
+        check_name(self.name, "Artifact.name")
+        check_text(self.uri, "Artifact.uri", MAX_TEXT)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -121,11 +193,13 @@ class ConfigArtifact:
     uri: str
 
     def __post_init__(self) -> None:
+        check_name(self.name, "ConfigArtifact.name")
         if self.name not in CONFIG_ARTIFACT_NAMES:
             raise ValidationError(
                 f"ConfigArtifact.name must be one of {', '.join(CONFIG_ARTIFACT_NAMES)}, got {self.name!r}"
             )
-        _require_str(self.uri, "uri", "ConfigArtifact")
+        # The "URI" of a config artifact is the whole config (Python or Graphviz text): the args cap.
+        check_text(self.uri, "ConfigArtifact.uri", MAX_ARGS)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -135,9 +209,9 @@ class ExperimentUnitPatch:
 
     def __post_init__(self) -> None:
         if self.identity is not None:
-            _require_str(self.identity, "identity", type(self).__name__)
+            check_line(self.identity, f"{type(self).__name__}.identity", MAX_LINE)
         if self.args is not None:
-            _require_str(self.args, "args", type(self).__name__)
+            check_text(self.args, f"{type(self).__name__}.args", MAX_ARGS)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -146,8 +220,7 @@ class WorkUnitPatch(ExperimentUnitPatch):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not isinstance(self.wid, int) or isinstance(self.wid, bool) or self.wid < 1:
-            raise ValidationError(f"WorkUnitPatch.wid must be an integer >= 1 (1-based), got {self.wid!r}")
+        check_id(self.wid, "WorkUnitPatch.wid (1-based)")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -205,10 +278,8 @@ class ExperimentSummary:
 
 
 def require_id(value: object, what: str) -> int:
-    """An experiment or work unit id: a positive integer."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValidationError(f"{what} must be an integer >= 1, got {value!r:.100}")
-    return value
+    """An experiment or work unit id: an integer in 1 .. 2**63 - 1 (`text_rules.check_id`)."""
+    return check_id(value, what)
 
 
 #: Most work unit ids one `reserve_work_unit_ids` call hands out.
@@ -230,8 +301,7 @@ def jobs_of(items: Iterable[tuple[int, SlurmJob]]) -> list[tuple[int, SlurmJob]]
     for pair in pairs:
         if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[1], SlurmJob)):
             raise ValidationError(f"insert_jobs expects (wid, SlurmJob) pairs, got {pair!r}")
-        if not isinstance(pair[0], int) or pair[0] < 1:
-            raise ValidationError(f"insert_jobs: wid must be an integer >= 1, got {pair[0]!r}")
+        check_id(pair[0], "insert_jobs: a work unit id (wid)")
     return pairs
 
 
@@ -239,9 +309,13 @@ def job_refs_of(items: Iterable[tuple[int, str]]) -> list[tuple[int, str]]:
     """Validate the `(wid, slurm_job_id)` pairs naming job rows to remove."""
     refs = list(items)
     for ref in refs:
-        if not (isinstance(ref, tuple) and len(ref) == 2 and isinstance(ref[1], str) and ref[1]):
+        if not (isinstance(ref, tuple) and len(ref) == 2):
             raise ValidationError(f"replace_jobs: remove expects (wid, slurm_job_id) pairs, got {ref!r:.200}")
         require_id(ref[0], "replace_jobs: a wid to remove a job from")
+        # Only a key to delete by: any one-line text, so that a bad row an older version stored can go.
+        check_line(ref[1], "replace_jobs: a slurm_job_id to remove", MAX_LINE)
+        if not ref[1]:
+            raise ValidationError("replace_jobs: a slurm_job_id to remove must not be empty")
     return refs
 
 

@@ -35,6 +35,7 @@ from xm_slurm.api.models import (
     WorkUnitPatch,
 )
 from xm_slurm.errors import ConfigurationError, MetadataError, NotFoundError, ValidationError
+from xm_slurm.text_rules import MAX_LINE, check_line, check_name
 
 RETRY_STATUS = frozenset({502, 503, 504})
 _RETRY_EXCEPTIONS = (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError)
@@ -79,7 +80,22 @@ def _wid(wid: int) -> int:
 
 
 def _q(name: str) -> str:
-    return quote(name, safe="")
+    # Checked first: `..` would travel as is, and httpx would resolve `/artifact/..` to the experiment.
+    return quote(check_name(name, "name"), safe="")
+
+
+def _detail_text(detail: object) -> str:
+    """FastAPI's list of validation errors as one line: `body.title: message; ...`."""
+    if isinstance(detail, list):
+        parts = []
+        for item in detail:
+            if isinstance(item, dict):
+                where = ".".join(str(x) for x in item.get("loc", ()))
+                parts.append(f"{where}: {item.get('msg', '')}" if where else str(item.get("msg", "")))
+            else:
+                parts.append(str(item))
+        return "; ".join(parts)
+    return str(detail)
 
 
 def _check(value: object, cls: type, what: str) -> None:
@@ -218,9 +234,13 @@ class RestClient(XManagerAPI):
             return self._raise(NotFoundError(f"{detail} ({where})"))
         if status == 409:
             return self._raise(ConflictError(f"{detail} ({where})"))
+        if status in (413, 422):  # the server's checks are the client's: a bad value, not a failure
+            return self._raise(
+                ValidationError(f"the metadata server refused {where}: {_detail_text(detail)}")
+            )
         if 400 <= status < 500:
             return self._raise(
-                MetadataError(f"the metadata server rejected {where} (HTTP {status}): {detail}")
+                MetadataError(f"the metadata server rejected {where} (HTTP {status}): {_detail_text(detail)}")
             )
         return self._raise(MetadataError(f"the metadata server failed on {where} (HTTP {status}): {detail}"))
 
@@ -255,6 +275,10 @@ class RestClient(XManagerAPI):
     @staticmethod
     def _list_experiments(title_contains: str | None, tag: str | None, limit: int, offset: int) -> _Call:
         params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if title_contains is not None:
+            check_line(title_contains, "title_contains", MAX_LINE)
+        if tag is not None:
+            check_line(tag, "tag", MAX_LINE)
         if title_contains:
             params["title_contains"] = title_contains
         if tag is not None:
@@ -391,7 +415,8 @@ class RestClient(XManagerAPI):
 
     @staticmethod
     def _find_work_unit(xid: int, identity: str) -> _Call:
-        if not identity or not isinstance(identity, str):
+        check_line(identity, "find_work_unit: identity", MAX_LINE)
+        if not identity:
             raise ValidationError("find_work_unit needs a non-empty identity")
         return _Call("GET", f"/experiment/{_id(xid)}/wu", params={"identity": identity})
 

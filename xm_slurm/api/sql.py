@@ -26,6 +26,7 @@ from xm_slurm.api.models import (
 from xm_slurm.api.storage import engine as engines
 from xm_slurm.api.storage import operations as ops
 from xm_slurm.errors import MetadataError, ValidationError
+from xm_slurm.text_rules import check_name
 
 
 def _check(value: object, cls: type, what: str) -> None:
@@ -158,6 +159,9 @@ class SqlClient(XManagerAPI):
             ops.insert_work_unit_artifact(conn, xid, wid, artifact)
 
     def delete_work_unit_artifact(self, xid: int, wid: int, name: str) -> None:
+        models.require_id(xid, "an experiment id (xid)")
+        models.require_id(wid, "a work unit id (wid)")
+        check_name(name, "name")
         with self.transaction() as conn:
             ops.delete_work_unit_artifact(conn, xid, wid, name)
 
@@ -167,6 +171,8 @@ class SqlClient(XManagerAPI):
             ops.insert_experiment_artifact(conn, xid, artifact)
 
     def delete_experiment_artifact(self, xid: int, name: str) -> None:
+        models.require_id(xid, "an experiment id (xid)")
+        check_name(name, "name")
         with self.transaction() as conn:
             ops.delete_experiment_artifact(conn, xid, name)
 
@@ -176,5 +182,7 @@ class SqlClient(XManagerAPI):
             ops.insert_experiment_config_artifact(conn, xid, config_artifact)
 
     def delete_experiment_config_artifact(self, xid: int, name: str) -> None:
+        models.require_id(xid, "an experiment id (xid)")
+        check_name(name, "name")
         with self.transaction() as conn:
             ops.delete_experiment_config_artifact(conn, xid, name)

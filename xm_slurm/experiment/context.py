@@ -24,6 +24,7 @@ from typing import Any
 
 from xm_slurm.api import Artifact, ConfigArtifact, Experiment, ExperimentPatch, XManagerAPI
 from xm_slurm.errors import MetadataError, ValidationError
+from xm_slurm.text_rules import check_name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,14 +169,14 @@ class Artifacts(MutableMapping[str, str]):
         return self._items[name]
 
     def __setitem__(self, name: str, uri: str) -> None:
-        if not _require_str(name, "an artifact name"):
-            raise ValidationError("an artifact name must not be empty")
+        check_name(name, "an artifact name")  # the store's rule, checked now rather than when written
         _require_str(uri, f"the URI of artifact {name!r}")
         if self._items.get(name) != uri:
             self._items[name] = uri
             self._on_set(name, uri)
 
     def __delitem__(self, name: str) -> None:
+        check_name(name, "an artifact name")  # e.g. '..', which an older server accepted
         del self._items[name]
         self._on_delete(name)
 

@@ -10,7 +10,8 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -34,14 +35,36 @@ from xm_slurm.api.sql import SqlClient
 from xm_slurm.api.storage import operations as ops
 from xm_slurm.api.storage.operations import MAX_LIST_LIMIT
 from xm_slurm.errors import MetadataError, NotFoundError, ValidationError
+from xm_slurm.text_rules import MAX_ID, MAX_LINE
 from xm_slurm.version import __version__
 
 _bearer = HTTPBearer(auto_error=False, description="a token from `xm-slurm server token create`")
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=idempotency.MAX_KEY_LENGTH)]
+# Ids in paths: out of range is a 422 naming the parameter, never an overflow in the database (a 500).
+Xid = Annotated[int, Path(ge=1, le=MAX_ID, description="experiment id")]
+Wid = Annotated[int, Path(ge=1, le=MAX_ID, description="work unit id")]
+QueryText = Annotated[str | None, Query(max_length=MAX_LINE)]
+
+
+def _printable(value: object) -> str:
+    # A lone surrogate cannot be encoded as UTF-8: escape it rather than fail while answering.
+    return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _error(status: int, detail: str) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status)
+    return JSONResponse({"detail": _printable(detail)}, status_code=status)
+
+
+def _validation_errors(errors: Any) -> list[dict[str, Any]]:
+    """FastAPI's validation errors without the offending input (it may be huge, or not encodable)."""
+    return [
+        {
+            "loc": [x if isinstance(x, int) else _printable(x) for x in e.get("loc", ())],
+            "msg": _printable(e.get("msg", "")),
+            "type": _printable(e.get("type", "")),
+        }
+        for e in errors
+    ]
 
 
 def create_app(client: SqlClient) -> FastAPI:
@@ -61,6 +84,10 @@ def create_app(client: SqlClient) -> FastAPI:
             )
         if request.method not in ("GET", "HEAD", "OPTIONS") and not info.can_write:
             raise HTTPException(403, f"token {info.name!r} is read-only: {request.method} is not allowed")
+
+    @app.exception_handler(RequestValidationError)
+    def _bad_request(_request: Request, e: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _validation_errors(e.errors())}, status_code=422)
 
     @app.exception_handler(NotFoundError)
     def _not_found(_request: Request, e: NotFoundError) -> JSONResponse:
@@ -111,8 +138,8 @@ def create_app(client: SqlClient) -> FastAPI:
     # -- experiments ------------------------------------------------------------------------------------
     @api.get("/experiment", tags=["experiments"])
     def list_experiments(
-        title_contains: str | None = None,
-        tag: str | None = None,
+        title_contains: QueryText = None,
+        tag: QueryText = None,
         limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = DEFAULT_LIST_LIMIT,
         offset: Annotated[int, Query(ge=0)] = 0,
     ) -> list[dict[str, Any]]:
@@ -130,32 +157,32 @@ def create_app(client: SqlClient) -> FastAPI:
         return write(request, key, body.model_dump(), lambda c: {"xid": ops.insert_experiment(c, patch)})
 
     @api.get("/experiment/{xid}", tags=["experiments"])
-    def get_experiment(xid: int) -> dict[str, Any]:
+    def get_experiment(xid: Xid) -> dict[str, Any]:
         with client.reading() as conn:
             return codec.experiment_to_json(ops.get_experiment(conn, xid))
 
     @api.patch("/experiment/{xid}", tags=["experiments"])
     def update_experiment(
-        xid: int, body: ExperimentPatchBody, request: Request, key: IdempotencyKey = None
+        xid: Xid, body: ExperimentPatchBody, request: Request, key: IdempotencyKey = None
     ) -> Response:
         patch = body.to_model()
         return write(request, key, body.model_dump(), lambda c: ops.update_experiment(c, xid, patch))
 
     @api.delete("/experiment/{xid}", tags=["experiments"])
-    def delete_experiment(xid: int, request: Request, key: IdempotencyKey = None) -> Response:
+    def delete_experiment(xid: Xid, request: Request, key: IdempotencyKey = None) -> Response:
         return write(request, key, None, lambda c: ops.delete_experiment(c, xid))
 
     # -- work units -------------------------------------------------------------------------------------
     @api.put("/experiment/{xid}/wu", tags=["work units"])
     def insert_work_unit(
-        xid: int, body: WorkUnitPatchBody, request: Request, key: IdempotencyKey = None
+        xid: Xid, body: WorkUnitPatchBody, request: Request, key: IdempotencyKey = None
     ) -> Response:
         patch = body.to_model()
         return write(request, key, body.model_dump(), lambda c: ops.insert_work_units(c, xid, [patch]))
 
     @api.put("/experiment/{xid}/wus", tags=["work units"], summary="Insert a sweep's work units at once")
     def insert_work_units(
-        xid: int, body: list[WorkUnitPatchBody], request: Request, key: IdempotencyKey = None
+        xid: Xid, body: list[WorkUnitPatchBody], request: Request, key: IdempotencyKey = None
     ) -> Response:
         patches = [b.to_model() for b in body]
         dumped = [b.model_dump() for b in body]
@@ -168,7 +195,7 @@ def create_app(client: SqlClient) -> FastAPI:
         summary="Reserve fresh work unit ids (first .. first + count - 1)",
     )
     def reserve_work_unit_ids(
-        xid: int, body: ReserveBody, request: Request, key: IdempotencyKey = None
+        xid: Xid, body: ReserveBody, request: Request, key: IdempotencyKey = None
     ) -> Response:
         # A write: with its Idempotency-Key, a retried reservation answers the same range.
         return write(
@@ -179,7 +206,7 @@ def create_app(client: SqlClient) -> FastAPI:
         )
 
     @api.get("/experiment/{xid}/wu", tags=["work units"], summary="Work units, or the one with an identity")
-    def list_work_units(xid: int, identity: str | None = None) -> list[dict[str, Any]]:
+    def list_work_units(xid: Xid, identity: QueryText = None) -> list[dict[str, Any]]:
         with client.reading() as conn:
             if identity:
                 found = ops.find_work_unit(conn, xid, identity)
@@ -187,27 +214,27 @@ def create_app(client: SqlClient) -> FastAPI:
             return [codec.work_unit_to_json(wu) for wu in ops.get_experiment(conn, xid).work_units]
 
     @api.get("/experiment/{xid}/wu/{wid}", tags=["work units"])
-    def get_work_unit(xid: int, wid: int) -> dict[str, Any]:
+    def get_work_unit(xid: Xid, wid: Wid) -> dict[str, Any]:
         with client.reading() as conn:
             return codec.work_unit_to_json(ops.get_work_unit(conn, xid, wid))
 
     @api.patch("/experiment/{xid}/wu/{wid}", tags=["work units"])
     def update_work_unit(
-        xid: int, wid: int, body: ExperimentUnitPatchBody, request: Request, key: IdempotencyKey = None
+        xid: Xid, wid: Wid, body: ExperimentUnitPatchBody, request: Request, key: IdempotencyKey = None
     ) -> Response:
         patch = body.to_model()
         return write(request, key, body.model_dump(), lambda c: ops.update_work_unit(c, xid, wid, patch))
 
     @api.put("/experiment/{xid}/wu/{wid}/job", tags=["jobs"])
     def insert_job(
-        xid: int, wid: int, body: SlurmJobBody, request: Request, key: IdempotencyKey = None
+        xid: Xid, wid: Wid, body: SlurmJobBody, request: Request, key: IdempotencyKey = None
     ) -> Response:
         job = body.to_model()
         return write(request, key, body.model_dump(), lambda c: ops.insert_jobs(c, xid, [(wid, job)]))
 
     @api.put("/experiment/{xid}/jobs", tags=["jobs"], summary="Insert jobs of several work units at once")
     def insert_jobs(
-        xid: int, body: list[JobOfWorkUnitBody], request: Request, key: IdempotencyKey = None
+        xid: Xid, body: list[JobOfWorkUnitBody], request: Request, key: IdempotencyKey = None
     ) -> Response:
         pairs = [(b.wid, b.job.to_model()) for b in body]
         dumped = [b.model_dump() for b in body]
@@ -219,7 +246,7 @@ def create_app(client: SqlClient) -> FastAPI:
         summary="Swap job rows (e.g. pending submissions for their Slurm ids) in one transaction",
     )
     def replace_jobs(
-        xid: int, body: ReplaceJobsBody, request: Request, key: IdempotencyKey = None
+        xid: Xid, body: ReplaceJobsBody, request: Request, key: IdempotencyKey = None
     ) -> Response:
         units = [b.to_model() for b in body.work_units]
         remove = [(r.wid, r.slurm_job_id) for r in body.remove]
@@ -235,7 +262,7 @@ def create_app(client: SqlClient) -> FastAPI:
     # -- artifacts --------------------------------------------------------------------------------------
     @api.put("/experiment/{xid}/wu/{wid}/artifact", tags=["artifacts"])
     def insert_work_unit_artifact(
-        xid: int, wid: int, body: ArtifactBody, request: Request, key: IdempotencyKey = None
+        xid: Xid, wid: Wid, body: ArtifactBody, request: Request, key: IdempotencyKey = None
     ) -> Response:
         artifact = body.to_model()
         return write(
@@ -244,13 +271,13 @@ def create_app(client: SqlClient) -> FastAPI:
 
     @api.delete("/experiment/{xid}/wu/{wid}/artifact/{name:path}", tags=["artifacts"])
     def delete_work_unit_artifact(
-        xid: int, wid: int, name: str, request: Request, key: IdempotencyKey = None
+        xid: Xid, wid: Wid, name: str, request: Request, key: IdempotencyKey = None
     ) -> Response:
         return write(request, key, None, lambda c: ops.delete_work_unit_artifact(c, xid, wid, name))
 
     @api.put("/experiment/{xid}/artifact", tags=["artifacts"])
     def insert_experiment_artifact(
-        xid: int, body: ArtifactBody, request: Request, key: IdempotencyKey = None
+        xid: Xid, body: ArtifactBody, request: Request, key: IdempotencyKey = None
     ) -> Response:
         artifact = body.to_model()
         return write(
@@ -259,13 +286,13 @@ def create_app(client: SqlClient) -> FastAPI:
 
     @api.delete("/experiment/{xid}/artifact/{name:path}", tags=["artifacts"])
     def delete_experiment_artifact(
-        xid: int, name: str, request: Request, key: IdempotencyKey = None
+        xid: Xid, name: str, request: Request, key: IdempotencyKey = None
     ) -> Response:
         return write(request, key, None, lambda c: ops.delete_experiment_artifact(c, xid, name))
 
     @api.put("/experiment/{xid}/config", tags=["artifacts"])
     def insert_experiment_config_artifact(
-        xid: int, body: ConfigArtifactBody, request: Request, key: IdempotencyKey = None
+        xid: Xid, body: ConfigArtifactBody, request: Request, key: IdempotencyKey = None
     ) -> Response:
         artifact = body.to_model()
         return write(
@@ -274,7 +301,7 @@ def create_app(client: SqlClient) -> FastAPI:
 
     @api.delete("/experiment/{xid}/config/{name:path}", tags=["artifacts"])
     def delete_experiment_config_artifact(
-        xid: int, name: str, request: Request, key: IdempotencyKey = None
+        xid: Xid, name: str, request: Request, key: IdempotencyKey = None
     ) -> Response:
         return write(request, key, None, lambda c: ops.delete_experiment_config_artifact(c, xid, name))
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from xm_slurm.api import models
+from xm_slurm.text_rules import MAX_ID
+
+#: A work unit id in a body: out of range is a 422 naming the field (the models check it again).
+WidField = Annotated[
+    int, Field(ge=1, le=MAX_ID, description="1-based work unit id, unique in the experiment")
+]
 
 
 class _Body(BaseModel):
@@ -35,7 +41,7 @@ class ExperimentUnitPatchBody(_Body):
 
 
 class WorkUnitPatchBody(ExperimentUnitPatchBody):
-    wid: int = Field(ge=1, description="1-based work unit id, unique in the experiment")
+    wid: WidField
 
     def to_model(self) -> models.WorkUnitPatch:
         return models.WorkUnitPatch(wid=self.wid, identity=self.identity, args=self.args)
@@ -63,12 +69,12 @@ class SlurmJobBody(_Body):
 
 
 class JobOfWorkUnitBody(_Body):
-    wid: int = Field(ge=1)
+    wid: WidField
     job: SlurmJobBody
 
 
 class JobRefBody(_Body):
-    wid: int = Field(ge=1)
+    wid: WidField
     slurm_job_id: str = Field(min_length=1)
 
 
@@ -78,7 +84,7 @@ class ReplaceJobsBody(_Body):
     work_units: list[WorkUnitPatchBody] = []
     remove: list[JobRefBody] = []
     insert: list[JobOfWorkUnitBody] = []
-    delete_empty_units: list[int] = []
+    delete_empty_units: list[WidField] = []
 
 
 class ArtifactBody(_Body):

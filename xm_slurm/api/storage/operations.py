@@ -23,13 +23,16 @@ from xm_slurm.api.models import (
     SlurmJob,
     WorkUnit,
     WorkUnitPatch,
+    from_store,
     require_id,
     require_reserve_count,
 )
 from xm_slurm.api.storage import schema as t
 from xm_slurm.errors import NotFoundError, ValidationError
+from xm_slurm.text_rules import MAX_LINE, check_line, check_name
 
 MAX_LIST_LIMIT = 1000
+MAX_OFFSET = 2**63 - 1
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -110,12 +113,14 @@ def _work_units(conn: sa.Connection, xid: int, where: sa.ColumnElement[bool] | N
     jobs: dict[int, list[SlurmJob]] = {pk: [] for pk in pks}
     for j in conn.execute(sa.select(t.jobs).where(t.jobs.c.work_unit_id.in_(pks)).order_by(t.jobs.c.id)):
         jobs[j.work_unit_id].append(
-            SlurmJob(name=j.name, slurm_job_id=j.slurm_job_id, slurm_ssh_config=j.slurm_ssh_config)
+            from_store(
+                SlurmJob, name=j.name, slurm_job_id=j.slurm_job_id, slurm_ssh_config=j.slurm_ssh_config
+            )
         )
     artifacts: dict[int, list[Artifact]] = {pk: [] for pk in pks}
     query_a = sa.select(t.work_unit_artifacts).where(t.work_unit_artifacts.c.work_unit_id.in_(pks))
     for a in conn.execute(query_a.order_by(t.work_unit_artifacts.c.name)):
-        artifacts[a.work_unit_id].append(Artifact(name=a.name, uri=a.uri))
+        artifacts[a.work_unit_id].append(from_store(Artifact, name=a.name, uri=a.uri))
     return [
         WorkUnit(
             wid=r.wid,
@@ -143,11 +148,11 @@ def get_experiment(conn: sa.Connection, xid: int) -> Experiment:
         tags=frozenset(tags.scalars()),
         work_units=tuple(_work_units(conn, xid)),
         artifacts=tuple(
-            Artifact(name=a.name, uri=a.uri)
+            from_store(Artifact, name=a.name, uri=a.uri)
             for a in conn.execute(sa.select(ea).where(ea.c.experiment_id == xid).order_by(ea.c.name))
         ),
         config_artifacts=tuple(
-            ConfigArtifact(name=a.name, uri=a.uri)
+            from_store(ConfigArtifact, name=a.name, uri=a.uri)
             for a in conn.execute(sa.select(ca).where(ca.c.experiment_id == xid).order_by(ca.c.name))
         ),
         created_at=_iso(row.created_at),
@@ -157,10 +162,14 @@ def get_experiment(conn: sa.Connection, xid: int) -> Experiment:
 def list_experiments(
     conn: sa.Connection, *, title_contains: str | None, tag: str | None, limit: int, offset: int
 ) -> list[ExperimentSummary]:
-    if not (isinstance(limit, int) and 1 <= limit <= MAX_LIST_LIMIT):
+    if not (isinstance(limit, int) and not isinstance(limit, bool) and 1 <= limit <= MAX_LIST_LIMIT):
         raise ValidationError(f"limit must be an integer from 1 to {MAX_LIST_LIMIT}, got {limit!r}")
-    if not (isinstance(offset, int) and offset >= 0):
-        raise ValidationError(f"offset must be an integer >= 0, got {offset!r}")
+    if not (isinstance(offset, int) and not isinstance(offset, bool) and 0 <= offset <= MAX_OFFSET):
+        raise ValidationError(f"offset must be an integer from 0 to {MAX_OFFSET}, got {offset!r:.100}")
+    if title_contains is not None:
+        check_line(title_contains, "title_contains", MAX_LINE)
+    if tag is not None:
+        check_line(tag, "tag", MAX_LINE)
     e, w, tg = t.experiments, t.work_units, t.experiment_tags
     count = sa.select(sa.func.count()).where(w.c.experiment_id == e.c.id).scalar_subquery()
     query = sa.select(e, count.label("num_work_units")).order_by(e.c.id.desc()).limit(limit).offset(offset)
@@ -281,8 +290,9 @@ def get_work_unit(conn: sa.Connection, xid: int, wid: int) -> WorkUnit:
 
 def find_work_unit(conn: sa.Connection, xid: int, identity: str) -> WorkUnit | None:
     require_id(xid, "an experiment id (xid)")
-    if not identity or not isinstance(identity, str):
-        raise ValidationError(f"find_work_unit needs a non-empty identity string, got {identity!r:.100}")
+    check_line(identity, "find_work_unit: identity", MAX_LINE)
+    if not identity:
+        raise ValidationError("find_work_unit needs a non-empty identity")
     found = _work_units(conn, xid, t.work_units.c.identity == identity)
     if not found:
         _require_experiment(conn, xid)
@@ -291,6 +301,7 @@ def find_work_unit(conn: sa.Connection, xid: int, identity: str) -> WorkUnit | N
 
 
 def insert_jobs(conn: sa.Connection, xid: int, pairs: Sequence[tuple[int, SlurmJob]]) -> None:
+    require_id(xid, "an experiment id (xid)")
     w, j = t.work_units, t.jobs
     wids = {wid for wid, _ in pairs}
     for wid in wids:
@@ -387,6 +398,7 @@ def insert_work_unit_artifact(conn: sa.Connection, xid: int, wid: int, artifact:
 
 
 def delete_work_unit_artifact(conn: sa.Connection, xid: int, wid: int, name: str) -> None:
+    check_name(name, "name")
     a = t.work_unit_artifacts
     pk = _work_unit_pk(conn, xid, wid)
     _delete(conn, a, a.c.work_unit_id, pk, name, f"artifact of work unit {wid} of experiment {xid}")
@@ -399,6 +411,7 @@ def insert_experiment_artifact(conn: sa.Connection, xid: int, artifact: Artifact
 
 
 def delete_experiment_artifact(conn: sa.Connection, xid: int, name: str) -> None:
+    check_name(name, "name")
     _require_experiment(conn, xid)
     a = t.experiment_artifacts
     _delete(conn, a, a.c.experiment_id, xid, name, f"artifact of experiment {xid}")
@@ -411,6 +424,7 @@ def insert_experiment_config_artifact(conn: sa.Connection, xid: int, artifact: C
 
 
 def delete_experiment_config_artifact(conn: sa.Connection, xid: int, name: str) -> None:
+    check_name(name, "name")
     _require_experiment(conn, xid)
     a = t.experiment_config_artifacts
     _delete(conn, a, a.c.experiment_id, xid, name, f"config artifact of experiment {xid}")
