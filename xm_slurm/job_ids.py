@@ -128,6 +128,15 @@ class SlurmJobId:
     def component(self, offset: int) -> SlurmJobId:
         return SlurmJobId(self.job_id, het_offset=offset, cluster=self.cluster)
 
+    def same_member_in(self, job: SlurmJobId) -> SlurmJobId:
+        """This id's member (array task or het component, or the whole job) in another job `job`: where
+        a pending row, a retry or an adopted submission finds its own part of a newly submitted job."""
+        if self.array_task is not None:
+            return job.base.task(self.array_task)
+        if self.het_offset is not None:
+            return job.base.component(self.het_offset)
+        return job.base
+
     def without_step(self) -> SlurmJobId:
         return dataclasses.replace(self, step=None)
 

@@ -98,7 +98,11 @@ def _race(xid: int, name: str, trials: int) -> list[list[int]]:
         )
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+                [sys.executable, "-c", code],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                env=env,
             )
         )
     try:
@@ -212,16 +216,16 @@ async def test_identity_readd_waits_out_the_grace_of_a_submission_that_never_hap
 ) -> None:
     """A launch recorded its row and died before its sbatch: inside the grace the re-add waits (the launch
     might still submit); once the grace is over the row is dropped and the re-add submits the one job."""
-    from xm_slurm.experiment.recovery import PENDING_GRACE_SECONDS
+    from xm_slurm.experiment.recovery import SUBMISSION_GRACE_SECONDS
 
     name = f"rel-grace-{uuid.uuid4().hex[:10]}"
     xid = client().insert_experiment(ExperimentPatch(title=name))
-    created = int(time.time() - PENDING_GRACE_SECONDS + 8)  # 8 s of grace left
+    created = int(time.time() - SUBMISSION_GRACE_SECONDS + 8)  # 8 s of grace left
     try:
         _pending_unit(xid, PendingJob(new_submission_token(), created), name, local_cluster)
         async with xm_slurm.get_experiment(xid) as experiment:
             unit = await experiment.add(_job(local_cluster, name), identity="solo")
-            assert time.time() >= created + PENDING_GRACE_SECONDS, "the row was dropped inside its grace"
+            assert time.time() >= created + SUBMISSION_GRACE_SECONDS, "the row was dropped inside its grace"
             assert len(unit.slurm_jobs) == 1, "the re-add returned a unit without a job"
         assert jobs_named(name) == [str(unit.slurm_jobs[0].job_id)]
         [stored] = client().get_experiment(xid).work_units

@@ -38,6 +38,12 @@ def _states(name: str) -> list[str]:
     return [line.split()[0] for line in out.splitlines() if line]
 
 
+def _scancel(name: str) -> None:
+    ids = jobs_named(name)
+    if ids:
+        subprocess.run(["scancel", *ids], check=False)
+
+
 class UnreachableAfterSbatch(CountingTransport):
     """The real SSH transport until sbatch has run on the cluster; then the answer is lost and the cluster
     stays unreachable for this launch, so nobody can ask Slurm whether the job exists."""
@@ -80,9 +86,7 @@ async def test_sbatch_that_may_have_run_says_so_and_how_to_resolve(local_cluster
         finally:
             await reopened.aclose()
     finally:
-        ids = jobs_named(name)
-        if ids:
-            subprocess.run(["scancel", *ids], check=False)
+        _scancel(name)
 
 
 @pytest.fixture
@@ -131,6 +135,4 @@ async def test_store_outage_after_sbatch_says_the_job_was_submitted_and_cancelle
         assert caught.value.__cause__ is not None
         assert _states(name) == ["CANCELLED"]
     finally:
-        ids = jobs_named(name)
-        if ids:
-            subprocess.run(["scancel", *ids], check=False)
+        _scancel(name)

@@ -288,17 +288,29 @@ async def test_reload_with_the_cluster_unreachable_keeps_pending_rows(local_clus
         await experiment.aclose()
 
 
+class SecondSbatchRefused(CountingTransport):
+    """The real SSH transport; the second sbatch gets a partition no cluster has, so Slurm itself refuses it
+    (the launch's pre-flight, which knows the partitions, has already passed)."""
+
+    def __init__(self, config: xm_slurm.SlurmSSHConfig) -> None:
+        super().__init__(SSHTransport(config))
+
+    async def run(self, command: Command, **kw: Any) -> CommandResult:
+        if command_name(command) == "sbatch" and self.counts["sbatch"] == 1 and isinstance(command, str):
+            command = command.replace("sbatch --parsable", "sbatch --parsable --partition=nopart-xm", 1)
+        return await super().run(command, **kw)
+
+
 async def test_refused_sbatch_leaves_neither_unit_nor_pending_row(local_cluster: LocalCluster) -> None:
     name = f"rel-refused-{uuid.uuid4().hex[:10]}"
     good = cluster_config(local_cluster)
-    bad = dataclasses.replace(good, partition=f"nopart{uuid.uuid4().hex[:6]}")
     image = xm_slurm.RemoteImage(image=local_cluster.image, entrypoint=["true"])
-    experiment = xm_slurm.create_experiment(name)
+    experiment = xm_slurm.create_experiment(name, transport_factory=SecondSbatchRefused)
     with pytest.raises(SubmissionError, match="sbatch refused"):
         async with experiment:
             first = await experiment.add(xm.Job(executable=image, executor=executor(good), name=name))
             xid = experiment.experiment_id
-            await experiment.add(xm.Job(executable=image, executor=executor(bad), name=name), args=[{}, {}])
+            await experiment.add(xm.Job(executable=image, executor=executor(good), name=name), args=[{}, {}])
     stored = client().get_experiment(xid)
     assert [(wu.wid, [j.slurm_job_id for j in wu.jobs]) for wu in stored.work_units] == [
         (1, [str(first.slurm_jobs[0].job_id)])

@@ -39,7 +39,7 @@ from xm_slurm.experiment.context import ExperimentContext
 from xm_slurm.experiment.handles import SlurmLaunchedJob, is_pending
 from xm_slurm.experiment.launching import Collector, Launcher
 from xm_slurm.experiment.planning import PendingAdd, apply_args, describe, display_args
-from xm_slurm.experiment.recovery import PENDING_GRACE_SECONDS, Resolution, pending_rows, resolve_pending
+from xm_slurm.experiment.recovery import SUBMISSION_GRACE_SECONDS, Resolution, pending_rows, resolve_pending
 from xm_slurm.experiment.retrying import current_jobs
 from xm_slurm.experiment.unit_ids import UnitIdReserver
 from xm_slurm.experiment.units import ROLE_KEY, SlurmAuxiliaryUnit, SlurmExperimentUnit, SlurmWorkUnit
@@ -233,7 +233,7 @@ class SlurmExperiment(xm.Experiment):
             self._next_id = max(self._next_id, record.wid)
         return unit
 
-    async def resolve_pending_submissions(self, *, grace: float = PENDING_GRACE_SECONDS) -> Resolution:
+    async def resolve_pending_submissions(self, *, grace: float = SUBMISSION_GRACE_SECONDS) -> Resolution:
         """Settle the submissions a killed launch left pending (docs/reliability.md): a job Slurm knows by
         the submission token is adopted; a row Slurm does not know and older than `grace` seconds is
         dropped, with its work unit if the unit has no other job. Rows stay pending if the cluster cannot
@@ -402,7 +402,7 @@ class SlurmExperiment(xm.Experiment):
         waits for that launch to finish, or resolves what a killed one left (adopting a job Slurm has,
         dropping rows Slurm never got once they are older than the grace). None if the unit was dropped."""
         delay = 0.1
-        deadline = time.monotonic() + PENDING_GRACE_SECONDS + 60.0
+        deadline = time.monotonic() + SUBMISSION_GRACE_SECONDS + 60.0
         while unit.unit_id in self._pending_records:
             result = await self.resolve_pending_submissions()
             if unit.unit_id in result.deleted_units:

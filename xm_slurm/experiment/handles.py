@@ -65,11 +65,8 @@ class PendingJob:
 
     def resolve(self, job: SlurmJobId) -> SlurmJobId:
         """This member's id in the submitted job `job`."""
-        if self.array_task is not None:
-            return job.base.task(self.array_task)
-        if self.het_offset is not None:
-            return job.base.component(self.het_offset)
-        return job.base
+        shape = SlurmJobId(1, array_task=self.array_task, het_offset=self.het_offset)
+        return shape.same_member_in(job)
 
 
 def is_pending(record: SlurmJob) -> bool:

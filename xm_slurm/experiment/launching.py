@@ -31,7 +31,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from xm_slurm.api import ConflictError, SlurmJob, XManagerAPI
+from xm_slurm.api import XManagerAPI
 from xm_slurm.dependencies import afterany
 from xm_slurm.errors import (
     SubmissionError,
@@ -39,18 +39,17 @@ from xm_slurm.errors import (
     XmSlurmError,
 )
 from xm_slurm.experiment.connections import ClusterConnections
-from xm_slurm.experiment.handles import PendingJob, SlurmLaunchedJob
+from xm_slurm.experiment.handles import SlurmLaunchedJob
 from xm_slurm.experiment.planning import PendingAdd, Submission, plan
 from xm_slurm.experiment.preflight import preflight
-from xm_slurm.experiment.recovery import settle_failed_submission, unrecorded_error, unsubmitted_error
 from xm_slurm.experiment.retrying import RETRY_MARK, base_name, current_jobs, retry_failed
+from xm_slurm.experiment.submission import Member, submit_recorded
 from xm_slurm.job_ids import SlurmJobId
 from xm_slurm.packaging.cluster_auth import upload_registry_auth
 from xm_slurm.rendering import JobScriptRequest, render_job_script
 from xm_slurm.scheduler import cancel
 from xm_slurm.scheduler.limits import ClusterLimits, cached_limits
 from xm_slurm.scheduler.submit import (
-    new_submission_token,
     sbatch_script,
     upload_script,
 )
@@ -62,36 +61,21 @@ log = logging.getLogger(__name__)
 MAX_CONCURRENT_SBATCH = 8
 
 
-def _job_ids(submission: Submission, job_id: SlurmJobId) -> list[list[SlurmJobId]]:
-    """The ids of each add's jobs: array task i, hetjob component k, or the job itself."""
-    if submission.array:
-        return [[job_id.task(i)] for i in range(len(submission.adds))]
-    if len(submission.components) > 1:
-        return [[job_id.component(k) for k in range(len(submission.components))]]
-    return [[job_id]]
-
-
-def _handles(s: Submission, job_id: SlurmJobId, experiment_id: int) -> list[list[SlurmLaunchedJob]]:
-    """Each add's job handles in the submitted job `job_id`."""
+def members(s: Submission) -> list[list[Member]]:
+    """Each add's job rows: array task i, hetjob component k, or the whole job (shapes, no real id yet)."""
+    stand_in = SlurmJobId(1)
+    if s.array:
+        shapes = [[stand_in.task(i)] for i in range(len(s.adds))]
+    elif len(s.components) > 1:
+        shapes = [[stand_in.component(k) for k in range(len(s.components))]]
+    else:
+        shapes = [[stand_in]]
     return [
         [
-            SlurmLaunchedJob(name=name, job_id=jid, ssh=s.cluster.ssh, experiment_id=experiment_id)
-            for (name, _), jid in zip(add.members, ids, strict=True)
+            Member(add.work_unit_id, name, shape)
+            for (name, _), shape in zip(add.members, add_shapes, strict=True)
         ]
-        for add, ids in zip(s.adds, _job_ids(s, job_id), strict=True)
-    ]
-
-
-def _rows(
-    s: Submission, job_id: SlurmJobId, stored_id: Callable[[SlurmJobId], str]
-) -> list[tuple[int, SlurmJob]]:
-    """`(wid, row)` per job of `s` submitted as `job_id`, the row's id written by `stored_id` (the real id,
-    or a pending one); rows built directly, not through handles (a launch writes thousands)."""
-    ssh_json = s.cluster.ssh.to_json()
-    return [
-        (add.work_unit_id, SlurmJob(name=name, slurm_job_id=stored_id(jid), slurm_ssh_config=ssh_json))
-        for add, ids in zip(s.adds, _job_ids(s, job_id), strict=True)
-        for (name, _), jid in zip(add.members, ids, strict=True)
+        for add, add_shapes in zip(s.adds, shapes, strict=True)
     ]
 
 
@@ -166,7 +150,16 @@ class Launcher:
                 continue
             now = time.time()
             watcher = self.connections.watcher(s.cluster.ssh)
-            for add, handles in zip(s.adds, _handles(s, result, self.experiment_id), strict=True):
+            for add, add_members in zip(s.adds, members(s), strict=True):
+                handles = [
+                    SlurmLaunchedJob(
+                        name=m.name,
+                        job_id=m.shape.same_member_in(result),
+                        ssh=s.cluster.ssh,
+                        experiment_id=self.experiment_id,
+                    )
+                    for m in add_members
+                ]
                 for handle in handles:
                     watcher.register(handle.job_id, submitted_at=now)
                 add.unit.recorded = True
@@ -199,7 +192,7 @@ class Launcher:
     async def _sbatch(
         self, s: Submission, text: str, folder: str, after: SlurmJobId | None = None
     ) -> SlurmJobId | BaseException:
-        """Record `s` as pending, sbatch it, record its real ids: the job id, or the error that stopped it."""
+        """Submit `s` through the one submission path: the job id, or the error that stopped it."""
         transport = self.connections.transport(s.cluster.ssh)
         name = f"{s.job_name}-wu{s.adds[0].work_unit_id}-{time.time_ns():x}.sh"
         sbatch_args: list[str] = []
@@ -208,69 +201,39 @@ class Launcher:
             wait = afterany(str(after))
             dependency = wait if s.dependency is None else s.dependency & wait
             sbatch_args.append(f"--dependency={dependency.to_dependency_str()}")
-        token = new_submission_token()
-        new_units = {a.work_unit_id: a.unit for a in s.adds if not a.unit.recorded}
-        async with self._sbatch_slots:  # the pending rows are written right before their own sbatch
-            pending = self._pending_rows(s, token)
+        new_units = [a.unit for a in s.adds if not a.unit.recorded]
+
+        def kept() -> None:
+            for unit in new_units:
+                unit.recorded = True  # the store keeps the unit (pending) until a resolution
+
+        async with self._sbatch_slots:
             # The script goes up while the pending rows are written (sbatch waits for both): a script
             # whose rows could not be written is never submitted, it only stays in the folder.
             upload = asyncio.ensure_future(upload_script(transport, text, directory=folder, name=name))
+
+            async def sbatch(token: str) -> SlurmJobId:
+                self.sbatch_calls += 1
+                return await sbatch_script(transport, await upload, sbatch_args=sbatch_args, token=token)
+
             try:
-                await self.client.areplace_jobs(
-                    self.experiment_id, work_units=[u.to_patch() for u in new_units.values()], insert=pending
-                )
-            except Exception as e:
-                upload.cancel()
-                with contextlib.suppress(BaseException):
-                    await upload
-                log.error("recording submission %s failed, so it was not submitted: %s", name, e)
-                if isinstance(e, ConflictError):
-                    e = ConflictError(
-                        f"{e} (another launch recorded the same work unit id or identity in experiment "
-                        f"{self.experiment_id} at the same time; nothing was submitted)"
-                    )
-                return e
-            self.sbatch_calls += 1
-            try:
-                path = await upload
-                job_id = await sbatch_script(transport, path, sbatch_args=sbatch_args, token=token)
-            except Exception as e:
-                log.error("submitting %s failed: %s", name, e)
-                settlement = await settle_failed_submission(
+                return await submit_recorded(
                     self.client,
                     self.experiment_id,
                     self.connections,
                     s.cluster.ssh,
-                    token,
-                    pending,
-                    new_units=sorted(new_units),
+                    [m for add_members in members(s) for m in add_members],
+                    sbatch,
+                    new_units=[u.to_patch() for u in new_units],
+                    kept=kept,
                 )
-                if settlement.found is None:
-                    if not settlement.removed:
-                        for unit in new_units.values():
-                            unit.recorded = True  # the store keeps the unit (pending) until a resolution
-                    return unsubmitted_error(e, settlement, self.experiment_id, _wids(s))
-                job_id = settlement.found
-        records = _rows(s, job_id, SlurmJobId.to_string)
-        try:
-            await self.client.areplace_jobs(
-                self.experiment_id, remove=[(wid, j.slurm_job_id) for wid, j in pending], insert=records
-            )
-        except BaseException as e:
-            # The launch fails, so its job must not run on; the pending rows stay and resolve to it.
-            for unit in new_units.values():
-                unit.recorded = True  # its pending rows are stored: they resolve to the cancelled job
-            handles = [h for handles in _handles(s, job_id, self.experiment_id) for h in handles]
-            cancelled = await self.cancel(handles)
-            if not isinstance(e, Exception):
+            except Exception as e:
                 return e
-            return unrecorded_error(e, job_id, cancelled, self.experiment_id, _wids(s))
-        return job_id
-
-    def _pending_rows(self, s: Submission, token: str) -> list[tuple[int, SlurmJob]]:
-        """One pending row per job of `s` (its shape from a stand-in job id)."""
-        created = time.time()
-        return _rows(s, SlurmJobId(1), lambda shape: PendingJob.of(token, created, shape).to_string())
+            finally:
+                if not upload.done():
+                    upload.cancel()
+                with contextlib.suppress(BaseException):
+                    await upload
 
     async def cancel(self, handles: Sequence[SlurmLaunchedJob]) -> bool:
         """scancel these jobs; False if some could not be cancelled (logged)."""

@@ -6,7 +6,7 @@ the pending rows; whoever opens the experiment next resolves them here:
 
 * the token is in squeue or sacct (`scheduler.submit.find_submission`): the job exists, its real ids replace
   the pending rows (adopted);
-* the cluster answers that no job has the token, and the row is older than `PENDING_GRACE_SECONDS`: the
+* the cluster answers that no job has the token, and the row is older than `SUBMISSION_GRACE_SECONDS`: the
   submission never happened (or is too old to matter); the row goes, and with it its work unit if the unit
   has no other job;
 * the cluster cannot answer, or the row is recent (its sbatch may still be running): the row stays, and the
@@ -30,15 +30,12 @@ from xm_slurm.errors import MetadataError, SchedulerError, TransportError, Valid
 from xm_slurm.experiment.connections import ClusterConnections
 from xm_slurm.experiment.handles import PendingJob, SlurmLaunchedJob
 from xm_slurm.job_ids import SlurmJobId
+from xm_slurm.scheduler.states import SUBMISSION_GRACE_SECONDS
 from xm_slurm.scheduler.submit import find_submission
 from xm_slurm.ssh_config import SlurmSSHConfig
 
 log = logging.getLogger(__name__)
 
-#: A pending row the cluster does not know is dropped only once it is this old (seconds): longer than one
-#: `submit` can take (3 attempts, each waiting up to 30 s for a lost answer), so a launch still running in
-#: another process is not undone. Clocks of the machines involved are assumed to agree within a minute.
-PENDING_GRACE_SECONDS = 120.0
 #: Token look-ups (one squeue + one sacct each) in flight at once per resolution.
 MAX_CONCURRENT_LOOKUPS = 4
 
@@ -80,7 +77,7 @@ async def resolve_pending(
     work_units: Sequence[WorkUnit],
     connections: ClusterConnections,
     *,
-    grace: float = PENDING_GRACE_SECONDS,
+    grace: float = SUBMISSION_GRACE_SECONDS,
     now: float | None = None,
 ) -> Resolution:
     """Resolve the pending rows of `work_units` (as stored); see the module docstring."""

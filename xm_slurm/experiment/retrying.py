@@ -20,14 +20,13 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from xm_slurm.api import SlurmJob, XManagerAPI
+from xm_slurm.api import XManagerAPI
 from xm_slurm.errors import XmSlurmError
 from xm_slurm.experiment.connections import ClusterConnections
-from xm_slurm.experiment.handles import PendingJob, SlurmLaunchedJob
-from xm_slurm.experiment.recovery import settle_failed_submission, unrecorded_error, unsubmitted_error
+from xm_slurm.experiment.handles import SlurmLaunchedJob
+from xm_slurm.experiment.submission import Member, submit_recorded
 from xm_slurm.job_ids import SlurmJobId
 from xm_slurm.scheduler.resubmit import resubmit, submitted_scripts
-from xm_slurm.scheduler.submit import new_submission_token
 from xm_slurm.ssh_config import SlurmSSHConfig
 from xm_slurm.status import SlurmWorkUnitStatusEnum
 
@@ -44,8 +43,6 @@ class RetryHost(Protocol):
     connections: ClusterConnections
     experiment_id: int
     sbatch_calls: int
-
-    async def cancel(self, handles: Sequence[SlurmLaunchedJob]) -> bool: ...
 
 
 @dataclasses.dataclass
@@ -77,15 +74,6 @@ def current_jobs(jobs: Sequence[SlurmLaunchedJob]) -> list[SlurmLaunchedJob]:
 
 def retry_name(job: SlurmLaunchedJob) -> str:
     return f"{base_name(job.name)}{RETRY_MARK}{job.job_id}]"
-
-
-def _fresh_id(new: SlurmJobId, old: SlurmJobId) -> SlurmJobId:
-    """The id the retry of member `old` has in the resubmitted job `new` (same task / component)."""
-    if old.array_task is not None:
-        return new.task(old.array_task)
-    if old.het_offset is not None:
-        return new.component(old.het_offset)
-    return new
 
 
 async def retry_failed(
@@ -125,65 +113,27 @@ async def retry_failed(
 
 
 async def _retry_one(host: RetryHost, ssh: SlurmSSHConfig, r: _Resubmission) -> list[Any]:
-    """Record, resubmit and record again one script's failed jobs; returns their units."""
-    token = new_submission_token()
-    created = time.time()
-    pending = [
-        (
-            unit.unit_id,
-            SlurmJob(
-                name=retry_name(job),
-                slurm_job_id=PendingJob.of(token, created, job.job_id).to_string(),
-                slurm_ssh_config=ssh.to_json(),
-            ),
-        )
-        for unit, job in r.members
-    ]
-    await host.client.areplace_jobs(host.experiment_id, insert=pending)
+    """Resubmit one script's failed jobs through the one submission path; returns their units."""
     transport = host.connections.transport(ssh)
-    host.sbatch_calls += 1
-    try:
-        new_id = await resubmit(transport, r.script, array_tasks=r.array_tasks, token=token)
-    except Exception as e:
-        log.error("retry %s failed: %s", token, e)
-        settlement = await settle_failed_submission(
-            host.client, host.experiment_id, host.connections, ssh, token, pending
-        )
-        if settlement.found is None:
-            wids = [unit.unit_id for unit, _ in r.members]
-            raise unsubmitted_error(e, settlement, host.experiment_id, wids) from e
-        new_id = settlement.found
-    handles = [
-        (
-            unit,
-            job,
-            SlurmLaunchedJob(
-                name=retry_name(job),
-                job_id=_fresh_id(new_id, job.job_id),
-                ssh=ssh,
-                experiment_id=host.experiment_id,
-            ),
-        )
-        for unit, job in r.members
-    ]
-    try:
-        await host.client.areplace_jobs(
-            host.experiment_id,
-            remove=[(wid, row.slurm_job_id) for wid, row in pending],
-            insert=[(unit.unit_id, new.to_record()) for unit, _, new in handles],
-        )
-    except BaseException as e:
-        # The retry must not run unrecorded; its pending rows stay and resolve to the cancelled job.
-        cancelled = await host.cancel([new for _, _, new in handles])
-        if not isinstance(e, Exception):
-            raise
-        wids = [unit.unit_id for unit, _, _ in handles]
-        raise unrecorded_error(e, new_id, cancelled, host.experiment_id, wids) from e
+
+    async def sbatch(token: str) -> SlurmJobId:
+        host.sbatch_calls += 1
+        return await resubmit(transport, r.script, array_tasks=r.array_tasks, token=token)
+
+    members = [Member(unit.unit_id, retry_name(job), job.job_id) for unit, job in r.members]
+    new_id = await submit_recorded(host.client, host.experiment_id, host.connections, ssh, members, sbatch)
     watcher = host.connections.watcher(ssh)
     now = time.time()
     units: list[Any] = []
-    for unit, old, new in handles:
+    for unit, old in r.members:
+        new = SlurmLaunchedJob(
+            name=retry_name(old),
+            job_id=old.job_id.same_member_in(new_id),
+            ssh=ssh,
+            experiment_id=host.experiment_id,
+        )
         watcher.register(new.job_id, submitted_at=now)
         unit._jobs = [new if j is old else j for j in unit._jobs]
-        units.append(unit)
+        if unit not in units:
+            units.append(unit)
     return units

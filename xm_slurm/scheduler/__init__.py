@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from xm_slurm.scheduler.logs import follow, tail
 from xm_slurm.scheduler.states import (
-    DEFAULT_GRACE_SECONDS,
+    SUBMISSION_GRACE_SECONDS,
     merge_rows,
     parse_sacct,
     parse_squeue,
@@ -18,7 +18,7 @@ from xm_slurm.scheduler.submit import cancel, experiment_dir, state_root, submit
 from xm_slurm.scheduler.watcher import JobWatcher
 
 __all__ = [
-    "DEFAULT_GRACE_SECONDS",
+    "SUBMISSION_GRACE_SECONDS",
     "JobWatcher",
     "StatusRows",
     "cancel",

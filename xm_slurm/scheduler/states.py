@@ -36,7 +36,11 @@ log = logging.getLogger(__name__)
 SACCT_FORMAT = "JobID,State,ExitCode,Reason"
 SQUEUE_FORMAT = "JobArrayID:|,State:|,exit_code:|,Reason:"
 MAX_COMMAND_CHARS = 60_000  # well below ARG_MAX and sshd's packet size; ids are chunked beyond this
-DEFAULT_GRACE_SECONDS = 120.0
+#: How long after its sbatch a submission may still be unknown to Slurm (seconds): a job not visible yet is
+#: PENDING, not lost; a pending row (recorded before its sbatch) the cluster does not know is dropped only
+#: once this old. Longer than one submit can take (3 attempts, each waiting up to 30 s for a lost answer);
+#: clocks of the machines involved are assumed to agree within a minute.
+SUBMISSION_GRACE_SECONDS = 120.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -267,7 +271,7 @@ def resolve(
     *,
     submitted_at: Mapping[SlurmJobId, float] | None = None,
     array_sizes: Mapping[SlurmJobId, int] | None = None,
-    grace: float = DEFAULT_GRACE_SECONDS,
+    grace: float = SUBMISSION_GRACE_SECONDS,
     now: float | None = None,
 ) -> dict[SlurmJobId, SlurmJobStatus]:
     """Answer each requested id from the rows (pure; see the module docstring for the rules)."""

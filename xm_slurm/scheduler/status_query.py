@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from xm_slurm.errors import StatusUnavailableError
 from xm_slurm.job_ids import SlurmJobId
 from xm_slurm.scheduler.states import (
-    DEFAULT_GRACE_SECONDS,
+    SUBMISSION_GRACE_SECONDS,
     Row,
     merge_rows,
     parse_sacct,
@@ -105,7 +105,7 @@ async def get_job_states(
     *,
     submitted_at: Mapping[SlurmJobId, float] | None = None,
     array_sizes: Mapping[SlurmJobId, int] | None = None,
-    grace: float = DEFAULT_GRACE_SECONDS,
+    grace: float = SUBMISSION_GRACE_SECONDS,
     use_sacct: bool = True,
 ) -> dict[SlurmJobId, SlurmJobStatus]:
     """The state of every requested job / array task / hetjob component: one squeue (+ one sacct) per cluster."""

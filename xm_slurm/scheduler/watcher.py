@@ -27,7 +27,7 @@ from xm_slurm.errors import StatusUnavailableError
 from xm_slurm.job_ids import SlurmJobId
 from xm_slurm.scheduler.budget import SharedStatusCache
 from xm_slurm.scheduler.local_state import transport_key
-from xm_slurm.scheduler.states import DEFAULT_GRACE_SECONDS, resolve
+from xm_slurm.scheduler.states import SUBMISSION_GRACE_SECONDS, resolve
 from xm_slurm.scheduler.status_query import query_rows
 from xm_slurm.status import SlurmJobStatus
 from xm_slurm.transport.base import Transport
@@ -48,7 +48,7 @@ class JobWatcher:
         *,
         min_interval: float = 1.0,
         max_interval: float = 30.0,
-        grace: float = DEFAULT_GRACE_SECONDS,
+        grace: float = SUBMISSION_GRACE_SECONDS,
         share: bool | SharedStatusCache = True,
         jitter: float = 0.1,
     ) -> None:
