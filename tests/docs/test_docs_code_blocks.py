@@ -270,6 +270,10 @@ def _ssh_config(cluster: LocalCluster, folder: Path) -> Path:
         f"    User {cluster.ssh_user}\n"
         f"    IdentityFile {cluster.ssh_key}\n"
         f"    UserKnownHostsFile {cluster.known_hosts}\n"
+        # The examples' experiments record the cluster's address; their readers log in as configured here.
+        f"Host {cluster.ssh_host}*\n"
+        f"    IdentityFile {cluster.ssh_key}\n"
+        f"    UserKnownHostsFile {cluster.known_hosts}\n"
     )
     return path
 
