@@ -25,6 +25,17 @@ def _job(lc: LocalCluster, cluster: xm_slurm.SlurmClusterConfig, name: str, *com
     return xm.Job(executable=image, executor=executor(cluster), name=name)
 
 
+def _jobs_named(name: str) -> list[str]:
+    """slurmctld's view (sacct lags right after a submission)."""
+    out = subprocess.run(
+        ["squeue", "-h", "--states=all", "--name", name, "-o", "%i"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.split()
+
+
 def _sacct_state(job_id: str) -> str:
     out = subprocess.run(
         ["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "State"], capture_output=True, text=True, check=True
@@ -157,3 +168,23 @@ def test_experiment_module_exports_the_experiment_names() -> None:
         "JobArgs",
     ):
         assert getattr(experiment, name) is getattr(xm_slurm, name), name
+
+
+async def test_an_error_in_the_body_cancels_adds_not_yet_submitted(
+    local_cluster: LocalCluster, cluster: xm_slurm.SlurmClusterConfig
+) -> None:
+    """XManager waits for every add on exit; we do not submit what a failed body left behind (e.g. a sweep
+    added without `await` before the body raised)."""
+    name = f"contract-cancel-{uuid.uuid4().hex[:8]}"
+    job = _job(local_cluster, cluster, name)
+    experiment = xm_slurm.create_experiment("contract body error")
+    with pytest.raises(RuntimeError, match="the body failed"):
+        async with experiment:
+            first = await experiment.add(job)  # submitted before the error: it stays
+            experiment.add(job, args=[{"args": {"i": i}} for i in range(3)])  # not awaited
+            raise RuntimeError("the body failed")
+    assert _jobs_named(name) == [str(first.slurm_jobs[0].job_id)], (
+        "the sweep added without await was submitted"
+    )
+    stored = api.client().get_experiment(experiment.experiment_id)
+    assert [wu.wid for wu in stored.work_units] == [1]

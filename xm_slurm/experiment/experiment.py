@@ -34,10 +34,11 @@ from xmanager import xm
 from xm_slurm.api import ConflictError, Experiment, ExperimentPatch, WorkUnit, XManagerAPI, client
 from xm_slurm.dependencies import SlurmDependency
 from xm_slurm.errors import NotFoundError, ValidationError, XmSlurmError
+from xm_slurm.experiment.batch import AddBatch, Slot
 from xm_slurm.experiment.connections import ClusterConnections, TransportFactory
 from xm_slurm.experiment.context import ExperimentContext
 from xm_slurm.experiment.handles import SlurmLaunchedJob, is_pending
-from xm_slurm.experiment.launching import Collector, Launcher
+from xm_slurm.experiment.launching import Launcher
 from xm_slurm.experiment.planning import PendingAdd, apply_args, describe, display_args
 from xm_slurm.experiment.recovery import SUBMISSION_GRACE_SECONDS, Resolution, pending_rows, resolve_pending
 from xm_slurm.experiment.retrying import current_jobs
@@ -438,30 +439,28 @@ class SlurmExperiment(xm.Experiment):
         role: xm.ExperimentUnitRole,
         identities: Sequence[str],
     ) -> list[SlurmExperimentUnit]:
-        collector = Collector(self.launcher)
+        batch = AddBatch(self.launcher)
         units = []
         calls = []
         first_id = await self.unit_ids.reserve(len(trials))
         for i, (trial, dep, identity) in enumerate(zip(trials, deps, identities, strict=True)):
             unit = self._new_unit(role, display_args(job, trial), identity, first_id + i)
-            unit.trial_index, unit.default_dependency, unit.collector = i, dep, collector
+            batch.slots[unit] = Slot(i, dep)
             units.append(unit)
             calls.append((unit, functools.partial(_run, unit, job, trial)))
         token = _current.set(self)
         try:
-            failed = await collector.run(calls)
+            failed = await batch.run(calls)
         finally:
             _current.reset(token)
-            for unit in units:
-                unit.collector = None
-        empty = [u for u in units if not u.recorded and id(u) not in failed]
+        empty = [u for u in units if not u.recorded and u not in failed]
         if empty:  # a generator that added nothing still made a work unit
             await self._client.ainsert_work_units(self.experiment_id, [u.to_patch() for u in empty])
             for u in empty:
-                u.recorded = True
+                u.launched([], recorded=True)
         errors = []
         for unit in units:
-            error = failed.get(id(unit))
+            error = failed.get(unit)
             if error is not None:
                 unit.launch_error = error
                 errors.append((unit, error))
@@ -518,12 +517,9 @@ class SlurmExperiment(xm.Experiment):
             pool.shutdown(wait=False)
         return future if running is None else asyncio.wrap_future(future)
 
-    def _enqueue(self, pending: PendingAdd) -> asyncio.Future[None]:
-        collector = getattr(pending.unit, "collector", None)
-        if collector is not None:
-            return collector.enqueue(pending)
-        # An add outside `experiment.add` (e.g. on a unit returned earlier): submit it on its own.
-        self._tasks.append(asyncio.ensure_future(self.launcher.submit([pending])))
+    def submit_alone(self, pending: PendingAdd) -> asyncio.Future[None]:
+        """An add outside `experiment.add` (e.g. on a unit returned earlier): submitted on its own."""
+        self._tasks.append(self.launcher.submit_soon([pending]))
         return pending.future
 
     # --- packaging ---
@@ -568,9 +564,17 @@ class SlurmExperiment(xm.Experiment):
         first: BaseException | None = None
         while self._tasks:  # launches may add more (an add outside experiment.add)
             tasks, self._tasks = self._tasks, []
+            if exc is not None:
+                # Unlike XManager, which waits for every add: after an error in the body (e.g. a
+                # forgotten await), adds not yet submitted are cancelled; a batch already submitting
+                # finishes and records its jobs (drained below).
+                for task in tasks:
+                    task.cancel()
             for result in await asyncio.gather(*tasks, return_exceptions=True):
                 if isinstance(result, BaseException) and first is None:
                     first = result
+        if self._launcher is not None:
+            await self._launcher.drain()
         try:
             await self.context.flush()
             if self._created and not any(u.recorded for u in self._units.values()):
@@ -617,6 +621,9 @@ class SlurmExperiment(xm.Experiment):
         loop, thread = self._loop, self._thread
         assert loop is not None and thread is not None
         try:
+            if exc is not None:  # as in __aexit__: adds not submitted yet are cancelled
+                for future in self._sync_futures:
+                    future.cancel()
             concurrent.futures.wait(self._sync_futures)
             errors = [f.exception() for f in self._sync_futures if not f.cancelled() and f.exception()]
             asyncio.run_coroutine_threadsafe(self.__aexit__(exc_type, exc, tb), loop).result()

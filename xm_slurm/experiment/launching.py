@@ -28,7 +28,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from xm_slurm.api import XManagerAPI
@@ -89,6 +89,7 @@ class Launcher:
         self.max_array_size: int | None = None
         self._limits: dict[SlurmSSHConfig, asyncio.Task[ClusterLimits]] = {}
         self._sbatch_slots = asyncio.Semaphore(MAX_CONCURRENT_SBATCH)
+        self._in_flight: set[asyncio.Task[None]] = set()
 
     def prefetch(self, ssh: SlurmSSHConfig) -> asyncio.Task[ClusterLimits]:
         """Start asking the cluster's limits (once), so that the answer is on its way while adds are collected."""
@@ -126,6 +127,18 @@ class Launcher:
             out.append((s, render_job_script(request), request.experiment_dir))
         return out
 
+    def submit_soon(self, adds: Sequence[PendingAdd]) -> asyncio.Task[None]:
+        """`submit` as a task that `drain` waits for, even when whoever started it is cancelled."""
+        task = asyncio.ensure_future(self.submit(adds))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+        return task
+
+    async def drain(self) -> None:
+        """Wait for every submission in flight (their own errors reach their adds, not the caller)."""
+        while self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+
     async def submit(self, adds: Sequence[PendingAdd]) -> None:
         """Submit and record `adds`; each add's future gets None or the error that stopped it."""
         try:
@@ -162,8 +175,7 @@ class Launcher:
                 ]
                 for handle in handles:
                     watcher.register(handle.job_id, submitted_at=now)
-                add.unit.recorded = True
-                add.unit.launched(handles)
+                add.unit.launched(handles, recorded=True)
                 if not add.future.done():
                     add.future.set_result(None)
 
@@ -172,7 +184,7 @@ class Launcher:
     ) -> list[SlurmJobId | BaseException]:
         """sbatch every submission; the chunks of one throttled sweep in order, everything else at once."""
         results: dict[int, SlurmJobId | BaseException] = {}
-        position = {id(s): i for i, (s, _, _) in enumerate(rendered)}
+        submissions = {s for s, _, _ in rendered}
 
         async def chain(head: int) -> None:
             i: int | None = head
@@ -185,7 +197,7 @@ class Launcher:
                     results[i] = previous = await self._sbatch(s, text, folder, previous)
                 i = next((k for k, (t, _, _) in enumerate(rendered) if t.after is s), None)
 
-        heads = [i for i, (s, _, _) in enumerate(rendered) if s.after is None or id(s.after) not in position]
+        heads = [i for i, (s, _, _) in enumerate(rendered) if s.after is None or s.after not in submissions]
         await asyncio.gather(*(chain(i) for i in heads))
         return [results[i] for i in range(len(rendered))]
 
@@ -205,7 +217,7 @@ class Launcher:
 
         def kept() -> None:
             for unit in new_units:
-                unit.recorded = True  # the store keeps the unit (pending) until a resolution
+                unit.launched([], recorded=True)  # the store keeps the unit (pending) until a resolution
 
         async with self._sbatch_slots:
             # The script goes up while the pending rows are written (sbatch waits for both): a script
@@ -267,72 +279,8 @@ def _fail(adds: Sequence[PendingAdd], error: BaseException) -> None:
         add.future.exception()
 
 
-class Collector:
-    """Runs the generators of one `experiment.add` and batches the jobs they add."""
-
-    def __init__(self, launcher: Launcher) -> None:
-        self.launcher = launcher
-        self.pending: list[PendingAdd] = []
-        self._per_unit: collections.Counter[int] = collections.Counter()
-        self._changed = asyncio.Event()
-
-    def enqueue(self, add: PendingAdd) -> asyncio.Future[None]:
-        self.launcher.prefetch(add.cluster.ssh)  # the first add of a cluster starts reading its limits
-        self.pending.append(add)
-        self._per_unit[id(add.unit)] += 1
-        self._changed.set()
-        return add.future
-
-    async def run(
-        self, calls: Sequence[tuple[Any, Callable[[], Awaitable[Any]]]]
-    ) -> dict[int, BaseException]:
-        """Run each unit's generator; returns {id(unit): error} of the units that failed."""
-        tasks: dict[asyncio.Future[Any], Any] = {}
-        for i, (unit, call) in enumerate(calls):
-            tasks[asyncio.ensure_future(call())] = unit
-            if i % 64 == 0 and len(calls) > 1:
-                # Yield now and then while starting many generators: the cluster lookup the first add
-                # starts (its limits: an SSH command) then makes progress while the other trials are
-                # prepared, instead of starting after all of them.
-                await asyncio.sleep(0)
-        failed: dict[int, BaseException] = {}
-        while True:
-            for _ in range(3):  # let every generator run up to its next real wait
-                await asyncio.sleep(0)
-            running = [t for t in tasks if not t.done()]
-            if any(self._per_unit[id(tasks[t])] == 0 for t in running):
-                self._changed.clear()
-                changed = asyncio.ensure_future(self._changed.wait())
-                await asyncio.wait([*running, changed], return_when=asyncio.FIRST_COMPLETED)
-                changed.cancel()
-                continue
-            for task, unit in tasks.items():
-                if task.done() and not task.cancelled() and task.exception() is not None:
-                    failed.setdefault(id(unit), task.exception())  # type: ignore[arg-type]
-            batch = [a for a in self.pending if id(a.unit) not in failed]
-            dropped = [a for a in self.pending if id(a.unit) in failed]
-            self.pending = []
-            self._per_unit.clear()
-            for add in dropped:
-                add.future.cancel()
-            if batch:
-                await self.launcher.submit(batch)
-                for add in batch:
-                    if add.future.exception() is not None:
-                        failed.setdefault(id(add.unit), add.future.exception())  # type: ignore[arg-type]
-            elif not running:
-                break
-        for task, unit in tasks.items():
-            if task.cancelled():
-                failed.setdefault(id(unit), asyncio.CancelledError())
-            elif task.exception() is not None:
-                failed.setdefault(id(unit), task.exception())  # type: ignore[arg-type]
-        return failed
-
-
 __all__ = [
     "RETRY_MARK",
-    "Collector",
     "Launcher",
     "SubmissionError",
     "base_name",

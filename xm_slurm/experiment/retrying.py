@@ -133,7 +133,7 @@ async def _retry_one(host: RetryHost, ssh: SlurmSSHConfig, r: _Resubmission) -> 
             experiment_id=host.experiment_id,
         )
         watcher.register(new.job_id, submitted_at=now)
-        unit._jobs = [new if j is old else j for j in unit._jobs]
+        unit.retried(old, new)
         if unit not in units:
             units.append(unit)
     return units

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from xmanager import xm
@@ -28,6 +28,7 @@ from xm_slurm.dependencies import (
     afterok,
 )
 from xm_slurm.errors import ValidationError
+from xm_slurm.experiment.batch import current_batch
 from xm_slurm.experiment.context import WorkUnitContext
 from xm_slurm.experiment.handles import SlurmLaunchedJob
 from xm_slurm.experiment.planning import apply_args, encode_args, make_pending
@@ -71,10 +72,7 @@ class SlurmExperimentUnit(xm.ExperimentUnit):
         self._jobs: list[SlurmLaunchedJob] = list(jobs)
         self._context = experiment.context.work_unit(unit_id, artifacts)
         self.recorded = recorded
-        self.trial_index = 0
-        self.default_dependency: SlurmDependency | None = None
         self.launch_error: BaseException | None = None
-        self.collector: Any = None  # the launch collecting this unit's adds, while it runs
 
     # --- identity and records ---
 
@@ -108,8 +106,14 @@ class SlurmExperimentUnit(xm.ExperimentUnit):
             args = {ROLE_KEY: "AUX_UNIT", "args": args}
         return WorkUnitPatch(wid=self._unit_id, identity=self._identity, args=encode_args(args))
 
-    def launched(self, handles: list[SlurmLaunchedJob]) -> None:
+    def launched(self, handles: Sequence[SlurmLaunchedJob], *, recorded: bool = True) -> None:
+        """Jobs submitted for this unit (`recorded`: the store holds the unit now)."""
         self._jobs.extend(handles)
+        self.recorded = self.recorded or recorded
+
+    def retried(self, old: SlurmLaunchedJob, new: SlurmLaunchedJob) -> None:
+        """Job `old` was resubmitted as `new`, which replaces it in the unit's jobs."""
+        self._jobs = [new if j is old else j for j in self._jobs]
 
     # --- adding jobs ---
 
@@ -134,10 +138,12 @@ class SlurmExperimentUnit(xm.ExperimentUnit):
                 f"cannot add {job!r}: use an xm.Job, an xm.JobGroup or an async job generator"
             )
         job = apply_args(job, args)
-        pending = make_pending(
-            self, self._unit_id, self.trial_index, job, dependency or self.default_dependency
-        )
-        return self.experiment._enqueue(pending)
+        batch = current_batch.get()
+        slot = None if batch is None else batch.slots.get(self)
+        if batch is None or slot is None:  # an add outside the `experiment.add` that made this unit
+            return self.experiment.submit_alone(make_pending(self, self._unit_id, 0, job, dependency))
+        pending = make_pending(self, self._unit_id, slot.trial_index, job, dependency or slot.dependency)
+        return batch.enqueue(pending)
 
     # --- dependencies on this unit ---
 
