@@ -1,6 +1,6 @@
 """`xm-slurm server`: run the metadata REST server and manage its bearer tokens.
 
-    xm-slurm server run [--host 127.0.0.1] [--port 8000] [--db URL]
+    xm-slurm server run [--host 127.0.0.1] [--port 8000] [--db URL] [--max-body-mib 16]
     xm-slurm server token create [--name NAME] [--read-only] [--expires-in-days DAYS] [--db URL]
     xm-slurm server token list [--db URL]
     xm-slurm server token revoke ID [--db URL]
@@ -12,10 +12,12 @@ metadata store (`$XM_SLURM_STATE_DIR/db.sqlite3`). `run` needs the `server` extr
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from collections.abc import Callable
 from typing import Any
 
-from xm_slurm.errors import ConfigurationError, ValidationError, XmSlurmError
+from xm_slurm.errors import ConfigurationError, XmSlurmError
 
 EPILOG = """\
 examples:
@@ -24,6 +26,27 @@ examples:
   xm-slurm server token revoke 3 --db postgresql+psycopg://xm@db.example.org/xm
   xm-slurm server run --host 127.0.0.1 --port 8000 --db postgresql+psycopg://xm@db.example.org/xm
 """
+
+
+MAX_EXPIRY_DAYS = 36_500  # 100 years: far enough for "never", and a date Python can still hold
+MAX_BODY_MIB = 1024
+
+
+def _positive_number(option: str, limit: float) -> Callable[[str], float]:
+    """An argparse type: a finite number in (0, limit], else a usage error (exit 2) naming the value."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{option} {text} is not a number") from None
+        if not math.isfinite(value) or not 0 < value <= limit:
+            raise argparse.ArgumentTypeError(
+                f"{option} {text} must be a positive number of at most {limit:,g}"
+            )
+        return value
+
+    return parse
 
 
 def _db_url(value: str | None) -> str | None:
@@ -54,7 +77,8 @@ def _run(args: argparse.Namespace) -> int:
         f"xm-slurm metadata server on http://{args.host}:{args.port}/api (docs: /docs), database {client!r}",
         file=sys.stderr,
     )
-    uvicorn.run(create_app(client), host=args.host, port=args.port, log_level=args.log_level)
+    app = create_app(client, max_body_bytes=int(args.max_body_mib * 2**20))
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
 
@@ -63,13 +87,8 @@ def _token_create(args: argparse.Namespace) -> int:
 
     from xm_slurm.api.server.tokens import READ_ONLY, READ_WRITE, create_token
 
-    expires_in = None
-    if args.expires_in_days is not None:
-        if args.expires_in_days <= 0:
-            raise ValidationError(
-                f"--expires-in-days {args.expires_in_days} must be a positive number of days"
-            )
-        expires_in = dt.timedelta(days=args.expires_in_days)
+    # argparse checked the number (finite, > 0, at most MAX_EXPIRY_DAYS): timedelta cannot overflow.
+    expires_in = None if args.expires_in_days is None else dt.timedelta(days=args.expires_in_days)
     scope = READ_ONLY if args.read_only else READ_WRITE
     token = create_token(_open(args.db), args.name, scope=scope, expires_in=expires_in)
     # The token is shown this once (only its hash is stored): stdout alone, so it can be captured.
@@ -132,6 +151,13 @@ def register(subparsers: Any) -> None:
     run.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
     run.add_argument("--db", default=None, help=db_help)
     run.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    run.add_argument(
+        "--max-body-mib",
+        type=_positive_number("--max-body-mib", MAX_BODY_MIB),
+        default=16,  # api.server.limits.MAX_BODY_BYTES (not imported here: it needs the server extra)
+        metavar="MIB",
+        help="largest request body accepted, in MiB (default: 16); larger requests get HTTP 413",
+    )
     run.set_defaults(func=_guard(_run))
 
     token = commands.add_parser("token", help="manage bearer tokens")
@@ -144,10 +170,10 @@ def register(subparsers: Any) -> None:
     )
     create.add_argument(
         "--expires-in-days",
-        type=float,
+        type=_positive_number("--expires-in-days", MAX_EXPIRY_DAYS),
         default=None,
         metavar="DAYS",
-        help="the token stops working after DAYS days",
+        help=f"the token stops working after DAYS days (a positive number, at most {MAX_EXPIRY_DAYS:,})",
     )
     create.set_defaults(func=_guard(_token_create))
     listing = token_commands.add_parser("list", help="list the tokens (never the tokens themselves)")

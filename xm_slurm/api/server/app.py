@@ -18,6 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from xm_slurm.api import codec, models
 from xm_slurm.api.base import DEFAULT_LIST_LIMIT, ConflictError
 from xm_slurm.api.server import idempotency, tokens
+from xm_slurm.api.server.limits import MAX_BODY_BYTES, TOKEN_KEY, RequestGuard
 from xm_slurm.api.server.schemas import (
     ArtifactBody,
     ConfigArtifactBody,
@@ -67,23 +68,27 @@ def _validation_errors(errors: Any) -> list[dict[str, Any]]:
     ]
 
 
-def create_app(client: SqlClient) -> FastAPI:
+def create_app(client: SqlClient, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    """The application; `max_body_bytes` caps each request's body (see `limits`)."""
     app = FastAPI(
         title="xm_slurm metadata",
         version=__version__,
-        description="Experiments, work units, Slurm jobs and artifacts recorded by xm_slurm launch scripts.",
+        description=(
+            "Experiments, work units, Slurm jobs and artifacts recorded by xm_slurm launch scripts. "
+            f"Request bodies are limited to {max_body_bytes:,} bytes (413 beyond)."
+        ),
     )
+    # Token first, from the headers alone, then the body's size: before FastAPI reads any body.
+    app.add_middleware(RequestGuard, client=client, max_body_bytes=max_body_bytes)
 
     def authenticate(
         request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
     ) -> None:
-        info = None if credentials is None else tokens.lookup(client, credentials.credentials)
-        if info is None:  # missing, unknown or expired: the same answer, so nothing leaks about tokens
+        # RequestGuard has checked the token (401/403); this documents the scheme and checks it was run.
+        if not isinstance(request.scope.get(TOKEN_KEY), tokens.TokenInfo):
             raise HTTPException(
                 401, "a valid, unexpired bearer token is required", headers={"WWW-Authenticate": "Bearer"}
             )
-        if request.method not in ("GET", "HEAD", "OPTIONS") and not info.can_write:
-            raise HTTPException(403, f"token {info.name!r} is read-only: {request.method} is not allowed")
 
     @app.exception_handler(RequestValidationError)
     def _bad_request(_request: Request, e: RequestValidationError) -> JSONResponse:
