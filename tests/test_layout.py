@@ -63,7 +63,7 @@ PENDING_OFFENCES = frozenset(
     }
 )
 PENDING_LONG_MODULES = frozenset(
-    {"xm_slurm/experiment/experiment.py", "xm_slurm/api/rest.py", "xm_slurm/transport/ssh.py"}
+    {"xm_slurm/experiment/experiment.py", "xm_slurm/transport/ssh.py"}
 )
 
 
