@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -80,8 +81,14 @@ def check_stored_ssh_config(text: str) -> str:
     takes them from its own machine, never from the store (a stored `config_files` could name a
     ProxyCommand that every reader would run).
     """
+    check_text(text, "SlurmJob.slurm_ssh_config", MAX_TEXT)
+    return _check_ssh_json(text)
+
+
+@functools.lru_cache(maxsize=64)
+def _check_ssh_json(text: str) -> str:
+    # Cached: every job of a sweep carries the same text, checked once rather than once per row.
     what = "SlurmJob.slurm_ssh_config"
-    check_text(text, what, MAX_TEXT)
     try:
         data = json.loads(text)
     except ValueError:
