@@ -23,6 +23,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests" / "fakes"))  # CountingTransport: test instrumentation, not library
 
 from xm_slurm.scheduler.limits import read_limits  # noqa: E402  (light: no XManager)
 
@@ -46,10 +47,11 @@ def peak_mib() -> float:
 class Setup:
     def __init__(self) -> None:
         os.environ["XM_SLURM_STATE_DIR"] = tempfile.mkdtemp(prefix="xm-bench-")  # a throwaway store
+        from counting_transport import CountingTransport
         from xmanager import xm
 
         import xm_slurm
-        from xm_slurm.transport import CountingTransport, SSHTransport
+        from xm_slurm.transport import SSHTransport
 
         env = cluster_env()
         self.ssh = xm_slurm.SlurmSSHConfig(

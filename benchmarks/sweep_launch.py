@@ -30,12 +30,13 @@ def _env() -> dict[str, str]:
 async def main(trials: int) -> None:
     env = _env()
     os.environ["XM_SLURM_STATE_DIR"] = tempfile.mkdtemp(prefix="xm-bench-")  # a throwaway store
+    from counting_transport import CountingTransport  # on sys.path since `cases` was imported
     from xmanager import xm
 
     import xm_slurm
     from xm_slurm import api
     from xm_slurm.scheduler import cancel
-    from xm_slurm.transport import CountingTransport, SSHTransport
+    from xm_slurm.transport import SSHTransport
 
     ssh = xm_slurm.SlurmSSHConfig(
         host=env["XM_TEST_SSH_HOST"],

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 from local_cluster import LocalCluster, ensure_local_cluster
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Test instrumentation (CountingTransport, FakeSlurm), importable from every test folder.
+sys.path.insert(0, str(REPO_ROOT / "tests" / "fakes"))
 
 
 @pytest.fixture(scope="session")

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from counting_transport import CountingTransport
 from local_cluster import LocalCluster
 from xmanager import xm
 
 import xm_slurm
 from xm_slurm.api import settings
-from xm_slurm.transport import CountingTransport, SSHTransport, Transport
+from xm_slurm.transport import SSHTransport, Transport
 
 REPO = Path(__file__).resolve().parents[2]
 

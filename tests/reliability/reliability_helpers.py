@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import asyncssh
+from counting_transport import CountingTransport
 from local_cluster import LocalCluster
 
 import xm_slurm
-from xm_slurm.transport import CountingTransport, SSHTransport
+from xm_slurm.transport import SSHTransport
 from xm_slurm.transport.base import Command, CommandResult, command_name, join_command
 
 REPO = Path(__file__).resolve().parents[2]

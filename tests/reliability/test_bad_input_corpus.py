@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from counting_transport import CountingTransport
 from local_cluster import LocalCluster
 from reliability_helpers import cluster_config, ssh_config
 from xmanager import xm
@@ -28,7 +29,7 @@ from xm_slurm.errors import ValidationError
 from xm_slurm.job_ids import SlurmJobId
 from xm_slurm.resources import ResourceType
 from xm_slurm.scheduler.preflight import unknown_job_ids
-from xm_slurm.transport import CountingTransport, SSHTransport
+from xm_slurm.transport import SSHTransport
 
 pytestmark = pytest.mark.cluster
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from counting_transport import CountingTransport
 from local_cluster import LocalCluster
 from reliability_helpers import RestServer, cluster_config, executor, jobs_named
 from xmanager import xm
@@ -22,7 +23,7 @@ from xm_slurm.api.server.tokens import create_token
 from xm_slurm.api.sql import SqlClient
 from xm_slurm.api.storage.engine import sqlite_url
 from xm_slurm.errors import ConnectionLostError, XmSlurmError
-from xm_slurm.transport import CountingTransport, SSHTransport
+from xm_slurm.transport import SSHTransport
 from xm_slurm.transport.base import Command, CommandResult, command_name
 
 pytestmark = pytest.mark.cluster

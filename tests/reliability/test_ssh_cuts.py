@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncssh
 import pytest
+from counting_transport import CountingTransport
 from local_cluster import LocalCluster
 from reliability_helpers import executor, jobs_named
 from tcp_cut_proxy import CutProxy
@@ -26,7 +27,7 @@ from xmanager import xm
 
 import xm_slurm
 from xm_slurm.errors import ConnectionLostError
-from xm_slurm.transport import CountingTransport, SSHTransport
+from xm_slurm.transport import SSHTransport
 
 pytestmark = pytest.mark.cluster
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from counting_transport import CountingTransport
 from local_cluster import LocalCluster
 from reliability_helpers import (
     Inotify,
@@ -37,7 +38,7 @@ from xm_slurm.errors import SubmissionError
 from xm_slurm.experiment.handles import PendingJob
 from xm_slurm.scheduler.submit import new_submission_token, submit
 from xm_slurm.status import SlurmWorkUnitStatusEnum as S
-from xm_slurm.transport import CountingTransport, SSHTransport
+from xm_slurm.transport import SSHTransport
 from xm_slurm.transport.base import Command, CommandResult, command_name
 
 pytestmark = pytest.mark.cluster

@@ -6,11 +6,12 @@ import datetime as dt
 import subprocess
 from typing import Any
 
+from counting_transport import CountingTransport
 from local_cluster import LocalCluster
 from xmanager import xm
 
 import xm_slurm
-from xm_slurm.transport import CountingTransport, SSHTransport, Transport
+from xm_slurm.transport import SSHTransport, Transport
 
 
 def ssh_config(lc: LocalCluster) -> xm_slurm.SlurmSSHConfig:

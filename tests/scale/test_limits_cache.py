@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from counting_transport import CountingTransport
 from local_cluster import LocalCluster
 from scale_helpers import Counting, busybox_job, held_gate, scancel
 
@@ -15,7 +16,7 @@ import xm_slurm
 from xm_slurm.dependencies import afterok
 from xm_slurm.scheduler.limits import cached_limits
 from xm_slurm.scheduler.local_state import key_file_stem, transport_key
-from xm_slurm.transport import CountingTransport, LocalTransport, SSHTransport
+from xm_slurm.transport import LocalTransport, SSHTransport
 
 pytestmark = [pytest.mark.cluster]
 

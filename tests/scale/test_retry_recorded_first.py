@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from counting_transport import CountingTransport
 from local_cluster import LocalCluster
 from scale_helpers import busybox_job
 
@@ -14,7 +15,7 @@ from xm_slurm.errors import MetadataError
 from xm_slurm.experiment.handles import PendingJob
 from xm_slurm.experiment.retrying import RETRY_MARK
 from xm_slurm.status import SlurmWorkUnitStatusEnum as WU
-from xm_slurm.transport import CommandResult, CountingTransport, SSHTransport, Transport, command_name
+from xm_slurm.transport import CommandResult, SSHTransport, Transport, command_name
 from xm_slurm.transport.base import Command
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import counting_transport
 import pytest
 from local_cluster import LocalCluster
 from scale_helpers import busybox_job, held_gate, scancel, ssh_config
@@ -63,10 +64,12 @@ async def test_one_status_command_per_tick_for_many_tracked_jobs(
 
 
 CHILD = r"""
-import asyncio, json, sys
+import asyncio, json, os, sys
+sys.path.insert(0, os.environ["XM_TEST_FAKES"])  # tests/fakes: the counting wrapper
 import xm_slurm
 from xm_slurm.scheduler import JobWatcher
-from xm_slurm.transport import CountingTransport, SSHTransport
+from counting_transport import CountingTransport
+from xm_slurm.transport import SSHTransport
 
 async def main(ids):
     config = xm_slurm.SlurmSSHConfig(**json.loads(sys.argv[1]))
@@ -98,7 +101,11 @@ async def test_processes_share_the_poll_budget(local_cluster: LocalCluster, tmp_
                 "config_files": [],
             }
         )
-        env = {**os.environ, "XM_SLURM_STATE_DIR": str(tmp_path / "shared-state")}
+        env = {
+            **os.environ,
+            "XM_SLURM_STATE_DIR": str(tmp_path / "shared-state"),
+            "XM_TEST_FAKES": os.path.dirname(counting_transport.__file__),
+        }
         wanted = [[a], [b], [a], [a, b]]
         children = [
             await asyncio.create_subprocess_exec(

@@ -9,13 +9,14 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from counting_transport import CountingTransport
 
 from xm_slurm.errors import SubmissionError, ValidationError
 from xm_slurm.job_ids import SlurmJobId
 from xm_slurm.scheduler import JobWatcher, cancel, follow, get_job_states, state_root, submit, tail
 from xm_slurm.status import SlurmJobState as S
 from xm_slurm.status import SlurmWorkUnitStatus
-from xm_slurm.transport import CommandResult, CountingTransport, LocalTransport, SSHTransport, Transport
+from xm_slurm.transport import CommandResult, LocalTransport, SSHTransport, Transport
 
 pytestmark = pytest.mark.cluster
 WAIT = 120  # generous upper bound for a wait; tests end as soon as the jobs do

@@ -25,7 +25,7 @@ def local_state_dir() -> Path:
 def transport_key(transport: Transport) -> str | None:
     """Which cluster account a transport talks to, or None if it cannot tell (then nothing is shared)."""
     inner: Any = transport
-    while hasattr(inner, "inner"):  # e.g. CountingTransport
+    while hasattr(inner, "inner"):  # a wrapper: the dry run, the tests' CountingTransport
         inner = inner.inner
     config = getattr(inner, "config", None)
     destination = getattr(config, "destination", None)

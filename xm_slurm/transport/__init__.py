@@ -8,12 +8,12 @@ from xm_slurm.transport.base import (
     Command,
     CommandResult,
     FileStat,
+    ShellLine,
     StreamingProcess,
     Transport,
     command_name,
     join_command,
 )
-from xm_slurm.transport.counting import CountingTransport
 from xm_slurm.transport.local import LocalTransport
 
 if TYPE_CHECKING:
@@ -32,10 +32,10 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Command",
     "CommandResult",
-    "CountingTransport",
     "FileStat",
     "LocalTransport",
     "SSHTransport",
+    "ShellLine",
     "StreamingProcess",
     "Transport",
     "command_name",

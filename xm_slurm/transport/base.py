@@ -1,8 +1,12 @@
 """The transport protocol: run commands and move files on a cluster's login node.
 
 Like httpx's transport base, this is the one seam between the scheduler layer and the machine it talks to.
-`SSHTransport` (asyncssh) and `LocalTransport` (the library runs on the login node) implement it;
-`CountingTransport` wraps either one to count the commands a test or benchmark causes.
+`SSHTransport` (asyncssh) and `LocalTransport` (the library runs on the login node) implement it; the dry run
+of `xm-slurm preview` (`xm_slurm.experiment.dry_run`) answers it without a cluster.
+
+A command is an argv (quoted word by word) or a shell line. The scheduler's shell lines are `ShellLine`s,
+which say what they do, so that whoever answers commands without a shell (the dry run, a test fake) never
+has to read shell text.
 
 Paths are absolute, or relative to the login user's home; a leading `~/` means the home directory.
 """
@@ -13,12 +17,44 @@ import abc
 import dataclasses
 import shlex
 import stat as stat_module
-from collections.abc import AsyncIterator, Sequence
+import types
+from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 
 from xm_slurm.errors import RemoteCommandError
 
 Command = str | Sequence[str]
+
+
+class ShellLine(str):
+    """A shell command line that says what it is: transports run it like any string.
+
+    `kind` names what the line does (the scheduler's: "state_root", "sbatch", "sbatch_answer",
+    "submission_lookup", "tail", "follow", "limits"); `argv` holds the words of the program it is built
+    around (`sbatch --parsable ... <script>`, `tail -n 10 -- <log>`), without the shell around them;
+    `files` the other paths it reads or writes, by role (the sbatch wrapper's "out", "err" and "rc" answer
+    files). A string made from one (`line.replace(...)`) is a plain `str` again: it says nothing.
+    """
+
+    kind: str
+    argv: tuple[str, ...]
+    files: Mapping[str, str]
+
+    def __new__(
+        cls, line: str, *, kind: str, argv: Sequence[str] = (), files: Mapping[str, str] | None = None
+    ) -> ShellLine:
+        self = super().__new__(cls, line)
+        self.kind = kind
+        self.argv = tuple(str(word) for word in argv)
+        self.files = types.MappingProxyType(dict(files or {}))
+        return self
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return _shell_line, (str(self), self.kind, self.argv, dict(self.files))
+
+
+def _shell_line(line: str, kind: str, argv: Sequence[str], files: Mapping[str, str]) -> ShellLine:
+    return ShellLine(line, kind=kind, argv=argv, files=files)
 
 
 def join_command(command: Command) -> str:
@@ -29,7 +65,10 @@ def join_command(command: Command) -> str:
 
 
 def command_name(command: Command) -> str:
-    """The program a command runs (`sacct`, `sbatch`, ...), for counting and messages."""
+    """The program a command runs (`sacct`, `sbatch`, ...), for counting and messages: a `ShellLine`'s
+    own program when it names one, else the first word that is not a `VAR=value` prefix."""
+    if isinstance(command, ShellLine) and command.argv:
+        return command.argv[0].rsplit("/", 1)[-1]
     words = shlex.split(command) if isinstance(command, str) else list(command)
     if len(words) > 2 and words[0] == "umask" and words[1].endswith(";"):
         words = words[2:]  # `umask 077; sbatch ...` (the scheduler's sbatch wrapper) runs sbatch

@@ -1,13 +1,17 @@
-"""`CountingTransport`: wraps a real transport and counts the commands it runs, by program name.
+"""`CountingTransport`: test instrumentation that wraps a transport and counts the commands it runs.
 
-For tests and benchmarks ("one sacct per poll"): it changes nothing about what runs.
+For tests and benchmarks ("one sacct per poll", "one sbatch per sweep"): it changes nothing about what
+runs. Commands are counted by program (`xm_slurm.transport.command_name`); file operations as
+`<read_text>`, `<write_text>`, `<mkdir>` and `<stat>`. Subclasses override `run` to inject faults.
+
+Importable from every test folder (tests/conftest.py puts tests/fakes on sys.path); not part of the library.
 """
 
 from __future__ import annotations
 
 import collections
 
-from xm_slurm.transport.base import (
+from xm_slurm.transport import (
     Command,
     CommandResult,
     FileStat,
@@ -20,6 +24,8 @@ from xm_slurm.transport.base import (
 
 class CountingTransport(Transport):
     def __init__(self, inner: Transport) -> None:
+        # `inner` is the attribute name the library's per-account caches look through
+        # (scheduler.local_state.transport_key), so a wrapped transport shares the caches of its account.
         self.inner = inner
         self.counts: collections.Counter[str] = collections.Counter()
         self.commands: list[str] = []
@@ -30,6 +36,9 @@ class CountingTransport(Transport):
     def _count(self, command: Command) -> None:
         self.counts[command_name(command)] += 1
         self.commands.append(join_command(command))
+
+    def count(self, program: str) -> int:
+        return self.counts[program]
 
     def reset(self) -> None:
         self.counts.clear()
