@@ -118,7 +118,9 @@ def submit(folder: Path, name: str, script: str, options: Sequence[str] = ()) ->
 
 
 def main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--force", action="store_true", help="capture again files that exist")
     args = parser.parse_args(argv)
     cluster = load_local_cluster(REPO / ".local-cluster" / "env.sh")
@@ -158,10 +160,10 @@ def main(argv: Sequence[str]) -> int:
 
             # Held jobs: a single job, an array (one pending range row) and a two-component hetjob.
             held, held_token = submit(folder, "held.sh", "#!/bin/bash\ntrue\n", [partition, out, "--hold"])
-            harr, _ = submit(folder, "harr.sh", "#!/bin/bash\ntrue\n", [partition, out, "--hold", "--array=0-3"])
-            het_script = (
-                "#!/bin/bash\n#SBATCH --ntasks=1\n#SBATCH hetjob\n#SBATCH --ntasks=1\ntrue\n"
+            harr, _ = submit(
+                folder, "harr.sh", "#!/bin/bash\ntrue\n", [partition, out, "--hold", "--array=0-3"]
             )
+            het_script = "#!/bin/bash\n#SBATCH --ntasks=1\n#SBATCH hetjob\n#SBATCH --ntasks=1\ntrue\n"
             het, _ = submit(folder, "het.sh", het_script, [partition, out, "--hold"])
             submitted += [held, harr, het]
             wait_until("the held jobs in squeue", lambda: all(squeue_states(j) for j in (held, harr, het)))
@@ -181,13 +183,24 @@ def main(argv: Sequence[str]) -> int:
             )
             capture.text(
                 "sacct_token_lookup.txt",
-                ["sacct", "-n", "-X", "-P", "--starttime=now-7days", "--format=JobID,Comment,SubmitLine", "-j", every],
+                [
+                    "sacct",
+                    "-n",
+                    "-X",
+                    "-P",
+                    "--starttime=now-7days",
+                    "--format=JobID,Comment,SubmitLine",
+                    "-j",
+                    every,
+                ],
             )
             capture.text(
                 "sacct_submit_lines.txt",
                 ["sacct", "-X", "-P", "-n", "--format=JobID,WorkDir,SubmitLine", "-j", every],
             )
-            capture.text("sacct_preflight.txt", ["sacct", "-n", "-X", "-P", "-j", every, "-o", "JobID,JobIDRaw"])
+            capture.text(
+                "sacct_preflight.txt", ["sacct", "-n", "-X", "-P", "-j", every, "-o", "JobID,JobIDRaw"]
+            )
             # scancel of pending jobs succeeds silently; what accounting says of them afterwards.
             capture.outcome("scancel_pending", ["scancel", held, harr, het])
             for job in (held, harr, het):

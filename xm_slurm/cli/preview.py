@@ -1,9 +1,9 @@
 """`xm-slurm preview LAUNCH_SCRIPT [ARGS...]`: the sbatch scripts a launch script would submit, submitting none.
 
-The script runs as `python LAUNCH_SCRIPT ARGS...` in a subprocess with `XM_SLURM_DRY_RUN` set (see
-`xm_slurm.experiment.dry_run`: sbatch is answered with fake ids and the scripts are written to a folder) and
-a throwaway metadata store (`XM_SLURM_STATE_DIR` in a temporary folder, SQLite backend). Its own output goes to
-stderr; the scripts go to stdout. `--check` then asks each cluster `sbatch --test-only` about every script
+The script runs as `python LAUNCH_SCRIPT ARGS...` in a subprocess that is handed a dry run
+(`xm_slurm.experiment.dry_run.DryRun`, through its environment: sbatch is answered with fake ids and the
+scripts are written to a folder) and a throwaway metadata store (`XM_SLURM_STATE_DIR` in a temporary
+folder, SQLite backend). Its own output goes to stderr; the scripts go to stdout. `--check` then asks each cluster `sbatch --test-only` about every script
 (Slurm validates it and estimates a start time; nothing is queued).
 """
 
@@ -107,7 +107,7 @@ async def _check(entries: list[dict[str, Any]]) -> int:
 
 def _preview(args: argparse.Namespace) -> int:
     from xm_slurm.errors import ValidationError, XmSlurmError
-    from xm_slurm.experiment.dry_run import DRY_RUN_ENV, DRY_RUN_REMOTE_ENV, MANIFEST
+    from xm_slurm.experiment.dry_run import DRY_RUN_ENV, DRY_RUN_REMOTE_ENV, MANIFEST, DryRun
 
     script = Path(args.script)
     if not script.is_file():
@@ -122,17 +122,15 @@ def _preview(args: argparse.Namespace) -> int:
     else:
         root = Path(tempfile.mkdtemp(prefix="xm-slurm-preview-"))
     try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("XM_SLURM_REST_API_")}
-        env.update(
-            {
-                DRY_RUN_ENV: str(root / "scripts"),
-                "XM_SLURM_STATE_DIR": str(root / "store"),  # a throwaway metadata store
-                "XM_SLURM_API_BACKEND": "sqlite",
-            }
-        )
-        env.pop(DRY_RUN_REMOTE_ENV, None)
-        if args.check:
-            env[DRY_RUN_REMOTE_ENV] = "1"  # the real state folder, so the checked scripts are the real ones
+        inherited = (DRY_RUN_ENV, DRY_RUN_REMOTE_ENV)
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("XM_SLURM_REST_API_") and k not in inherited
+        }
+        # --check: the real state folder, so the checked scripts are the real ones.
+        env.update(DryRun(root / "scripts", remote=args.check).to_env())
+        env.update({"XM_SLURM_STATE_DIR": str(root / "store"), "XM_SLURM_API_BACKEND": "sqlite"})
         # The launch script's own output goes to stderr: stdout is for the scripts.
         process = subprocess.run(
             [sys.executable, str(script), *args.args], env=env, stdout=sys.stderr.fileno(), check=False

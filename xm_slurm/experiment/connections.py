@@ -5,7 +5,10 @@ rebuilt from the metadata store finds the same connection for every job of a clu
 (on the first command) and are closed by `aclose()` when the experiment exits.
 
 Which transport: `transport_factory(ssh_config)`; by default an `SSHTransport`. `local_transport_factory`
-runs everything on this machine instead (the launch script runs on the cluster's login node).
+runs everything on this machine instead (the launch script runs on the cluster's login node). When
+`xm-slurm preview` runs the launch script, `launch_transport_factory` (the one place this is decided) wraps
+whichever factory in the dry run's (`dry_run.DryRun`), so that a preview never submits, whatever factory the
+launch script passes.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Iterable
 
-from xm_slurm.experiment import dry_run
+from xm_slurm.experiment.dry_run import DryRun
 from xm_slurm.job_ids import SlurmJobId
 from xm_slurm.scheduler import JobWatcher, state_root
 from xm_slurm.ssh_config import SlurmSSHConfig
@@ -36,6 +39,17 @@ def local_transport_factory(config: SlurmSSHConfig) -> Transport:
     return LocalTransport()
 
 
+def launch_transport_factory(
+    factory: TransportFactory | None = None, *, dry_run: DryRun | None = None
+) -> TransportFactory:
+    """The transports of an experiment: `factory` (an SSH transport by default), recording instead of
+    submitting under a dry run: `dry_run`, else the one `xm-slurm preview` set in this process's
+    environment (`DryRun.from_env`). A factory this returned comes back unchanged."""
+    chosen = factory or ssh_transport_factory
+    dry_run = dry_run if dry_run is not None else DryRun.from_env()
+    return chosen if dry_run is None else dry_run.wrap(chosen)
+
+
 class _StatusBatch:
     """Status requests made in the same event-loop tick, answered by ONE poll (one sacct)."""
 
@@ -48,9 +62,9 @@ class _StatusBatch:
 
 class ClusterConnections:
     def __init__(self, transport_factory: TransportFactory | None = None) -> None:
-        self._factory = transport_factory or ssh_transport_factory
-        # `xm-slurm preview` (XM_SLURM_DRY_RUN set): record submissions instead of making them.
-        self._factory = dry_run.wrap_factory(self._factory)
+        # Chosen here until the experiment's entry points (create_experiment, get_experiment) choose once
+        # and pass the result; choosing again what was chosen changes nothing.
+        self._factory = launch_transport_factory(transport_factory)
         self._transports: dict[SlurmSSHConfig, Transport] = {}
         self._watchers: dict[SlurmSSHConfig, JobWatcher] = {}
         self._roots: dict[SlurmSSHConfig, asyncio.Task[str]] = {}

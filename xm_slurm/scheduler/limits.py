@@ -33,7 +33,7 @@ from xm_slurm.scheduler.local_state import (
     transport_key,
     write_private_json,
 )
-from xm_slurm.transport.base import Transport
+from xm_slurm.transport.base import ShellLine, Transport
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +45,13 @@ LIMITS_MAX_AGE = 3600.0
 _LINE = re.compile(r"^\s*(MaxArraySize|MaxJobCount)\s*=\s*(\d+)\s*$", re.MULTILINE)
 _PARTITIONS_MARK = "#xm-slurm-partitions"
 _END_MARK = "#xm-slurm-end"
-#: One SSH command. It starts with `scontrol show config` (which `xm-slurm preview` recognises); the
-#: partition section counts only when sinfo succeeded (the end mark), and the exit status is scontrol's.
-READ_COMMAND = (
+#: One SSH command: `scontrol show config`, then the partitions between two marks. The partition section
+#: counts only when sinfo succeeded (the end mark), and the exit status is scontrol's.
+READ_COMMAND = ShellLine(
     f"scontrol show config ; xm_rc=$? ; echo '{_PARTITIONS_MARK}' ; "
-    f"sinfo -a -h -o '%P|%G|%f' && echo '{_END_MARK}' ; exit $xm_rc"
+    f"sinfo -a -h -o '%P|%G|%f' && echo '{_END_MARK}' ; exit $xm_rc",
+    kind="limits",
+    argv=["scontrol", "show", "config"],
 )
 _PARENTHESISED = re.compile(r"\([^)]*\)")
 _COUNT = re.compile(r"\d+[KMGTP]?")

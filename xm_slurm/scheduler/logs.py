@@ -8,7 +8,7 @@ import shlex
 from collections.abc import AsyncIterator, Awaitable, Sequence
 
 from xm_slurm.errors import ValidationError
-from xm_slurm.transport.base import Transport
+from xm_slurm.transport.base import ShellLine, Transport
 
 
 def _check(path: str, num_lines: int) -> None:
@@ -22,17 +22,20 @@ async def tail(transport: Transport, path: str, num_lines: int = 100) -> list[st
     """The last `num_lines` lines of a log; `[]` if it does not exist yet (the job has not started)."""
     _check(path, num_lines)
     q = shlex.quote(path)
-    result = await transport.run(f"test -e {q} || exit 0; tail -n {num_lines} -- {q}", idempotent=True)
+    line = f"test -e {q} || exit 0; tail -n {num_lines} -- {q}"
+    argv = ["tail", "-n", str(num_lines), "--", path]
+    result = await transport.run(ShellLine(line, kind="tail", argv=argv), idempotent=True)
     return result.stdout.splitlines()
 
 
-def follow_command(path: str, num_lines: int) -> str:
+def follow_command(path: str, num_lines: int) -> ShellLine:
     # `tail -F` keeps following across rotation and waits for a log that does not exist yet. It exits, after
     # one last read, once the shell ($$) is gone; the shell ends when our stdin reaches end-of-file (we close
     # it, or the channel closes). So nothing keeps running on the login node after we stop.
-    return (
+    line = (
         f"tail -n {num_lines} -F -s 0.5 --pid=$$ -- {shlex.quote(path)} 2>/dev/null & cat >/dev/null; exit 0"
     )
+    return ShellLine(line, kind="follow", argv=["tail", "-n", str(num_lines), "-F", "--", path])
 
 
 async def follow(

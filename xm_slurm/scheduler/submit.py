@@ -32,7 +32,7 @@ from xm_slurm.errors import (
     ValidationError,
 )
 from xm_slurm.job_ids import SlurmJobId
-from xm_slurm.transport.base import Transport
+from xm_slurm.transport.base import ShellLine, Transport
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +56,8 @@ def new_submission_token() -> str:
 async def state_root(transport: Transport) -> str:
     """The cluster's xm_slurm state folder: `$XM_SLURM_STATE_DIR`, else `$XDG_STATE_HOME/xm-slurm`, else
     `~/.local/state/xm-slurm` (evaluated in the login user's environment on the cluster)."""
-    result = await transport.run(
-        'printf %s "${XM_SLURM_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/xm-slurm}"', idempotent=True
-    )
+    line = 'printf %s "${XM_SLURM_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/xm-slurm}"'
+    result = await transport.run(ShellLine(line, kind="state_root"), idempotent=True)
     return result.stdout
 
 
@@ -97,18 +96,25 @@ def _validate_sbatch(sbatch_args: Sequence[str], token: str, max_attempts: int) 
         raise ValidationError(f"max_attempts={max_attempts!r} must be an integer >= 1")
 
 
-def _sbatch_line(path: str, sbatch_args: Sequence[str], token: str, attempt: int) -> str:
+def _answer_files(path: str, attempt: int) -> dict[str, str]:
+    """Where the sbatch wrapper records sbatch's answer: `<path>.<attempt>.sbatch-{out,err,rc}`."""
+    return {kind: f"{path}.{attempt}.sbatch-{kind}" for kind in ("out", "err", "rc")}
+
+
+def _sbatch_line(path: str, sbatch_args: Sequence[str], token: str, attempt: int) -> ShellLine:
     """`sbatch` with its answer recorded in `<path>.<attempt>.sbatch-{out,err,rc}` before it is printed."""
     q = shlex.quote
-    out, err, rc = (q(f"{path}.{attempt}.sbatch-{kind}") for kind in ("out", "err", "rc"))
+    files = _answer_files(path, attempt)
+    out, err, rc = (q(files[kind]) for kind in ("out", "err", "rc"))
     argv = ["sbatch", "--parsable", *sbatch_args, f"--comment={COMMENT_PREFIX}{token}", path]
-    return (
+    line = (
         # umask first: the answer files are created private (0600), never readable by others for a moment.
         f"umask 077; SLURM_UMASK={JOB_UMASK} XM_SLURM_SUBMISSION={token} {' '.join(map(q, argv))} "
         f"</dev/null >{out} 2>{err}; xm_rc=$?; "
         f"echo $xm_rc >{rc}.tmp && mv -f {rc}.tmp {rc}; "
         f'cat {out}; cat {err} >&2; exit "$xm_rc"'
     )
+    return ShellLine(line, kind="sbatch", argv=argv, files=files)
 
 
 async def _recorded_answer(
@@ -116,12 +122,15 @@ async def _recorded_answer(
 ) -> tuple[int, str, str] | None:
     """(exit status, stdout, stderr) of an sbatch whose answer the connection lost; None if it never ended."""
     q = shlex.quote
-    prefix = f"{path}.{attempt}.sbatch-"
+    files = _answer_files(path, attempt)
     line = (
-        f"timeout {max(1, round(wait))} sh -c 'while [ ! -e \"$1\" ]; do sleep 0.1; done' sh {q(prefix + 'rc')}"
-        f" && cat {q(prefix + 'rc')} {q(prefix + 'out')} && printf '\\036' && cat {q(prefix + 'err')}"
+        f"timeout {max(1, round(wait))} sh -c 'while [ ! -e \"$1\" ]; do sleep 0.1; done' sh {q(files['rc'])}"
+        f" && cat {q(files['rc'])} {q(files['out'])} && printf '\\036' && cat {q(files['err'])}"
     )
-    result = await transport.run(line, check=False, idempotent=True)
+    # Answered as: the rc file, the out file, a 0x1e byte, the err file; or a non-zero exit (no rc file).
+    result = await transport.run(
+        ShellLine(line, kind="sbatch_answer", files=files), check=False, idempotent=True
+    )
     if result.exit_status != 0 or "\x1e" not in result.stdout:
         return None
     head, stderr = result.stdout.split("\x1e", 1)
@@ -145,9 +154,13 @@ async def find_submission(transport: Transport, token: str) -> SlurmJobId | None
     if not _TOKEN.fullmatch(token):
         raise ValidationError(f"submission token {token!r} must come from new_submission_token()")
     answered = False
-    squeue = await transport.run(
-        'squeue -h --states=all --user="$(id -un)" -o "%i|%k"', check=False, idempotent=True
+    # The user's every job, with its comment (`%k`); `$(id -un)` needs the shell.
+    lookup = ShellLine(
+        'squeue -h --states=all --user="$(id -un)" -o "%i|%k"',
+        kind="submission_lookup",
+        argv=["squeue", "-h", "--states=all", "-o", "%i|%k"],
     )
+    squeue = await transport.run(lookup, check=False, idempotent=True)
     if squeue.exit_status == 0:
         answered = True
         for row in squeue.stdout.splitlines():
@@ -155,7 +168,9 @@ async def find_submission(transport: Transport, token: str) -> SlurmJobId | None
             if comment.strip() == COMMENT_PREFIX + token and (found := _owner(job)) is not None:
                 return found
     sacct = await transport.run(
-        "sacct -n -X -P --starttime=now-7days --format=JobID,Comment,SubmitLine", check=False, idempotent=True
+        ["sacct", "-n", "-X", "-P", "--starttime=now-7days", "--format=JobID,Comment,SubmitLine"],
+        check=False,
+        idempotent=True,
     )
     if sacct.exit_status == 0:
         answered = True
