@@ -13,10 +13,10 @@ from xm_slurm.version import __version__ as __version__  # re-exported
 
 _EXPORTS: dict[str, str] = {
     # experiments
-    "create_experiment": "xm_slurm.experiment.experiment",
-    "get_experiment": "xm_slurm.experiment.experiment",
-    "get_current_experiment": "xm_slurm.experiment.experiment",
-    "get_current_work_unit": "xm_slurm.experiment.experiment",
+    "create_experiment": "xm_slurm.experiment.access",
+    "get_experiment": "xm_slurm.experiment.access",
+    "get_current_experiment": "xm_slurm.experiment.access",
+    "get_current_work_unit": "xm_slurm.experiment.access",
     "SlurmExperiment": "xm_slurm.experiment.experiment",
     "SlurmWorkUnit": "xm_slurm.experiment.units",
     "SlurmAuxiliaryUnit": "xm_slurm.experiment.units",
@@ -153,14 +153,14 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily
     from xm_slurm.errors import XmSlurmError
     from xm_slurm.executables import Dockerfile, DockerImage, RemoteImage
     from xm_slurm.executors import Slurm, SlurmSpec
-    from xm_slurm.experiment.connections import local_transport_factory
-    from xm_slurm.experiment.experiment import (
-        SlurmExperiment,
+    from xm_slurm.experiment.access import (
         create_experiment,
         get_current_experiment,
         get_current_work_unit,
         get_experiment,
     )
+    from xm_slurm.experiment.connections import local_transport_factory
+    from xm_slurm.experiment.experiment import SlurmExperiment
     from xm_slurm.experiment.handles import SlurmLaunchedJob
     from xm_slurm.experiment.units import SlurmAuxiliaryUnit, SlurmExperimentUnit, SlurmWorkUnit
     from xm_slurm.packageables import (

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 _NAMES = {
     "SlurmExperiment": "xm_slurm.experiment.experiment",
-    "create_experiment": "xm_slurm.experiment.experiment",
-    "get_experiment": "xm_slurm.experiment.experiment",
-    "get_current_experiment": "xm_slurm.experiment.experiment",
-    "get_current_work_unit": "xm_slurm.experiment.experiment",
+    "create_experiment": "xm_slurm.experiment.access",
+    "get_experiment": "xm_slurm.experiment.access",
+    "get_current_experiment": "xm_slurm.experiment.access",
+    "get_current_work_unit": "xm_slurm.experiment.access",
     "SlurmExperimentUnit": "xm_slurm.experiment.units",
     "SlurmWorkUnit": "xm_slurm.experiment.units",
     "SlurmAuxiliaryUnit": "xm_slurm.experiment.units",
@@ -34,13 +34,13 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from xm_slurm.experiment.experiment import (
-        SlurmExperiment,
+    from xm_slurm.experiment.access import (
         create_experiment,
         get_current_experiment,
         get_current_work_unit,
         get_experiment,
     )
+    from xm_slurm.experiment.experiment import SlurmExperiment
     from xm_slurm.experiment.units import SlurmAuxiliaryUnit, SlurmExperimentUnit, SlurmWorkUnit
     from xm_slurm.types import JobArgs
 

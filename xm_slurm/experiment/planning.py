@@ -333,3 +333,41 @@ def plan(
         for same in by_dep.values():
             submissions += _chunked(same, same[0].dependency, size)
     return submissions
+
+
+def trials_of(args: Any) -> tuple[list[Mapping[str, Any] | None], bool]:
+    if isinstance(args, (list, tuple)):
+        trials: list[Mapping[str, Any] | None] = []
+        for i, trial in enumerate(args):
+            if trial is not None and not isinstance(trial, Mapping):
+                raise ValidationError(
+                    f"sweep trial #{i} is {trial!r}; each trial must be a mapping such as "
+                    "xm_slurm.JobArgs(args={...}, env_vars={...})"
+                )
+            trials.append(trial)
+        return trials, True
+    if args is not None and not isinstance(args, Mapping):
+        raise ValidationError(f"args={args!r} must be a mapping (one work unit) or a list of them (a sweep)")
+    return [args], False
+
+
+def dependencies_of(dependency: Any, n: int, sweep: bool) -> list[SlurmDependency | None]:
+    if isinstance(dependency, (list, tuple)):
+        if not sweep:
+            raise ValidationError(
+                "dependency is a list, which is only for a sweep (one dependency per trial); "
+                "combine dependencies with & or | instead"
+            )
+        if len(dependency) != n:
+            raise ValidationError(
+                f"dependency has {len(dependency)} entries for {n} trials; give one per trial (or one for all)"
+            )
+        deps = list(dependency)
+    else:
+        deps = [dependency] * n
+    for i, dep in enumerate(deps):
+        if dep is not None and not isinstance(dep, SlurmDependency):
+            raise ValidationError(
+                f"dependency #{i} is {dep!r}; use wu.after_completed(), xm_slurm.dependencies.afterok(...), ..."
+            )
+    return deps

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from xmanager import xm
 
@@ -29,9 +29,10 @@ from xm_slurm.dependencies import (
 )
 from xm_slurm.errors import ValidationError
 from xm_slurm.experiment.batch import current_batch
-from xm_slurm.experiment.context import WorkUnitContext
+from xm_slurm.experiment.connections import ClusterConnections
+from xm_slurm.experiment.context import ExperimentContext, WorkUnitContext
 from xm_slurm.experiment.handles import SlurmLaunchedJob
-from xm_slurm.experiment.planning import apply_args, encode_args, make_pending
+from xm_slurm.experiment.planning import PendingAdd, apply_args, encode_args, make_pending
 from xm_slurm.job_ids import SlurmJobId
 from xm_slurm.scheduler import tail
 from xm_slurm.scheduler.logs import interleave
@@ -39,8 +40,6 @@ from xm_slurm.status import SlurmJobStatus, SlurmWorkUnitStatus
 
 if TYPE_CHECKING:
     import datetime as dt
-
-    from xm_slurm.experiment.experiment import SlurmExperiment
 
 #: Key of the stored args JSON that marks an auxiliary unit (the store has no role column).
 ROLE_KEY = "__xm_slurm_role__"
@@ -50,14 +49,28 @@ def _unused_create_task(_: Any) -> Any:  # xm.ExperimentUnit wants one; our add(
     raise NotImplementedError
 
 
+class UnitHost(Protocol):
+    """What a unit needs of its experiment (`SlurmExperiment` is one)."""
+
+    connections: ClusterConnections
+
+    @property
+    def experiment_id(self) -> int: ...
+
+    @property
+    def context(self) -> ExperimentContext: ...
+
+    def submit_alone(self, pending: PendingAdd) -> asyncio.Future[None]: ...
+
+    def cancel_soon(self, jobs: Sequence[SlurmLaunchedJob]) -> Any: ...
+
+
 class SlurmExperimentUnit(xm.ExperimentUnit):
     """Common part of work units and auxiliary units: jobs, status, logs, stop, dependencies."""
 
-    experiment: SlurmExperiment
-
     def __init__(
         self,
-        experiment: SlurmExperiment,
+        experiment: UnitHost,
         unit_id: int,
         role: xm.ExperimentUnitRole,
         args: Any,
@@ -67,7 +80,8 @@ class SlurmExperimentUnit(xm.ExperimentUnit):
         artifacts: Mapping[str, str] | None = None,
         recorded: bool = False,
     ) -> None:
-        super().__init__(experiment, _unused_create_task, args, role, identity)
+        super().__init__(cast("xm.Experiment", experiment), _unused_create_task, args, role, identity)
+        self._host = experiment
         self._unit_id = unit_id
         self._jobs: list[SlurmLaunchedJob] = list(jobs)
         self._context = experiment.context.work_unit(unit_id, artifacts)
@@ -141,7 +155,7 @@ class SlurmExperimentUnit(xm.ExperimentUnit):
         batch = current_batch.get()
         slot = None if batch is None else batch.slots.get(self)
         if batch is None or slot is None:  # an add outside the `experiment.add` that made this unit
-            return self.experiment.submit_alone(make_pending(self, self._unit_id, 0, job, dependency))
+            return self._host.submit_alone(make_pending(self, self._unit_id, 0, job, dependency))
         pending = make_pending(self, self._unit_id, slot.trial_index, job, dependency or slot.dependency)
         return batch.enqueue(pending)
 
@@ -186,14 +200,14 @@ class SlurmExperimentUnit(xm.ExperimentUnit):
                 _failed_state(), message=f"launch failed: {self.launch_error}"
             )
         statuses: list[SlurmJobStatus] = []
-        connections = self.experiment.connections
+        connections = self._host.connections
         for ssh, ids in self._by_cluster().items():
             answers = await connections.statuses(ssh, ids)
             statuses += [answers[i] for i in ids if i in answers]
         return SlurmWorkUnitStatus(statuses)
 
     async def _final_status(self) -> SlurmWorkUnitStatus:
-        connections = self.experiment.connections
+        connections = self._host.connections
         results = await asyncio.gather(
             *(connections.watcher(ssh).wait(ids) for ssh, ids in self._by_cluster().items())
         )
@@ -228,13 +242,13 @@ class SlurmExperimentUnit(xm.ExperimentUnit):
         experiment waits for it when it exits). Await the result to wait for the scancel itself; it is
         True when every job was cancelled."""
         del mark_as_failed, mark_as_completed, message  # Slurm records the final state itself
-        return self.experiment.cancel_soon(list(self._jobs))
+        return self._host.cancel_soon(list(self._jobs))
 
     async def logs(self, *, num_lines: int = 10, follow: bool = False) -> AsyncIterator[str]:
         """The last `num_lines` lines of each job's log; with `follow=True`, then new lines until the jobs
         end. With several logs (several jobs), lines are prefixed `[job name] ` and interleaved."""
         files: dict[tuple[Any, str], list[str]] = {}
-        connections = self.experiment.connections
+        connections = self._host.connections
         for job in self._jobs:
             path = job.log_path(await connections.state_root(job.ssh))
             names = files.setdefault((job.ssh, path), [])

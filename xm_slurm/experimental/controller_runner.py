@@ -27,7 +27,7 @@ def _load_token() -> None:
 
 
 async def _run(function: Callable[..., Any], kwargs: dict[str, Any]) -> None:
-    from xm_slurm.experiment.experiment import get_current_experiment
+    from xm_slurm.experiment.access import get_current_experiment
 
     experiment = get_current_experiment()
     if experiment is None:
