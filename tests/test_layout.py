@@ -33,6 +33,7 @@ LAYERS: tuple[frozenset[str], ...] = (
             "types",
             "text_rules",
             "version",
+            "paths",
         }
     ),
     frozenset({"rendering"}),

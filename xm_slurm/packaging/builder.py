@@ -24,6 +24,7 @@ from xm_slurm.packaging.image_config import ImageConfig, run_fields
 from xm_slurm.packaging.image_ref import ImageReference, parse_image_ref
 from xm_slurm.packaging.progress import ProgressReporter
 from xm_slurm.packaging.registry import fetch_config, resolve_digest
+from xm_slurm.paths import local_state_dir
 
 Resolver = Callable[..., Awaitable[str]]
 ConfigFetcher = Callable[..., Awaitable[ImageConfig]]
@@ -51,12 +52,8 @@ class BuiltImage:
 
 
 def default_log_dir() -> Path:
-    """Where build logs go: under the local state folder (`$XM_SLURM_STATE_DIR`, else XDG)."""
-    base = os.environ.get("XM_SLURM_STATE_DIR")
-    if base:
-        return Path(base) / "build-logs"
-    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(state) / "xm-slurm" / "build-logs"
+    """Where build logs go: `build-logs/` in this machine's state folder (`paths.local_state_dir`)."""
+    return local_state_dir() / "build-logs"
 
 
 def _log_name(tag: str) -> str:

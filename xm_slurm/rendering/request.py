@@ -15,6 +15,7 @@ from xm_slurm.dependencies import SlurmDependency
 from xm_slurm.errors import ValidationError
 from xm_slurm.executables import RemoteImage, validate_env_vars
 from xm_slurm.executors import Slurm
+from xm_slurm.paths import experiment_dir
 
 _JOB_NAME = re.compile(r"[A-Za-z0-9_.:+@=\-]{1,200}")
 _STATE_DIR = re.compile(r"/[A-Za-z0-9_./+@\-]*")
@@ -95,8 +96,8 @@ class JobScriptRequest:
 
     jobs: one component (a plain job, or a job array when `array` is set) or several (one heterogeneous job).
     trials: one per task; an array gets `--array=0-(N-1)` and task i runs trials[i]; otherwise exactly one.
-    state_dir: absolute remote state folder (`$XM_SLURM_STATE_DIR` resolved); logs go to
-      `<state_dir>/<experiment_id as 8 digits>/slurm-%j.out` (arrays `slurm-%A_%a.out`); that folder must exist.
+    state_dir: absolute remote state folder (`paths.REMOTE_STATE_DIR` resolved on the cluster); logs go to
+      `paths.experiment_dir(state_dir, experiment_id)/<paths.log_pattern>`; that folder must exist.
     """
 
     cluster: SlurmClusterConfig
@@ -155,4 +156,4 @@ class JobScriptRequest:
 
     @property
     def experiment_dir(self) -> str:
-        return f"{self.state_dir.rstrip('/')}/{self.experiment_id:08d}"
+        return experiment_dir(self.state_dir, self.experiment_id)

@@ -22,6 +22,7 @@ from xmanager import xm
 
 from xm_slurm.config import SUBMISSION_HOST, ContainerRuntime
 from xm_slurm.errors import ValidationError
+from xm_slurm.paths import log_pattern, runtime_log_name
 from xm_slurm.rendering.images import auth_file_path, cache_key, default_image_cache
 from xm_slurm.rendering.payload import (
     BOOTSTRAP,
@@ -127,16 +128,16 @@ def render_job_script(request: JobScriptRequest) -> str:
     table = None
     if request.array:
         kind = "array"
-        log = f"{request.experiment_dir}/slurm-%A_%a.out"
+        log = f"{request.experiment_dir}/{log_pattern(array=True)}"
         # The same path at run time, for the first attempt to empty it (see base.sh.j2).
-        run_log = f'{log_dir}/"slurm-${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}.out"'
+        run_log = f"{log_dir}/{runtime_log_name(array=True)}"
         payloads = _task_payload(request, request.jobs[0], request.trials)
         table = task_table([(t.work_unit_id, p) for t, p in zip(request.trials, payloads, strict=True)])
         tasks = []
     else:
         kind = "group" if len(request.jobs) > 1 else "single"
-        log = f"{request.experiment_dir}/slurm-%j.out"
-        run_log = f'{log_dir}/"slurm-${{SLURM_JOB_ID}}.out"'  # a hetjob's batch script has the leader's id
+        log = f"{request.experiment_dir}/{log_pattern(array=False)}"
+        run_log = f"{log_dir}/{runtime_log_name(array=False)}"  # a hetjob's batch script has the leader's id
         trial = request.trials[0]
         tasks = [
             {"work_unit_id": trial.work_unit_id, "payload": _task_payload(request, job, [trial])[0]}

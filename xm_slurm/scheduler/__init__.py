@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from xm_slurm.paths import experiment_dir
 from xm_slurm.scheduler.logs import follow, tail
 from xm_slurm.scheduler.states import (
     SUBMISSION_GRACE_SECONDS,
@@ -14,7 +15,7 @@ from xm_slurm.scheduler.states import (
     uncovered,
 )
 from xm_slurm.scheduler.status_query import StatusRows, get_job_states, query_rows
-from xm_slurm.scheduler.submit import cancel, experiment_dir, state_root, submit
+from xm_slurm.scheduler.submit import cancel, state_root, submit
 from xm_slurm.scheduler.watcher import JobWatcher
 
 __all__ = [

@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from xm_slurm.job_ids import SlurmJobId
+from xm_slurm.paths import local_state_dir
 from xm_slurm.scheduler.local_state import (
     ensure_private_dir,
     key_file_stem,
-    local_state_dir,
     read_json,
     write_private_json,
 )

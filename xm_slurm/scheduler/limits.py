@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from xm_slurm.errors import ValidationError
+from xm_slurm.paths import local_state_dir
 from xm_slurm.scheduler.local_state import (
     ensure_private_dir,
     key_file_stem,
-    local_state_dir,
     read_json,
     transport_key,
     write_private_json,

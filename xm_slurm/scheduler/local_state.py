@@ -1,8 +1,7 @@
 """Small files the scheduler layer keeps on THIS machine, shared by the user's processes.
 
-They live in the local state folder (`$XM_SLURM_STATE_DIR`, else `~/.local/state/xm-slurm`; folders 0700,
-files 0600), one per cluster account, named by a hash of the account (`transport_key`): the status cache
-(`budget.SharedStatusCache`) and the cluster limits (`limits.cached_limits`).
+They live in the local state folder (`paths.local_state_dir()`; folders 0700, files 0600), one per cluster
+account, named by a hash of the account (`transport_key`): the cluster limits (`limits.cached_limits`).
 """
 
 from __future__ import annotations
@@ -13,13 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from xm_slurm.paths import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE
 from xm_slurm.transport.base import Transport
-
-
-def local_state_dir() -> Path:
-    """This machine's xm_slurm state folder (read from the environment at each call)."""
-    configured = os.environ.get("XM_SLURM_STATE_DIR")
-    return Path(configured) if configured else Path.home() / ".local" / "state" / "xm-slurm"
 
 
 def transport_key(transport: Transport) -> str | None:
@@ -45,9 +39,9 @@ def ensure_private_dir(directory: Path) -> None:
     """Create `directory` (and a missing parent) 0700."""
     if not directory.is_dir():
         # `parents=True` would create the state folder itself with the umask's mode (0755): make it 0700.
-        directory.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        directory.mkdir(mode=0o700, exist_ok=True)
-        os.chmod(directory, 0o700)
+        directory.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+        directory.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
+        os.chmod(directory, PRIVATE_DIR_MODE)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -62,7 +56,7 @@ def read_json(path: Path) -> dict[str, Any] | None:
 def write_private_json(path: Path, data: dict[str, Any]) -> None:
     """Replace `path` atomically with `data` (mode 0600): readers see the old or the new file, never half."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
     with os.fdopen(fd, "w") as f:
         json.dump(data, f, separators=(",", ":"))
     os.replace(tmp, path)

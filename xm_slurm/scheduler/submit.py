@@ -1,4 +1,4 @@
-"""Submitting and cancelling jobs, and the per-experiment state directory on the cluster.
+"""Submitting and cancelling jobs, and asking the cluster where its state folder is (`state_root`).
 
 Exactly-once submission. Every `submit` carries a fresh token in `--comment` (and in the job's environment as
 `XM_SLURM_SUBMISSION`), generated before `sbatch` runs. `sbatch`'s answer is written to files next to the
@@ -32,6 +32,8 @@ from xm_slurm.errors import (
     ValidationError,
 )
 from xm_slurm.job_ids import SlurmJobId
+from xm_slurm.paths import REMOTE_STATE_DIR_COMMAND
+from xm_slurm.paths import experiment_dir as experiment_dir  # its old home: still importable from here
 from xm_slurm.transport.base import ShellLine, Transport
 
 log = logging.getLogger(__name__)
@@ -54,18 +56,10 @@ def new_submission_token() -> str:
 
 
 async def state_root(transport: Transport) -> str:
-    """The cluster's xm_slurm state folder: `$XM_SLURM_STATE_DIR`, else `$XDG_STATE_HOME/xm-slurm`, else
-    `~/.local/state/xm-slurm` (evaluated in the login user's environment on the cluster)."""
-    line = 'printf %s "${XM_SLURM_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/xm-slurm}"'
-    result = await transport.run(ShellLine(line, kind="state_root"), idempotent=True)
+    """The cluster's xm_slurm state folder (`paths.REMOTE_STATE_DIR`, evaluated in the login user's
+    environment on the cluster)."""
+    result = await transport.run(ShellLine(REMOTE_STATE_DIR_COMMAND, kind="state_root"), idempotent=True)
     return result.stdout
-
-
-def experiment_dir(root: str, experiment_id: int) -> str:
-    """`<root>/<xid as 8 digits>`."""
-    if isinstance(experiment_id, bool) or not isinstance(experiment_id, int) or experiment_id < 0:
-        raise ValidationError(f"experiment id {experiment_id!r} must be a non-negative integer")
-    return f"{root.rstrip('/')}/{experiment_id:08d}"
 
 
 def _validate_script(script_text: str, directory: str, name: str) -> None:

@@ -22,6 +22,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from xm_slurm.errors import ConfigurationError
+from xm_slurm.paths import local_state_dir
 
 MIGRATIONS_DIR = pathlib.Path(__file__).resolve().parent / "migrations"
 DB_FILENAME = "db.sqlite3"
@@ -30,12 +31,9 @@ READ_ONLY = "xm_slurm_read_only"  # execution option: start a deferred (read) tr
 
 
 def default_state_dir() -> pathlib.Path:
-    """`$XM_SLURM_STATE_DIR`, else `$XDG_STATE_HOME/xm-slurm`, else `~/.local/state/xm-slurm`."""
-    if os.environ.get("XM_SLURM_STATE_DIR"):
-        return pathlib.Path(os.environ["XM_SLURM_STATE_DIR"]).expanduser()
-    if os.environ.get("XDG_STATE_HOME"):
-        return pathlib.Path(os.environ["XDG_STATE_HOME"]).expanduser() / "xm-slurm"
-    return pathlib.Path.home() / ".local" / "state" / "xm-slurm"
+    """This machine's state folder (`paths.local_state_dir`: `$XM_SLURM_STATE_DIR`, else
+    `~/.local/state/xm-slurm`, as in 0.4.x; `XDG_STATE_HOME` is not read)."""
+    return local_state_dir()
 
 
 def default_sqlite_path() -> pathlib.Path:
