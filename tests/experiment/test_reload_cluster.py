@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 
+import counting_transport
 import pytest
 from experiment_fixtures import DUMP, cluster_literal, run_script
 from local_cluster import LocalCluster
@@ -24,10 +26,19 @@ job = xm.Job(executable=image, executor=executor, args={{"seed": 1}})
 """
 
 LAUNCH_WITH_IDENTITY = """
+sys.path.insert(0, sys.argv[2])  # tests/fakes: sbatch is counted by the test's counting wrapper
+from counting_transport import CountingTransport
+from xm_slurm.transport import SSHTransport
+transports = []
+
+def counting(config):
+    transports.append(CountingTransport(SSHTransport(config)))
+    return transports[-1]
+
 async def main():
-    async with xm_slurm.get_experiment(int(sys.argv[1])) as experiment:
+    async with xm_slurm.get_experiment(int(sys.argv[1]), transport_factory=counting) as experiment:
         wu = await experiment.add(job, identity="train-seed-1")
-        print(json.dumps({"wid": wu.work_unit_id, "sbatch": experiment.launcher.sbatch_calls,
+        print(json.dumps({"wid": wu.work_unit_id, "sbatch": sum(t.counts["sbatch"] for t in transports),
                           "jobs": [str(j.job_id) for j in wu.slurm_jobs]}))
 asyncio.run(main())
 """
@@ -55,9 +66,10 @@ async def test_same_identity_twice_submits_once(local_cluster: LocalCluster) -> 
     # Both launches add to one stored experiment (a new experiment per run could not share an identity).
     xid = api.client().insert_experiment(api.ExperimentPatch(title="identity"))
     script = _prelude(local_cluster) + LAUNCH_WITH_IDENTITY
-    first = run_script(script, str(xid))
+    fakes = os.path.dirname(counting_transport.__file__)
+    first = run_script(script, str(xid), fakes)
     assert first.returncode == 0, first.stderr
-    second = run_script(script, str(xid))
+    second = run_script(script, str(xid), fakes)
     assert second.returncode == 0, second.stderr
     a, b = json.loads(first.stdout), json.loads(second.stdout)
     assert a["sbatch"] == 1 and b["sbatch"] == 0

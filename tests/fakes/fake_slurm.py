@@ -116,6 +116,8 @@ class FakeSlurm(Transport):
         self.jobs: dict[int, FakeJob] = {}
         self.scancelled: list[str] = []  # every id scancel was given, in order
         self.unreachable = False
+        #: Called when an sbatch arrives, before it is answered (e.g. to break the store at that moment).
+        self.on_sbatch: Callable[[], object] | None = None
         self._next_id = first_job_id
         self._files: dict[str, _File] = {}
         self._dirs: set[str] = {"/", "/home", self.home}
@@ -296,6 +298,8 @@ class FakeSlurm(Transport):
         return self._run_squeue(list(line.argv))
 
     def _kind_sbatch(self, line: ShellLine) -> tuple[int, str, str]:
+        if self.on_sbatch is not None:
+            self.on_sbatch()
         argv = list(line.argv)
         failure = self._failures.pop(0) if self._failures else None
         if failure is None or failure.kind == "refuse":
