@@ -36,6 +36,7 @@ from xm_slurm.api.sql import SqlClient
 from xm_slurm.api.storage.engine import sqlite_url
 from xm_slurm.errors import SubmissionError
 from xm_slurm.experiment.handles import PendingJob
+from xm_slurm.paths import REMOTE_STATE_DIR_COMMAND
 from xm_slurm.scheduler.submit import new_submission_token, submit
 from xm_slurm.status import SlurmWorkUnitStatusEnum as S
 from xm_slurm.transport import SSHTransport
@@ -140,7 +141,7 @@ async def _stop_and_close(experiment: xm_slurm.SlurmExperiment) -> None:
 
 def _state_root() -> str:
     return subprocess.run(
-        ["bash", "-lc", 'printf %s "${XM_SLURM_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/xm-slurm}"'],
+        ["bash", "-lc", REMOTE_STATE_DIR_COMMAND],
         capture_output=True,
         text=True,
         check=True,
