@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import subprocess
 import sys
@@ -55,11 +56,21 @@ def test_public_types() -> None:
         "env_vars": {"A": "b"},
     }
     assert xm_slurm.Slurm.Spec is xm_slurm.SlurmSpec
-    # The abstract hooks of xm.Experiment are implemented (the class is instantiable) and unused by `add`.
+    # The abstract hooks of xm.Experiment are implemented (the class is instantiable); identities are looked
+    # up by `add` itself, so XManager's reload path is never taken.
     experiment = xm_slurm.create_experiment("t")
     assert experiment._should_reload_experiment_unit(xm.WorkUnitRole()) is False
-    with pytest.raises(NotImplementedError):
-        experiment._create_experiment_unit(None, xm.WorkUnitRole(), "")
+
+
+async def test_xmanager_unit_hooks_reserve_ids_in_call_order_and_find_by_identity() -> None:
+    async with xm_slurm.create_experiment("hooks") as experiment:
+        a, b = await asyncio.gather(
+            experiment._create_experiment_unit({"x": 1}, xm.WorkUnitRole(), ""),
+            experiment._create_experiment_unit(None, xm.AuxiliaryUnitRole(termination_delay_secs=0), "aux"),
+        )
+        assert (a.work_unit_id, type(b).__name__, b.auxiliary_unit_id) == (1, "SlurmAuxiliaryUnit", 2)
+        # Not recorded (nothing was submitted): not found by identity, here or in the store.
+        assert await experiment._get_experiment_unit(experiment.experiment_id, "aux", b.role) is None
 
 
 async def test_experiment_without_work_units_is_removed_from_the_store() -> None:

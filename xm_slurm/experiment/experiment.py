@@ -9,8 +9,10 @@ the background: it returns an awaitable (an asyncio task; a `concurrent.futures.
 was entered with a plain `with`). The experiment waits for every launch when it exits, flushes its context,
 removes itself from the store if it has no work unit, and closes its connections.
 
-Of `xm.Experiment`'s private names we only implement its three abstract hooks; `add`, the context manager
-protocol, `package`, `work_units` and `context` are our own.
+It implements XManager's hooks (`_create_experiment_unit`, `_get_experiment_unit`, the units'
+`_wait_until_complete`) and inherits `__enter__`; it overrides on purpose what must differ (each override
+says why): `add` (a list of trials is ONE job array; `dependency=`), the exit (an error in the body cancels
+adds not yet submitted), `package` (our builders).
 """
 
 from __future__ import annotations
@@ -21,14 +23,14 @@ import contextlib
 import contextvars
 import functools
 import logging
-import threading
 from collections.abc import Awaitable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 from xmanager import xm
+from xmanager.xm import core as xm_core
 
-from xm_slurm.api import ConflictError, Experiment, ExperimentPatch, XManagerAPI, client
+from xm_slurm.api import Experiment, ExperimentPatch, XManagerAPI, client
 from xm_slurm.dependencies import SlurmDependency
 from xm_slurm.errors import ValidationError, XmSlurmError
 from xm_slurm.experiment.batch import AddBatch, Slot
@@ -45,29 +47,16 @@ from xm_slurm.experiment.planning import (
     trials_of,
 )
 from xm_slurm.experiment.recovery import SUBMISSION_GRACE_SECONDS, Resolution
-from xm_slurm.experiment.registry import UnitRegistry
+from xm_slurm.experiment.registry import UnitMap, UnitRegistry
 from xm_slurm.experiment.unit_ids import UnitIdReserver
 from xm_slurm.experiment.units import SlurmAuxiliaryUnit, SlurmExperimentUnit, SlurmWorkUnit
 from xm_slurm.text_rules import check_line
 
 log = logging.getLogger(__name__)
 
-#: How often one identity add looks again after concurrent launches recorded and dropped its unit.
-_IDENTITY_ATTEMPTS = 5
-
 current_experiment: contextvars.ContextVar[SlurmExperiment | None] = contextvars.ContextVar(
     "xm_slurm_current_experiment", default=None
 )
-
-
-U = TypeVar("U")
-
-
-class UnitMap(dict[int, U]):
-    """Units by id, a dict that calling returns (XManager's `work_units` is a property, 0.4.x's a method)."""
-
-    def __call__(self) -> UnitMap[U]:
-        return self
 
 
 class SlurmExperiment(xm.Experiment):
@@ -91,7 +80,6 @@ class SlurmExperiment(xm.Experiment):
         self._tasks: list[asyncio.Future[Any]] = []
         self._sync_futures: list[concurrent.futures.Future[Any]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
         self._token: contextvars.Token[SlurmExperiment | None] | None = None
         self._context: ExperimentContext | None = None
         self._launcher: Launcher | None = None
@@ -205,7 +193,7 @@ class SlurmExperiment(xm.Experiment):
                 f"cannot add {job!r}: use an xm.Job, an xm.JobGroup or an async job generator"
             )
         coro = self._launch(job, trials, deps, role, identity, sweep)
-        if self._thread is not None and threading.current_thread() is not self._thread:
+        if self._loop.is_running() and not _on_loop(self._loop):  # a `with` block: the loop runs in a thread
             future = asyncio.run_coroutine_threadsafe(coro, self._loop)
             self._sync_futures.append(future)
             return future  # type: ignore[return-value]
@@ -228,59 +216,14 @@ class SlurmExperiment(xm.Experiment):
         # Trial i of a sweep added with an identity is the unit `<identity>/<i>`: re-adding the sweep
         # returns the units that exist and launches only the missing ones.
         identities = [f"{identity}/{i}" for i in range(len(trials))] if sweep else [identity]
+
+        async def launch(missing: list[int]) -> list[SlurmExperimentUnit]:
+            picked = [trials[i] for i in missing], [deps[i] for i in missing]
+            return await self._launch_units(job, *picked, role, [identities[i] for i in missing])
+
         async with self._identity_locks.setdefault(identity, asyncio.Lock()):
-            units = await self._launch_identities(job, trials, deps, role, identities)
+            units = await self._units.by_identity(identities, launch)
         return units if sweep else units[0]
-
-    async def _launch_identities(
-        self,
-        job: Any,
-        trials: list[Mapping[str, Any] | None],
-        deps: list[SlurmDependency | None],
-        role: xm.ExperimentUnitRole,
-        identities: list[str],
-    ) -> list[SlurmExperimentUnit]:
-        """The unit of each identity: the existing one once its submission is settled, else a new one (the
-        new ones launched together, as one array for a sweep).
-
-        Another process may record one of these identities between our look-up and our record: the store's
-        unique identity then refuses our record before its sbatch (ConflictError), and we look again."""
-        found: dict[int, SlurmExperimentUnit] = {}
-        for _ in range(_IDENTITY_ATTEMPTS):
-            existing_units = await self._units.find_all(
-                [x for i, x in enumerate(identities) if i not in found]
-            )
-            for i, identity in enumerate(identities):
-                if i not in found and (existing := existing_units.get(identity)) is not None:
-                    settled = await self._units.settled(existing)
-                    if settled is not None:  # else: never submitted and dropped: launch it ourselves
-                        found[i] = settled
-            missing = [i for i in range(len(identities)) if i not in found]
-            if not missing:
-                return [found[i] for i in range(len(identities))]
-            try:
-                units = await self._launch_units(
-                    job,
-                    [trials[i] for i in missing],
-                    [deps[i] for i in missing],
-                    role,
-                    [identities[i] for i in missing],
-                )
-            except ConflictError:
-                # Ours were never recorded nor submitted: they go, and the next round finds theirs.
-                wanted = set(identities)
-                for unit in [u for u in self._units if u.identity in wanted and not u.recorded]:
-                    self._units.forget(unit.unit_id)
-                if not any(
-                    [await self._client.afind_work_unit(self.experiment_id, identities[i]) for i in missing]
-                ):
-                    raise
-                continue
-            found.update(zip(missing, units, strict=True))
-        raise XmSlurmError(
-            f"identity {identities[0]!r} of experiment {self.experiment_id}: its work unit was recorded and "
-            f"dropped {_IDENTITY_ATTEMPTS} times by concurrent launches; add it again"
-        )
 
     async def _launch_units(
         self,
@@ -291,13 +234,14 @@ class SlurmExperiment(xm.Experiment):
         identities: Sequence[str],
     ) -> list[SlurmExperimentUnit]:
         batch = AddBatch(self.launcher)
-        units = []
+        new = [
+            self._create_experiment_unit(display_args(job, t), role, i)
+            for t, i in zip(trials, identities, strict=True)
+        ]
+        units = await asyncio.gather(*new)
         calls = []
-        first_id = await self.unit_ids.reserve(len(trials))
-        for i, (trial, dep, identity) in enumerate(zip(trials, deps, identities, strict=True)):
-            unit = self._units.new(role, display_args(job, trial), identity, first_id + i)
+        for i, (unit, trial, dep) in enumerate(zip(units, trials, deps, strict=True)):
             batch.slots[unit] = Slot(i, dep)
-            units.append(unit)
             calls.append((unit, functools.partial(_run, unit, job, trial)))
         token = current_experiment.set(self)
         try:
@@ -449,28 +393,13 @@ class SlurmExperiment(xm.Experiment):
         if not record.work_units:
             await self._client.adelete_experiment(self.experiment_id)
 
-    def __enter__(self) -> SlurmExperiment:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
-            raise XmSlurmError("inside a coroutine, use `async with` to enter the experiment")
-        loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=loop.run_forever, name="xm-slurm-experiment", daemon=True)
-        self._thread.start()
-        try:
-            asyncio.run_coroutine_threadsafe(self.__aenter__(), loop).result()
-        except BaseException:
-            loop.call_soon_threadsafe(loop.stop)
-            raise
-        return self
-
+    # XManager's `__enter__` is what we want: a loop in a thread, running our `__aenter__`. Its `__exit__`
+    # waits for its own task queue only; ours also runs `__aexit__` (flush, clean up, close connections).
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        loop, thread = self._loop, self._thread
-        assert loop is not None and thread is not None
+        loop, thread = self._loop, self._event_loop_thread
+        assert loop is not None
         try:
             if exc is not None:  # as in __aexit__: adds not submitted yet are cancelled
                 for future in self._sync_futures:
@@ -484,7 +413,7 @@ class SlurmExperiment(xm.Experiment):
             loop.call_soon_threadsafe(loop.stop)
             thread.join()
             loop.close()
-            self._thread = None
+            xm_core._current_experiment.reset(self._current_experiment_token)
 
     async def aclose(self) -> None:
         """Close the connections of an experiment obtained with `get_experiment` and never entered."""
@@ -492,19 +421,33 @@ class SlurmExperiment(xm.Experiment):
         if self._context is not None:
             self._context.writes.close()
 
-    # --- xm.Experiment's abstract hooks (our `add` does not use them) ---
+    # --- XManager's hooks ---
 
-    def _get_experiment_unit(self, *args: Any, **kwargs: Any) -> Awaitable[xm.ExperimentUnit]:
-        raise NotImplementedError("SlurmExperiment.add finds units by identity itself")
+    async def _create_experiment_unit(
+        self, args: Any, role: xm.ExperimentUnitRole, identity: str
+    ) -> SlurmExperimentUnit:
+        """A new unit, its id reserved in the store (calls made together share one reservation, in order)."""
+        return self._units.new(role, args, identity, await self.unit_ids.reserve(1))
 
-    def _create_experiment_unit(self, *args: Any, **kwargs: Any) -> Awaitable[xm.ExperimentUnit]:
-        raise NotImplementedError("SlurmExperiment.add creates units itself")
+    async def _get_experiment_unit(
+        self, experiment_id: int, identity: str, role: xm.ExperimentUnitRole, args: Any = None
+    ) -> SlurmExperimentUnit | None:
+        """The unit named `identity` once its submission is settled, or None."""
+        unit = (await self._units.find_all([identity])).get(identity)
+        return None if unit is None else await self._units.settled(unit)
 
     def _should_reload_experiment_unit(self, role: xm.ExperimentUnitRole) -> bool:
-        return False
+        return False  # an identity is looked up by our `add` itself (`UnitRegistry.by_identity`)
 
     def __repr__(self) -> str:
         return f"SlurmExperiment(experiment_id={self._xid}, title={self._title!r})"
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 async def _run(unit: SlurmExperimentUnit, job: Any, trial: Mapping[str, Any] | None) -> None:
@@ -516,4 +459,4 @@ async def _run(unit: SlurmExperimentUnit, job: Any, trial: Mapping[str, Any] | N
         await coroutine
 
 
-__all__ = ["SlurmExperiment", "UnitMap"]
+__all__ = ["SlurmExperiment"]

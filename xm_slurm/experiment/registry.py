@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from xmanager import xm
 
-from xm_slurm.api import WorkUnit, XManagerAPI
+from xm_slurm.api import ConflictError, WorkUnit, XManagerAPI
 from xm_slurm.errors import NotFoundError, XmSlurmError
 from xm_slurm.experiment.handles import SlurmLaunchedJob, is_pending
 from xm_slurm.experiment.recovery import Resolution, resolve_pending
@@ -28,6 +28,18 @@ from xm_slurm.experiment.units import (
     UnitHost,
 )
 from xm_slurm.scheduler.states import SUBMISSION_GRACE_SECONDS
+
+#: How often one identity add looks again after concurrent launches recorded and dropped its unit.
+IDENTITY_ATTEMPTS = 5
+
+U = TypeVar("U")
+
+
+class UnitMap(dict[int, U]):
+    """Units by id, a dict that calling returns (XManager's `work_units` is a property, 0.4.x's a method)."""
+
+    def __call__(self) -> UnitMap[U]:
+        return self
 
 
 class UnitRegistry:
@@ -160,3 +172,39 @@ class UnitRegistry:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
         return self._units.get(unit.unit_id, unit)
+
+    async def by_identity(
+        self,
+        identities: list[str],
+        launch: Callable[[list[int]], Awaitable[list[SlurmExperimentUnit]]],
+    ) -> list[SlurmExperimentUnit]:
+        """The unit of each identity: the existing one once its submission is settled, else a new one
+        (`launch(indices)` launches the missing ones together, as one array for a sweep).
+
+        Another process may record one of these identities between our look-up and our record: the store's
+        unique identity then refuses our record before its sbatch (ConflictError), and we look again."""
+        found: dict[int, SlurmExperimentUnit] = {}
+        xid = self._host.experiment_id
+        for _ in range(IDENTITY_ATTEMPTS):
+            existing = await self.find_all([x for i, x in enumerate(identities) if i not in found])
+            for i, identity in enumerate(identities):
+                if i not in found and (unit := existing.get(identity)) is not None:
+                    settled = await self.settled(unit)
+                    if settled is not None:  # else: never submitted and dropped: launch it ourselves
+                        found[i] = settled
+            missing = [i for i in range(len(identities)) if i not in found]
+            if not missing:
+                return [found[i] for i in range(len(identities))]
+            try:
+                found.update(zip(missing, await launch(missing), strict=True))
+            except ConflictError:
+                # Ours were never recorded nor submitted: they go, and the next round finds theirs.
+                wanted = set(identities)
+                for unit in [u for u in self._units.values() if u.identity in wanted and not u.recorded]:
+                    self.forget(unit.unit_id)
+                if not any([await self._client.afind_work_unit(xid, identities[i]) for i in missing]):
+                    raise
+        raise XmSlurmError(
+            f"identity {identities[0]!r} of experiment {xid}: its work unit was recorded and dropped "
+            f"{IDENTITY_ATTEMPTS} times by concurrent launches; add it again"
+        )
