@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import pathlib
 import sqlite3
 import threading
+from typing import Any, TypeVar
 
 import pytest
+import sqlalchemy as sa
 from metadata_fixtures import Backend
 
 from xm_slurm.api import ExperimentPatch, WorkUnitPatch, XManagerAPI
+from xm_slurm.api import operation as ops
+from xm_slurm.api.operation import Operation
+from xm_slurm.api.sql import SqlClient
+from xm_slurm.api.storage import sqlite_url
 from xm_slurm.errors import MetadataError, ValidationError
 from xm_slurm.experiment.context import ExperimentContext, WriteQueue
+
+R = TypeVar("R")
 
 
 async def test_changes_are_written_through(api: XManagerAPI) -> None:
@@ -98,18 +107,28 @@ async def test_writes_do_not_block_the_event_loop(api: XManagerAPI, backend: Bac
     assert (await api.aget_experiment(xid)).tags == {"queued"}
 
 
-def test_write_queue_keeps_order_from_sync_code() -> None:
-    queue = WriteQueue()
-    seen: list[int] = []
-    threads: set[str] = set()
+class _RecordingClient(SqlClient):
+    """A real SQLite client that also notes which operations it ran, and on which thread."""
 
-    def record(i: int) -> None:
-        seen.append(i)
-        threads.add(threading.current_thread().name)
+    def __init__(self, engine: sa.Engine) -> None:
+        super().__init__(engine)
+        self.ran: list[tuple[Operation[Any], str]] = []
 
-    for i in range(200):
-        queue.put(f"write {i}", record, i)
+    def run(self, op: Operation[R]) -> R:
+        self.ran.append((op, threading.current_thread().name))
+        return super().run(op)
+
+
+def test_write_queue_keeps_order_from_sync_code(state_dir: pathlib.Path) -> None:
+    client = _RecordingClient(SqlClient.open(sqlite_url(state_dir / "db.sqlite3")).engine)
+    xid = client.insert_experiment(ExperimentPatch(title="order"))
+    queue = WriteQueue(client)
+    writes = [ops.update_experiment(xid, ExperimentPatch(title=f"title {i}")) for i in range(200)]
+    client.ran.clear()
+    for i, op in enumerate(writes):
+        queue.put(f"write {i}", op)
     queue.flush_sync()
-    assert seen == list(range(200))
-    assert threads == {"xm-slurm-metadata-writes"}
+    assert [op for op, _ in client.ran] == writes  # one by one, in the order they were put
+    assert {thread for _, thread in client.ran} == {"xm-slurm-metadata-writes"}
+    assert client.get_experiment(xid).title == "title 199"
     queue.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import sqlite3
 import uuid
 
@@ -19,6 +20,7 @@ from xm_slurm.api import (
     WorkUnitPatch,
     XManagerAPI,
 )
+from xm_slurm.api import operation as ops
 from xm_slurm.errors import MetadataError, NotFoundError, ValidationError
 from xm_slurm.ssh_config import SlurmSSHConfig
 
@@ -217,6 +219,53 @@ def test_list_experiments(api: XManagerAPI) -> None:
     assert api.list_experiments(title_contains=marker.replace("-", "%")) == []
     with pytest.raises((ValidationError, MetadataError)):
         api.list_experiments(limit=0)
+
+
+async def test_list_experiments_without_empty_ones(api: XManagerAPI) -> None:
+    """`include_empty=False` leaves out experiments without work units in the query: pages stay full."""
+    marker = _unique("empty")
+    xids = [api.insert_experiment(ExperimentPatch(title=f"{marker} {i}", tags={marker})) for i in range(6)]
+    for i in (1, 3, 4):
+        api.insert_work_unit(xids[i], WorkUnitPatch(wid=1))
+    held = [xids[4], xids[3], xids[1]]
+    assert [s.xid for s in api.list_experiments(title_contains=marker)] == xids[::-1]  # the default: all
+    assert [s.xid for s in api.list_experiments(title_contains=marker, include_empty=False)] == held
+    page = api.list_experiments(tag=marker, include_empty=False, limit=2)
+    assert [s.xid for s in page] == held[:2]  # two rows although the two newest are empty
+    assert [s.xid for s in api.list_experiments(tag=marker, include_empty=False, limit=2, offset=2)] == held[
+        2:
+    ]
+    found = await api.alist_experiments(title_contains=marker, include_empty=False)
+    assert [(s.xid, s.num_work_units) for s in found] == [(x, 1) for x in held]
+    with pytest.raises(ValidationError, match="include_empty must be True or False, got 'no'"):
+        api.list_experiments(include_empty="no")  # type: ignore[arg-type]
+
+
+def test_each_operation_is_one_sync_and_one_async_method() -> None:
+    """The methods are generated from `operation` (one definition each), with 0.4.x's positional order."""
+    names = [
+        n
+        for n, f in vars(ops).items()
+        if inspect.isfunction(f) and f.__module__ == ops.__name__ and not n.startswith("_")
+    ]
+    assert len(names) == 20
+    for name in names:
+        build = inspect.signature(getattr(ops, name))
+        sync, async_ = getattr(XManagerAPI, name), getattr(XManagerAPI, f"a{name}")
+        assert not inspect.iscoroutinefunction(sync) and inspect.iscoroutinefunction(async_)
+        for method in (sync, async_):
+            parameters = list(inspect.signature(method).parameters.values())
+            assert parameters[0].name == "self" and parameters[1:] == list(build.parameters.values())
+    positional = {
+        name: [p.name for p in inspect.signature(getattr(XManagerAPI, name)).parameters.values()][1:]
+        for name in ("update_work_unit", "insert_job", "delete_work_unit_artifact", "insert_experiment")
+    }
+    assert positional == {
+        "update_work_unit": ["xid", "wid", "experiment_unit_patch"],
+        "insert_job": ["xid", "wid", "slurm_job"],
+        "delete_work_unit_artifact": ["xid", "wid", "name"],
+        "insert_experiment": ["experiment"],
+    }
 
 
 async def test_async_twins(api: XManagerAPI) -> None:

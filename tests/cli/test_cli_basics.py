@@ -102,7 +102,13 @@ def _seed() -> dict[str, int]:
         ("vit", {"baseline", "vit"}),
     ]:
         ids[title] = client.insert_experiment(api.ExperimentPatch(title=title, tags=frozenset(tags)))
+    client.insert_work_units(ids["resnet base"], [api.WorkUnitPatch(wid=1, args="{}")])
+    client.insert_work_units(ids["resnet wide"], [api.WorkUnitPatch(wid=1, args="{}")])
     client.insert_work_units(ids["vit"], [api.WorkUnitPatch(wid=i, args="{}") for i in (1, 2)])
+    # The newest holds no work unit (a launch killed before its first add): left out unless --all.
+    ids["started"] = client.insert_experiment(
+        api.ExperimentPatch(title="started", tags=frozenset({"baseline"}))
+    )
     return ids
 
 
@@ -123,6 +129,8 @@ def test_list_json_filters_and_order(store: Path) -> None:
     ]
     assert len(json.loads(xm_cli("list", "--json", "--limit", "1").stdout)) == 1
     assert json.loads(xm_cli("list", "--json", "--tag", "nothing").stdout) == []
+    every = json.loads(xm_cli("list", "--json", "--all", "--limit", "2").stdout)
+    assert [(r["xid"], r["empty"]) for r in every] == [(ids["started"], True), (ids["vit"], False)]
 
 
 def test_list_plain_text_when_not_a_terminal(store: Path) -> None:
@@ -133,6 +141,9 @@ def test_list_plain_text_when_not_a_terminal(store: Path) -> None:
     assert lines[0].split() == ["XID", "TITLE", "TAGS", "UNITS", "CREATED"]
     assert "vit" in lines[1] and "baseline, vit" in lines[1]
     assert "\x1b[" not in result.stdout  # no colour codes in a pipe
+    assert "started" not in result.stdout and "(empty)" not in result.stdout
+    every = xm_cli("list", "--all").stdout.splitlines()
+    assert "started" in every[1] and "0 (empty)" in every[1]
 
 
 def test_parse_start_rows() -> None:

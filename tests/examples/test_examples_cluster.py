@@ -96,7 +96,7 @@ def test_parameter_controller(example_env: ExampleEnv) -> None:
     stored = example_env.stored(xid)
     # The auxiliary unit (the controller) and the 2 work units it added from inside its job.
     assert [wu.wid for wu in stored.work_units] == [1, 2, 3]
-    assert '"AUX_UNIT"' in (stored.work_units[0].args or "")
+    assert stored.work_units[0].role.name == "AUX_UNIT"  # the role is data, not in args
     assert all(len(wu.jobs) == 1 for wu in stored.work_units)
     assert "work unit 2" in out and out.count(" COMPLETED") >= 2
     assert {a.name for a in stored.artifacts} == {"best"}

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from xm_slurm.api import ExperimentPatch, WorkUnitPatch
+from xm_slurm.api.operation import Operation
 from xm_slurm.api.sql import SqlClient
 from xm_slurm.api.storage.engine import sqlite_url
 from xm_slurm.experiment.unit_ids import UnitIdReserver
+
+R = TypeVar("R")
 
 
 class CountingStore(SqlClient):
@@ -19,9 +23,10 @@ class CountingStore(SqlClient):
 
     reservations = 0
 
-    def reserve_work_unit_ids(self, xid: int, count: int) -> int:
-        type(self).reservations += 1
-        return super().reserve_work_unit_ids(xid, count)
+    def run(self, op: Operation[R]) -> R:  # every call, sync or async, runs one operation here
+        if op.call.path.endswith("/wu/reserve"):
+            type(self).reservations += 1
+        return super().run(op)
 
 
 @pytest.fixture

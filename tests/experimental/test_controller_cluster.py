@@ -99,7 +99,7 @@ async def _run_controller(train: xm.Job, executor: xm_slurm.Slurm, marker: str) 
 async def _check_recorded(xid: int, marker: str) -> None:
     stored = api.client().get_experiment(xid)
     assert [wu.wid for wu in stored.work_units] == [1, 2, 3]
-    assert '"AUX_UNIT"' in (stored.work_units[0].args or "")
+    assert stored.work_units[0].role.name == "AUX_UNIT"  # the role is data, not in args
     assert all(len(wu.jobs) == 1 for wu in stored.work_units)
     assert {a.name: a.uri for a in stored.artifacts} == {"controller": marker}
     reloaded = xm_slurm.get_experiment(xid)

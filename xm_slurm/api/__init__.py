@@ -1,16 +1,17 @@
 """The metadata store (SPEC §2): experiments, work units, Slurm jobs and artifacts.
 
 `client()` returns the backend named by `XM_SLURM_API_BACKEND` (`sqlite`, the default, or `rest`). Every client
-offers the synchronous methods of `XManagerAPI` and their `a`-prefixed async twins (`await c.ainsert_job(...)`),
-which never block the event loop. See docs/metadata.md.
+offers each operation of `xm_slurm.api.operation` as a synchronous method (`c.insert_job(...)`) and an
+`a`-prefixed async one (`await c.ainsert_job(...)`) that never blocks the event loop. See docs/metadata.md.
 """
 
 from __future__ import annotations
 
-from xm_slurm.api.base import ConflictError, XManagerAPI
+from xm_slurm.api.base import XManagerAPI
 from xm_slurm.api.models import (
     Artifact,
     ConfigArtifact,
+    ConflictError,
     Experiment,
     ExperimentPatch,
     ExperimentSummary,

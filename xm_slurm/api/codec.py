@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -12,6 +13,7 @@ from xm_slurm.api.models import (
     ExperimentPatch,
     ExperimentSummary,
     ExperimentUnitPatch,
+    ExperimentUnitRole,
     SlurmJob,
     WorkUnit,
     WorkUnitPatch,
@@ -31,10 +33,20 @@ def experiment_patch_to_json(patch: ExperimentPatch) -> dict[str, Any]:
     }
 
 
-def unit_patch_to_json(patch: ExperimentUnitPatch) -> dict[str, Any]:
+def unit_patch_to_json(patch: WorkUnitPatch) -> dict[str, Any]:
+    """A unit to insert. `role` is sent only for an auxiliary unit: a server older than the role refuses the
+    field (so an auxiliary unit is never stored as a work unit), and takes every work unit as before."""
+    data: dict[str, Any] = {"wid": patch.wid, "identity": patch.identity, "args": patch.args}
+    if patch.role is not ExperimentUnitRole.WORK_UNIT:
+        data["role"] = patch.role.value
+    return data
+
+
+def unit_update_to_json(patch: ExperimentUnitPatch) -> dict[str, Any]:
+    """A unit's change (its fields left None are unchanged; `role` is sent only when it changes)."""
     data: dict[str, Any] = {"identity": patch.identity, "args": patch.args}
-    if isinstance(patch, WorkUnitPatch):
-        data["wid"] = patch.wid
+    if patch.role is not None:
+        data["role"] = patch.role.value
     return data
 
 
@@ -51,6 +63,7 @@ def work_unit_to_json(wu: WorkUnit) -> dict[str, Any]:
         "wid": wu.wid,
         "identity": wu.identity,
         "args": wu.args,
+        "role": wu.role.value,
         "jobs": [job_to_json(j) for j in wu.jobs],
         "artifacts": [artifact_to_json(a) for a in wu.artifacts],
     }
@@ -102,13 +115,36 @@ def _stored(cls: type[_M], data: object, what: str, fields: tuple[str, ...]) -> 
     return from_store(cls, **values)
 
 
+#: How an auxiliary unit was marked before the store had a role: `{LEGACY_ROLE_KEY: "AUX_UNIT", "args": ...}`
+#: as its args. The SQL store's revision 0005 rewrote such rows; a server older than it still sends them.
+LEGACY_ROLE_KEY = "__xm_slurm_role__"
+
+
+def _role_and_args(d: Mapping[str, Any]) -> tuple[ExperimentUnitRole, Any]:
+    args = d.get("args")
+    if "role" in d:
+        role = d["role"]
+        return ExperimentUnitRole.__members__.get(role, ExperimentUnitRole.WORK_UNIT), args
+    if isinstance(args, str) and LEGACY_ROLE_KEY in args:  # a server without the role field
+        try:
+            decoded = json.loads(args)
+        except ValueError:
+            decoded = None
+        if isinstance(decoded, dict) and decoded.get(LEGACY_ROLE_KEY) == "AUX_UNIT":
+            inner = json.dumps(decoded.get("args"), default=str, ensure_ascii=False)
+            return ExperimentUnitRole.AUX_UNIT, inner
+    return ExperimentUnitRole.WORK_UNIT, args
+
+
 def work_unit_from_json(data: object) -> WorkUnit:
     d = _mapping(data, "work unit")
     try:
+        role, args = _role_and_args(d)
         return WorkUnit(
             wid=d["wid"],
             identity=d.get("identity") or "",
-            args=d.get("args"),
+            args=args,
+            role=role,
             jobs=tuple(_stored(SlurmJob, j, "job", _JOB_FIELDS) for j in d.get("jobs", ())),
             artifacts=tuple(
                 _stored(Artifact, a, "artifact", _ARTIFACT_FIELDS) for a in d.get("artifacts", ())

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, TypeVar
 
-from xm_slurm.errors import ValidationError
+from xm_slurm.errors import MetadataError, ValidationError
 from xm_slurm.job_ids import SlurmJobId
 from xm_slurm.ssh_config import STORED_FIELDS, SlurmSSHConfig
 from xm_slurm.text_rules import (
@@ -37,9 +37,25 @@ CONFIG_ARTIFACT_NAMES: tuple[str, ...] = ("GRAPHVIZ", "PYTHON")
 ConfigArtifactName = Literal["GRAPHVIZ", "PYTHON"]
 
 
+class ConflictError(MetadataError):
+    """A write clashes with what is stored: a work unit id or identity already taken with other content."""
+
+
 class ExperimentUnitRole(enum.Enum):
+    """What a stored unit is: a work unit, or an auxiliary unit (e.g. a TensorBoard beside a sweep)."""
+
     WORK_UNIT = "WORK_UNIT"
     AUX_UNIT = "AUX_UNIT"
+
+
+def require_role(value: object, what: str) -> ExperimentUnitRole:
+    """An `ExperimentUnitRole`, or its name as text (`"AUX_UNIT"`, as JSON bodies carry it)."""
+    if isinstance(value, ExperimentUnitRole):
+        return value
+    if isinstance(value, str) and value in ExperimentUnitRole.__members__:
+        return ExperimentUnitRole[value]
+    names = " or ".join(f"ExperimentUnitRole.{r.name}" for r in ExperimentUnitRole)
+    raise ValidationError(f"{what} must be {names}, got {value!r:.100}")
 
 
 def _set(instance: object, name: str, value: object) -> None:
@@ -213,21 +229,29 @@ class ConfigArtifact:
 class ExperimentUnitPatch:
     identity: str | None = None
     args: str | None = None  # the unit's arguments, serialised by the caller (the experiment layer uses JSON)
+    role: ExperimentUnitRole | None = None
 
     def __post_init__(self) -> None:
         if self.identity is not None:
             check_line(self.identity, f"{type(self).__name__}.identity", MAX_LINE)
         if self.args is not None:
             check_text(self.args, f"{type(self).__name__}.args", MAX_ARGS)
+        if self.role is not None:
+            _set(self, "role", require_role(self.role, f"{type(self).__name__}.role"))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class WorkUnitPatch(ExperimentUnitPatch):
+    """A unit to insert (the role defaults to a work unit; `ExperimentUnitRole.AUX_UNIT` for auxiliary ones)."""
+
     wid: int
+    role: ExperimentUnitRole = ExperimentUnitRole.WORK_UNIT
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_id(self.wid, "WorkUnitPatch.wid (1-based)")
+        if self.role is None:
+            raise ValidationError("WorkUnitPatch.role must be an ExperimentUnitRole, got None")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -235,6 +259,7 @@ class ExperimentUnit:
     identity: str = ""
     args: str | None = None
     jobs: tuple[SlurmJob, ...] = ()
+    role: ExperimentUnitRole = ExperimentUnitRole.WORK_UNIT
 
     def __post_init__(self) -> None:
         _set(self, "jobs", tuple(self.jobs))
@@ -282,6 +307,27 @@ class ExperimentSummary:
 
     def __post_init__(self) -> None:
         _set(self, "tags", frozenset(self.tags))
+
+
+#: Rows of one `list_experiments` page: the default and the most.
+DEFAULT_LIST_LIMIT = 100
+MAX_LIST_LIMIT = 1000
+MAX_OFFSET = 2**63 - 1
+
+
+def require_page(limit: object, offset: object) -> tuple[int, int]:
+    """A page of a listing: `limit` in 1..MAX_LIST_LIMIT rows after skipping `offset` (>= 0)."""
+    if not (isinstance(limit, int) and not isinstance(limit, bool) and 1 <= limit <= MAX_LIST_LIMIT):
+        raise ValidationError(f"limit must be an integer from 1 to {MAX_LIST_LIMIT}, got {limit!r:.100}")
+    if not (isinstance(offset, int) and not isinstance(offset, bool) and 0 <= offset <= MAX_OFFSET):
+        raise ValidationError(f"offset must be an integer from 0 to {MAX_OFFSET}, got {offset!r:.100}")
+    return limit, offset
+
+
+def require_bool(value: object, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationError(f"{what} must be True or False, got {value!r:.100}")
+    return value
 
 
 def require_id(value: object, what: str) -> int:

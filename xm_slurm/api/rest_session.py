@@ -1,5 +1,9 @@
-"""The HTTP side of the REST backend: one session per client (sync and per-loop async httpx clients),
-bounded retries with backoff, idempotency keys on writes, and errors mapped to the library's exceptions.
+"""The HTTP side of the REST backend: one httpx client per session, bounded retries with backoff, idempotency
+keys on writes, and errors mapped to the library's exceptions.
+
+Only a synchronous client: async code reaches it through `XManagerAPI.arun`, in a worker thread, as for
+SQLite. So no event loop owns a connection pool (an `httpx.AsyncClient` belongs to the loop that made it and
+outlives a short-lived loop unclosed), and the write-behind thread and async code share one pool.
 
 TLS is verified (a custom CA bundle via `ca_bundle` / `XM_SLURM_REST_API_CA_BUNDLE`; `SSL_CERT_FILE` is honoured).
 Connection errors, timeouts and HTTP 502/503/504 are retried with exponential backoff and jitter, a bounded
@@ -10,18 +14,16 @@ server records with the result, so a retried write never applies twice. The toke
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import ssl
 import uuid
-import weakref
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from typing import Any
 
 import backoff
 import httpx
 
-from xm_slurm.api.base import ConflictError
+from xm_slurm.api.models import ConflictError
+from xm_slurm.api.operation import Call
 from xm_slurm.errors import ConfigurationError, MetadataError, NotFoundError, ValidationError
 
 RETRY_STATUS = frozenset({502, 503, 504})
@@ -44,18 +46,6 @@ class _RetryableStatus(Exception):
     def __init__(self, response: httpx.Response) -> None:
         super().__init__(f"HTTP {response.status_code}")
         self.response = response
-
-
-@dataclasses.dataclass(frozen=True)
-class Call:
-    method: str
-    path: str  # below {base_url}/api
-    json: Any = None
-    params: dict[str, Any] | None = None
-
-    @property
-    def is_write(self) -> bool:
-        return self.method != "GET"
 
 
 def _detail_text(detail: object) -> str:
@@ -103,10 +93,7 @@ class RestSession:
                     f"XM_SLURM_REST_API_CA_BUNDLE={ca_bundle!r} is not a readable PEM CA bundle: {e}"
                 ) from e
         self._timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
-        self._client = self._new_client(httpx.Client)
-        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._client = self._new_client()
         retry = backoff.on_exception(
             backoff.expo,
             (_RetryableStatus, *_RETRY_EXCEPTIONS),
@@ -117,10 +104,9 @@ class RestSession:
             logger=None,  # backoff's own log lines are not needed; our errors say what failed
         )
         self._send_retrying = retry(self._send_once)
-        self._asend_retrying = retry(self._asend_once)
 
-    def _new_client(self, cls: Callable[..., Any]) -> Any:
-        return cls(
+    def _new_client(self) -> httpx.Client:
+        return httpx.Client(
             base_url=f"{self.base_url}/api",
             auth=self._auth,
             verify=self._verify,
@@ -143,36 +129,10 @@ class RestSession:
             raise _RetryableStatus(response)
         return response
 
-    async def _asend_once(self, call: Call, key: str | None) -> httpx.Response:
-        response = await self._async_client().request(
-            call.method, call.path, json=call.json, params=call.params, headers=self._headers(call, key)
-        )
-        if response.status_code in RETRY_STATUS:
-            raise _RetryableStatus(response)
-        return response
-
-    def _async_client(self) -> httpx.AsyncClient:
-        # An httpx.AsyncClient belongs to one event loop; scripts may run several loops one after another.
-        loop = asyncio.get_running_loop()
-        client = self._async_clients.get(loop)
-        if client is None:
-            client = self._async_clients[loop] = self._new_client(httpx.AsyncClient)
-        return client
-
     def _call(self, call: Call) -> Any:
         key = str(uuid.uuid4()) if call.is_write else None
         try:
             response = self._send_retrying(call, key)
-        except _RetryableStatus as e:
-            response = e.response
-        except httpx.HTTPError as e:
-            raise self._unreachable(call, e) from e
-        return self._result(call, response)
-
-    async def _acall(self, call: Call) -> Any:
-        key = str(uuid.uuid4()) if call.is_write else None
-        try:
-            response = await self._asend_retrying(call, key)
         except _RetryableStatus as e:
             response = e.response
         except httpx.HTTPError as e:
@@ -221,9 +181,4 @@ class RestSession:
 
     def close(self) -> None:
         self._client.close()
-        self._client = self._new_client(httpx.Client)  # stays usable, as the abstract client promises
-
-    async def aclose(self) -> None:
-        client = self._async_clients.pop(asyncio.get_running_loop(), None)
-        if client is not None:
-            await client.aclose()
+        self._client = self._new_client()  # stays usable, as the abstract client promises

@@ -24,7 +24,8 @@ START_FORMAT = "JobArrayID:|,StartTime:|,Reason:"
 
 LIST_EPILOG = """\
 examples:
-  xm-slurm list                       # the 20 newest experiments
+  xm-slurm list                       # the 20 newest experiments that hold a work unit
+  xm-slurm list --all                 # also those without one (marked empty)
   xm-slurm list --tag baseline --title resnet --limit 5
   xm-slurm list --json | jq '.[].xid'
 """
@@ -42,7 +43,9 @@ examples:
 def _list(args: argparse.Namespace) -> int:
     from xm_slurm.api import client
 
-    summaries = client().list_experiments(title_contains=args.title, tag=args.tag, limit=args.limit)
+    summaries = client().list_experiments(
+        title_contains=args.title, tag=args.tag, limit=args.limit, include_empty=args.all
+    )
     if args.json:
         print_json(
             [
@@ -53,15 +56,21 @@ def _list(args: argparse.Namespace) -> int:
                     "note": s.note,
                     "tags": sorted(s.tags),
                     "num_work_units": s.num_work_units,
+                    "empty": s.num_work_units == 0,
                     "created_at": s.created_at,
                 }
                 for s in summaries
             ]
         )
         return 0
-    rows = [(s.xid, s.title, s.tags, s.num_work_units, _time(s.created_at)) for s in summaries]
+    rows = [(s.xid, s.title, s.tags, _units(s.num_work_units), _time(s.created_at)) for s in summaries]
     print_table(["xid", "title", "tags", "units", "created"], rows)
     return 0
+
+
+def _units(count: int) -> str:
+    # An experiment without work units: a launch killed before its first add, or one still starting.
+    return f"{count}" if count else "0 (empty)"
 
 
 def _time(iso: str | None) -> str | None:
@@ -259,12 +268,20 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "list",
         help="list experiments, newest first",
-        description="List the experiments of the metadata store, newest first.",
+        description=(
+            "List the experiments of the metadata store, newest first. Experiments without work units (a "
+            "launch killed before its first add, or one still starting) are left out unless --all is given."
+        ),
         epilog=LIST_EPILOG,
     )
     p.add_argument("--title", default=None, metavar="TEXT", help="only titles containing TEXT")
     p.add_argument("--tag", default=None, help="only experiments with this tag")
     p.add_argument("--limit", type=positive_int, default=20, help="at most this many (default: 20)")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="also experiments without work units (a launch killed before its first add), marked empty",
+    )
     p.add_argument("--json", action="store_true", help="print JSON (a list of objects) for scripts")
     p.set_defaults(func=_list)
 

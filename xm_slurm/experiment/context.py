@@ -1,8 +1,10 @@
 """The experiment and work-unit context (SPEC §1 "Experiment context"): annotations, tags, artifacts, configs.
 
-Reads are served from memory. Every change is written through to the metadata store by a `WriteQueue`: one
-worker thread applies the writes in the order they were made, with the synchronous client, so nothing blocks
-the event loop. `await context.flush()` waits for every earlier write and raises `MetadataError` if any failed;
+Reads are served from memory. Every change is written through to the metadata store by a `WriteQueue`: each
+change becomes a store `Operation` at once (so a bad value is refused where it was set), and one worker thread
+runs them in the order they were made with the client's `run`, so nothing blocks the event loop. A thread,
+not a task: changes are made by plain assignments, from the experiment's loop or from any other thread
+(XManager's `with` runs the loop in a thread of its own; a reopened experiment may have no loop at all). `await context.flush()` waits for every earlier write and raises `MetadataError` if any failed;
 the experiment layer awaits it when the experiment exits (and may at any time).
 
     ctx = ExperimentContext(client, xid)                           # a new experiment
@@ -23,6 +25,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMappin
 from typing import Any
 
 from xm_slurm.api import Artifact, ConfigArtifact, Experiment, ExperimentPatch, XManagerAPI
+from xm_slurm.api import operation as ops
+from xm_slurm.api.operation import Operation
 from xm_slurm.errors import MetadataError, ValidationError
 from xm_slurm.text_rules import check_name
 
@@ -30,30 +34,31 @@ from xm_slurm.text_rules import check_name
 @dataclasses.dataclass(frozen=True)
 class _Write:
     description: str
-    func: Callable[..., object]
-    args: tuple[object, ...]
+    op: Operation[Any]
 
 
 _STOP = object()
 
 
 class WriteQueue:
-    """Ordered write-behind: `put` returns at once; one daemon thread applies the writes in order.
+    """Ordered write-behind: `put` returns at once; one daemon thread runs the operations in order with
+    `client.run`.
 
     A failed write does not stop the later ones (they are independent changes); its error is kept and raised
     by the next `flush`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, client: XManagerAPI) -> None:
+        self._client = client
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._errors: list[tuple[str, BaseException]] = []
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def put(self, description: str, func: Callable[..., object], *args: object) -> None:
-        """Queue `func(*args)`; `description` names the write in error messages."""
+    def put(self, description: str, op: Operation[Any]) -> None:
+        """Queue `op`; `description` names the write in error messages."""
         self._start()
-        self._queue.put(_Write(description, func, args))
+        self._queue.put(_Write(description, op))
 
     def _start(self) -> None:
         with self._lock:
@@ -73,7 +78,7 @@ class WriteQueue:
                 item.set_result(errors)
                 continue
             try:
-                item.func(*item.args)
+                self._client.run(item.op)
             except Exception as e:  # kept for flush(); one failure must not stop the queue
                 self._errors.append((item.description, e))
 
@@ -231,26 +236,17 @@ class Annotations:
 class WorkUnitContext:
     """A work unit's context: its `artifacts`."""
 
-    def __init__(
-        self, client: XManagerAPI, writes: WriteQueue, xid: int, wid: int, artifacts: Mapping[str, str]
-    ):
+    def __init__(self, writes: WriteQueue, xid: int, wid: int, artifacts: Mapping[str, str]):
         self.experiment_id, self.work_unit_id = xid, wid
         self._writes = writes
         self.artifacts = Artifacts(
             artifacts,
             lambda name, uri: writes.put(
                 f"set artifact {name!r} of work unit {wid}",
-                client.insert_work_unit_artifact,
-                xid,
-                wid,
-                Artifact(name=name, uri=uri),
+                ops.insert_work_unit_artifact(xid, wid, Artifact(name=name, uri=uri)),
             ),
             lambda name: writes.put(
-                f"delete artifact {name!r} of work unit {wid}",
-                client.delete_work_unit_artifact,
-                xid,
-                wid,
-                name,
+                f"delete artifact {name!r} of work unit {wid}", ops.delete_work_unit_artifact(xid, wid, name)
             ),
         )
 
@@ -275,17 +271,16 @@ class ExperimentContext:
         writes: WriteQueue | None = None,
     ) -> None:
         self.experiment_id = xid
-        self._client = client
-        self._writes = writes or WriteQueue()
+        self._writes = writes or WriteQueue(client)
         self._configs = dict(config_artifacts or {})
         self.annotations = Annotations(self, title=title, description=description, note=note, tags=tags)
         self.artifacts = Artifacts(
             artifacts or {},
             lambda name, uri: self._writes.put(
-                f"set artifact {name!r}", client.insert_experiment_artifact, xid, Artifact(name=name, uri=uri)
+                f"set artifact {name!r}", ops.insert_experiment_artifact(xid, Artifact(name=name, uri=uri))
             ),
             lambda name: self._writes.put(
-                f"delete artifact {name!r}", client.delete_experiment_artifact, xid, name
+                f"delete artifact {name!r}", ops.delete_experiment_artifact(xid, name)
             ),
         )
 
@@ -308,33 +303,28 @@ class ExperimentContext:
 
     def work_unit(self, wid: int, artifacts: Mapping[str, str] | None = None) -> WorkUnitContext:
         """The context of work unit `wid` (sharing this context's write queue, so writes stay in order)."""
-        return WorkUnitContext(self._client, self._writes, self.experiment_id, wid, artifacts or {})
+        return WorkUnitContext(self._writes, self.experiment_id, wid, artifacts or {})
 
     @property
     def writes(self) -> WriteQueue:
         return self._writes
 
     def _update(self, patch: ExperimentPatch, description: str) -> None:
-        self._writes.put(description, self._client.update_experiment, self.experiment_id, patch)
+        self._writes.put(description, ops.update_experiment(self.experiment_id, patch))
 
     def _set_config(self, name: str, value: str | None) -> None:
         if value is None:
             if self._configs.pop(name, None) is not None:
                 self._writes.put(
                     f"delete the {name} config",
-                    self._client.delete_experiment_config_artifact,
-                    self.experiment_id,
-                    name,
+                    ops.delete_experiment_config_artifact(self.experiment_id, name),
                 )
             return
         _require_str(value, f"the {name} config")
         self._configs[name] = value
         artifact = ConfigArtifact(name=name, uri=value)  # type: ignore[arg-type]  # name is PYTHON or GRAPHVIZ
         self._writes.put(
-            f"set the {name} config",
-            self._client.insert_experiment_config_artifact,
-            self.experiment_id,
-            artifact,
+            f"set the {name} config", ops.insert_experiment_config_artifact(self.experiment_id, artifact)
         )
 
     @property

@@ -135,11 +135,8 @@ async def resolve_pending(
         result.remaining = [wu for wu in work_units if any(wid == wu.wid for wid, _, _ in rows)]
         return result
     try:
-        # The synchronous call in a thread: no per-event-loop HTTP client is left behind.
-        await asyncio.to_thread(
-            lambda: client.replace_jobs(
-                experiment_id, remove=remove, insert=insert, delete_empty_units=sorted(emptied)
-            )
+        await client.areplace_jobs(
+            experiment_id, remove=remove, insert=insert, delete_empty_units=sorted(emptied)
         )
     except MetadataError as e:
         log.warning("could not record the resolved submissions of experiment %d: %s", experiment_id, e)

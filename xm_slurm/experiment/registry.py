@@ -15,13 +15,12 @@ from typing import Any, TypeVar
 
 from xmanager import xm
 
-from xm_slurm.api import ConflictError, WorkUnit, XManagerAPI
+from xm_slurm.api import ConflictError, ExperimentUnitRole, WorkUnit, XManagerAPI
 from xm_slurm.errors import NotFoundError, XmSlurmError
 from xm_slurm.experiment.handles import SlurmLaunchedJob, is_pending
 from xm_slurm.experiment.recovery import Resolution, resolve_pending
 from xm_slurm.experiment.retrying import current_jobs
 from xm_slurm.experiment.units import (
-    ROLE_KEY,
     SlurmAuxiliaryUnit,
     SlurmExperimentUnit,
     SlurmWorkUnit,
@@ -76,12 +75,8 @@ class UnitRegistry:
             args = record.args
         role: xm.ExperimentUnitRole = xm.WorkUnitRole()
         cls: type[SlurmExperimentUnit] = SlurmWorkUnit
-        if isinstance(args, dict) and args.get(ROLE_KEY) == "AUX_UNIT":
-            role, cls, args = (
-                xm.AuxiliaryUnitRole(termination_delay_secs=0),
-                SlurmAuxiliaryUnit,
-                args.get("args"),
-            )
+        if record.role is ExperimentUnitRole.AUX_UNIT:
+            role, cls = xm.AuxiliaryUnitRole(termination_delay_secs=0), SlurmAuxiliaryUnit
         # A retried job is superseded by its retry: report the newest attempt only. Pending rows have no
         # Slurm id yet: they get no handle (the unit reports PENDING) until they are resolved.
         xid = self._host.experiment_id

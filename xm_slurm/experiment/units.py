@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from xmanager import xm
 
 from xm_slurm import scheduler
-from xm_slurm.api import WorkUnitPatch
+from xm_slurm.api import ExperimentUnitRole, WorkUnitPatch
 from xm_slurm.dependencies import (
     SlurmDependency,
     after,
@@ -40,9 +40,6 @@ from xm_slurm.status import SlurmJobStatus, SlurmWorkUnitStatus
 
 if TYPE_CHECKING:
     import datetime as dt
-
-#: Key of the stored args JSON that marks an auxiliary unit (the store has no role column).
-ROLE_KEY = "__xm_slurm_role__"
 
 
 def _unused_create_task(_: Any) -> Any:  # xm.ExperimentUnit wants one; our add() does not use it
@@ -116,9 +113,9 @@ class SlurmExperimentUnit(xm.ExperimentUnit):
 
     def to_patch(self) -> WorkUnitPatch:
         args = self._args if self._args is not None else {}
-        if isinstance(self._role, xm.AuxiliaryUnitRole):
-            args = {ROLE_KEY: "AUX_UNIT", "args": args}
-        return WorkUnitPatch(wid=self._unit_id, identity=self._identity, args=encode_args(args))
+        aux = isinstance(self._role, xm.AuxiliaryUnitRole)
+        role = ExperimentUnitRole.AUX_UNIT if aux else ExperimentUnitRole.WORK_UNIT
+        return WorkUnitPatch(wid=self._unit_id, identity=self._identity, args=encode_args(args), role=role)
 
     def launched(self, handles: Sequence[SlurmLaunchedJob], *, recorded: bool = True) -> None:
         """Jobs submitted for this unit (`recorded`: the store holds the unit now)."""

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from xm_slurm.api import codec, models
-from xm_slurm.api.base import DEFAULT_LIST_LIMIT, ConflictError
+from xm_slurm.api.models import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, ConflictError
 from xm_slurm.api.server import idempotency, tokens
 from xm_slurm.api.server.limits import MAX_BODY_BYTES, TOKEN_KEY, RequestGuard
 from xm_slurm.api.server.schemas import (
@@ -34,7 +34,6 @@ from xm_slurm.api.server.schemas import (
 )
 from xm_slurm.api.sql import SqlClient
 from xm_slurm.api.storage import operations as ops
-from xm_slurm.api.storage.operations import MAX_LIST_LIMIT
 from xm_slurm.errors import MetadataError, NotFoundError, ValidationError
 from xm_slurm.text_rules import MAX_ID, MAX_LINE
 from xm_slurm.version import __version__
@@ -147,10 +146,18 @@ def create_app(client: SqlClient, *, max_body_bytes: int = MAX_BODY_BYTES) -> Fa
         tag: QueryText = None,
         limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = DEFAULT_LIST_LIMIT,
         offset: Annotated[int, Query(ge=0)] = 0,
+        include_empty: Annotated[
+            bool, Query(description="false: only experiments holding at least one work unit")
+        ] = True,
     ) -> list[dict[str, Any]]:
         with client.reading() as conn:
             found = ops.list_experiments(
-                conn, title_contains=title_contains, tag=tag, limit=limit, offset=offset
+                conn,
+                title_contains=title_contains,
+                tag=tag,
+                limit=limit,
+                offset=offset,
+                include_empty=include_empty,
             )
         return [codec.summary_to_json(s) for s in found]
 

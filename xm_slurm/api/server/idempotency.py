@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from xm_slurm.api.base import ConflictError
+from xm_slurm.api.models import ConflictError
 from xm_slurm.api.storage import schema as t
 
 KEEP_FOR = dt.timedelta(days=7)

@@ -32,19 +32,30 @@ class ExperimentPatchBody(_Body):
         )
 
 
+RoleName = Literal["WORK_UNIT", "AUX_UNIT"]
+
+
 class ExperimentUnitPatchBody(_Body):
     identity: str | None = None
     args: str | None = None
+    role: RoleName | None = Field(default=None, description="null or absent: unchanged")
 
     def to_model(self) -> models.ExperimentUnitPatch:
-        return models.ExperimentUnitPatch(identity=self.identity, args=self.args)
+        role = None if self.role is None else models.ExperimentUnitRole[self.role]
+        return models.ExperimentUnitPatch(identity=self.identity, args=self.args, role=role)
 
 
-class WorkUnitPatchBody(ExperimentUnitPatchBody):
+class WorkUnitPatchBody(_Body):
     wid: WidField
+    identity: str | None = None
+    args: str | None = None
+    # Optional, so that clients older than the role keep working: their units are work units.
+    role: RoleName = "WORK_UNIT"
 
     def to_model(self) -> models.WorkUnitPatch:
-        return models.WorkUnitPatch(wid=self.wid, identity=self.identity, args=self.args)
+        return models.WorkUnitPatch(
+            wid=self.wid, identity=self.identity, args=self.args, role=models.ExperimentUnitRole[self.role]
+        )
 
 
 class ReserveBody(_Body):

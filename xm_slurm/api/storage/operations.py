@@ -12,27 +12,27 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-from xm_slurm.api.base import ConflictError
 from xm_slurm.api.models import (
     Artifact,
     ConfigArtifact,
+    ConflictError,
     Experiment,
     ExperimentPatch,
     ExperimentSummary,
     ExperimentUnitPatch,
+    ExperimentUnitRole,
     SlurmJob,
     WorkUnit,
     WorkUnitPatch,
     from_store,
+    require_bool,
     require_id,
+    require_page,
     require_reserve_count,
 )
 from xm_slurm.api.storage import schema as t
 from xm_slurm.errors import NotFoundError, ValidationError
 from xm_slurm.text_rules import MAX_LINE, check_line, check_name
-
-MAX_LIST_LIMIT = 1000
-MAX_OFFSET = 2**63 - 1
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -126,11 +126,17 @@ def _work_units(conn: sa.Connection, xid: int, where: sa.ColumnElement[bool] | N
             wid=r.wid,
             identity=r.identity,
             args=r.args,
+            role=_role(r.role),
             jobs=tuple(jobs[r.id]),
             artifacts=tuple(artifacts[r.id]),
         )
         for r in rows
     ]
+
+
+def _role(stored: str) -> ExperimentUnitRole:
+    # Lenient like every read: a value written by hand reads as a work unit rather than hide the experiment.
+    return ExperimentUnitRole.__members__.get(stored, ExperimentUnitRole.WORK_UNIT)
 
 
 def get_experiment(conn: sa.Connection, xid: int) -> Experiment:
@@ -160,12 +166,18 @@ def get_experiment(conn: sa.Connection, xid: int) -> Experiment:
 
 
 def list_experiments(
-    conn: sa.Connection, *, title_contains: str | None, tag: str | None, limit: int, offset: int
+    conn: sa.Connection,
+    *,
+    title_contains: str | None,
+    tag: str | None,
+    limit: int,
+    offset: int,
+    include_empty: bool = True,
 ) -> list[ExperimentSummary]:
-    if not (isinstance(limit, int) and not isinstance(limit, bool) and 1 <= limit <= MAX_LIST_LIMIT):
-        raise ValidationError(f"limit must be an integer from 1 to {MAX_LIST_LIMIT}, got {limit!r}")
-    if not (isinstance(offset, int) and not isinstance(offset, bool) and 0 <= offset <= MAX_OFFSET):
-        raise ValidationError(f"offset must be an integer from 0 to {MAX_OFFSET}, got {offset!r:.100}")
+    """A page of experiments, newest first; without `include_empty`, only those holding a work unit (the
+    filter is part of the query, so pages stay full)."""
+    require_page(limit, offset)
+    require_bool(include_empty, "include_empty")
     if title_contains is not None:
         check_line(title_contains, "title_contains", MAX_LINE)
     if tag is not None:
@@ -177,6 +189,8 @@ def list_experiments(
         query = query.where(e.c.title.contains(title_contains, autoescape=True))
     if tag is not None:
         query = query.where(sa.exists().where(tg.c.experiment_id == e.c.id, tg.c.tag == tag))
+    if not include_empty:
+        query = query.where(sa.exists().where(w.c.experiment_id == e.c.id))
     rows = conn.execute(query).all()
     tags: dict[int, set[str]] = {r.id: set() for r in rows}
     if rows:
@@ -229,7 +243,7 @@ def insert_work_units(conn: sa.Connection, xid: int, patches: Sequence[WorkUnitP
         identity = p.identity or ""
         row = existing.get(p.wid)
         if row is not None:
-            if (row.identity, row.args) != (identity, p.args):
+            if (row.identity, row.args, row.role) != (identity, p.args, p.role.value):
                 raise ConflictError(
                     f"work unit {p.wid} of experiment {xid} already exists with other content "
                     f"(identity {row.identity!r}); work unit ids are 1-based and unique per experiment"
@@ -239,7 +253,9 @@ def insert_work_units(conn: sa.Connection, xid: int, patches: Sequence[WorkUnitP
             raise ConflictError(
                 f"identity {identity!r} is already work unit {by_identity[identity]} of experiment {xid}"
             )
-        new_rows.append({"experiment_id": xid, "wid": p.wid, "identity": identity, "args": p.args})
+        new_rows.append(
+            {"experiment_id": xid, "wid": p.wid, "identity": identity, "args": p.args, "role": p.role.value}
+        )
     if new_rows:
         conn.execute(sa.insert(w), new_rows)
 
@@ -274,6 +290,8 @@ def update_work_unit(conn: sa.Connection, xid: int, wid: int, patch: ExperimentU
         values["identity"] = patch.identity
     if patch.args is not None:
         values["args"] = patch.args
+    if patch.role is not None:
+        values["role"] = patch.role.value
     if values:
         conn.execute(sa.update(t.work_units).where(t.work_units.c.id == pk).values(**values))
 

@@ -38,6 +38,8 @@ work_units = sa.Table(
     sa.Column("wid", sa.Integer, nullable=False),
     sa.Column("identity", sa.Text, nullable=False, server_default=""),
     sa.Column("args", sa.Text),
+    # Revision 0005: ExperimentUnitRole's name (WORK_UNIT or AUX_UNIT).
+    sa.Column("role", sa.String(16), nullable=False, server_default="WORK_UNIT"),
     sa.UniqueConstraint("experiment_id", "wid", name="uq_work_units_wid"),
 )
 # A non-empty identity names one work unit per experiment (idempotent launches).
