@@ -74,11 +74,11 @@ from xm_slurm.transport import SSHTransport
 async def main(ids):
     config = xm_slurm.SlurmSSHConfig(**json.loads(sys.argv[1]))
     transport = CountingTransport(SSHTransport(config))
-    watcher = JobWatcher(transport)  # shares answers through $XM_SLURM_STATE_DIR/status-cache
     states = {}
     for _ in range(3):
-        answers = await watcher.poll(ids, max_age=600)  # a freshness window longer than the test
-        watcher._latest.clear()  # forget our own answers: only the shared cache may spare a query
+        # A new watcher each time (nothing cached in this process): only the answers shared through
+        # $XM_SLURM_STATE_DIR/status-cache may spare a query. The freshness window is longer than the test.
+        answers = await JobWatcher(transport).poll(ids, max_age=600)
         states = {str(k): v.state.value for k, v in answers.items()}
     await transport.close()
     print(json.dumps({"squeue": transport.counts["squeue"], "sacct": transport.counts["sacct"], "states": states}))

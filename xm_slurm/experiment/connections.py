@@ -50,16 +50,6 @@ def launch_transport_factory(
     return chosen if dry_run is None else dry_run.wrap(chosen)
 
 
-class _StatusBatch:
-    """Status requests made in the same event-loop tick, answered by ONE poll (one sacct)."""
-
-    def __init__(self) -> None:
-        self.ids: set[SlurmJobId] = set()
-        self.future: asyncio.Future[dict[SlurmJobId, SlurmJobStatus]] = (
-            asyncio.get_running_loop().create_future()
-        )
-
-
 class ClusterConnections:
     def __init__(self, transport_factory: TransportFactory | None = None) -> None:
         # Chosen here until the experiment's entry points (create_experiment, get_experiment) choose once
@@ -68,8 +58,6 @@ class ClusterConnections:
         self._transports: dict[SlurmSSHConfig, Transport] = {}
         self._watchers: dict[SlurmSSHConfig, JobWatcher] = {}
         self._roots: dict[SlurmSSHConfig, asyncio.Task[str]] = {}
-        self._batches: dict[SlurmSSHConfig, _StatusBatch] = {}
-        self._polls: set[asyncio.Future[None]] = set()
 
     def transport(self, ssh: SlurmSSHConfig) -> Transport:
         if ssh not in self._transports:
@@ -91,28 +79,8 @@ class ClusterConnections:
     async def statuses(
         self, ssh: SlurmSSHConfig, job_ids: Iterable[SlurmJobId]
     ) -> dict[SlurmJobId, SlurmJobStatus]:
-        """Current states; concurrent calls for one cluster share one poll (one sacct for all of them)."""
-        batch = self._batches.get(ssh)
-        if batch is None:
-            batch = self._batches[ssh] = _StatusBatch()
-            asyncio.get_running_loop().call_soon(self._flush, ssh, batch)
-        wanted = set(job_ids)
-        batch.ids |= wanted
-        answers = await asyncio.shield(batch.future)
-        return {j: answers[j] for j in wanted if j in answers}
-
-    def _flush(self, ssh: SlurmSSHConfig, batch: _StatusBatch) -> None:
-        del self._batches[ssh]
-
-        async def poll() -> None:
-            try:
-                batch.future.set_result(await self.watcher(ssh).poll(batch.ids))
-            except BaseException as e:  # delivered to every caller of this batch
-                batch.future.set_exception(e)
-
-        task = asyncio.ensure_future(poll())
-        self._polls.add(task)
-        task.add_done_callback(self._polls.discard)
+        """Current states, from the cluster's one status source: concurrent calls share one round."""
+        return await self.watcher(ssh).poll(job_ids)
 
     async def aclose(self) -> None:
         for watcher in self._watchers.values():

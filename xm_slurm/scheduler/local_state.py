@@ -1,7 +1,8 @@
 """Small files the scheduler layer keeps on THIS machine, shared by the user's processes.
 
 They live in the local state folder (`paths.local_state_dir()`; folders 0700, files 0600), one per cluster
-account, named by a hash of the account (`transport_key`): the cluster limits (`limits.cached_limits`).
+account, named by a hash of the account (`transport_key`): the shared status answers
+(`status_cache.SharedStatusCache`) and the cluster limits (`limits.cached_limits`).
 """
 
 from __future__ import annotations

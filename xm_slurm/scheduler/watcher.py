@@ -1,16 +1,26 @@
-"""`JobWatcher`: one poll loop per transport that batches every watched job into ONE status round per interval.
+"""`JobWatcher`: a cluster's one status source in this process: one poll loop, one cache of answers, and
+status rounds shared by every caller.
 
-Like submitit's InfoWatcher: callers `register` jobs (at submission) and `await wait(ids)`; a single background
-task polls while anyone waits. The interval starts at `min_interval`, grows by 1.5x while nothing changes and
-falls back to `min_interval` when something does or a job is registered (just submitted), capped at
-`max_interval`, with +-10% jitter so that processes started together drift apart. Jobs in a terminal state
-are not asked about again. A status round is one `squeue` for all of them plus, only for the jobs squeue no
-longer lists, one `sacct` (`status_query.query_rows`). After one `sacct` failure the watcher uses `squeue`
-alone for good (accounting is off).
+Callers `register` jobs (at submission), ask `await poll(ids)` (a status now) or `await wait(ids)` (until
+they end). A status round is one `squeue` for the jobs it asks about plus, only for those squeue no longer
+lists, one `sacct` (`status_query.query_rows`); after one `sacct` failure the watcher uses `squeue` alone for
+good (accounting is off).
 
-`poll(ids)` answers from the last poll when it is younger than `min_interval` and covers the ids, so status
-calls next to a running `wait` cost nothing. Answers are shared with the other processes of the same user
-on this machine through `SharedStatusCache` (scheduler/budget.py) unless `share=False`.
+Sharing. Every answer goes into one cache (`latest`, with when it was asked for). `poll(ids)` answers from it
+when every id is final or was asked about less than `max_age` seconds ago (default `min_interval`). Otherwise
+the caller joins a round: the one running, if it asks about all of its ids, else the next one, which gathers
+every caller that arrives until the running round is over and then asks about all their ids at once. So
+concurrent calls, however many, cost one round, and rounds never overlap.
+
+Waiting. While anyone waits, one background task polls the registered jobs that are not final. Its interval
+starts at `min_interval`, grows by 1.5x while nothing changes and falls back to `min_interval` when something
+does or a job is registered (just submitted), capped at `max_interval`, with +-10% jitter so that processes
+started together drift apart. Its rounds are the same rounds: a `poll` made in between spares it one.
+
+Processes. A round asks the cache file of this machine's processes first (`status_cache.SharedStatusCache`,
+unless `share=False`) and the cluster only when the file has no answer young enough: a launch script and
+`xm-slurm wait` watching the same jobs cost about what the launch script alone does (benchmarks/
+status_sharing.py: 18 status commands for both, against 40 without the file, in the same wall time).
 """
 
 from __future__ import annotations
@@ -25,9 +35,9 @@ from collections.abc import Iterable
 
 from xm_slurm.errors import StatusUnavailableError
 from xm_slurm.job_ids import SlurmJobId
-from xm_slurm.scheduler.budget import SharedStatusCache
 from xm_slurm.scheduler.local_state import transport_key
 from xm_slurm.scheduler.states import SUBMISSION_GRACE_SECONDS, resolve
+from xm_slurm.scheduler.status_cache import SharedStatusCache
 from xm_slurm.scheduler.status_query import query_rows
 from xm_slurm.status import SlurmJobStatus
 from xm_slurm.transport.base import Transport
@@ -39,6 +49,22 @@ log = logging.getLogger(__name__)
 class _Waiter:
     job_ids: frozenset[SlurmJobId]
     future: asyncio.Future[dict[SlurmJobId, SlurmJobStatus]]
+
+
+@dataclasses.dataclass
+class _Round:
+    """One status round: the ids it asks about, the oldest answer its callers accept (seconds), and
+    `done` once their answers are in the cache."""
+
+    ids: set[SlurmJobId]
+    max_age: float
+    done: asyncio.Future[None]
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    # A round whose callers all went away must not log "exception was never retrieved".
+    if not future.cancelled():
+        future.exception()
 
 
 class JobWatcher:
@@ -57,8 +83,8 @@ class JobWatcher:
         self.max_interval = max_interval
         self.grace = grace
         self.jitter = jitter
-        self.polls = 0  # poll rounds that asked the cluster (each: one squeue, maybe one sacct, per cluster)
-        self.reused = 0  # poll rounds answered without a command (a recent poll here or in another process)
+        self.polls = 0  # rounds that asked the cluster (each: one squeue, maybe one sacct)
+        self.reused = 0  # polls and rounds answered without a command (from this cache or the shared file)
         self.shared: SharedStatusCache | None = None
         if isinstance(share, SharedStatusCache):
             self.shared = share
@@ -70,6 +96,9 @@ class JobWatcher:
         self._registered: dict[SlurmJobId, float] = {}  # id -> when first seen (submission time if given)
         self._array_sizes: dict[SlurmJobId, int] = {}
         self._latest: dict[SlurmJobId, SlurmJobStatus] = {}
+        self._running: _Round | None = None
+        self._next: _Round | None = None  # gathers callers while `_running` runs
+        self._rounds: set[asyncio.Task[None]] = set()
         self._waiters: list[_Waiter] = []
         self._task: asyncio.Task[None] | None = None
         self._wakeup = asyncio.Event()
@@ -94,10 +123,10 @@ class JobWatcher:
     async def poll(
         self, job_ids: Iterable[SlurmJobId | str] | None = None, *, max_age: float | None = None
     ) -> dict[SlurmJobId, SlurmJobStatus]:
-        """The states of these (default: all registered, non-final) jobs, in one batched query.
+        """The states of these (default: all registered, non-final) jobs.
 
-        An answer younger than `max_age` seconds (default `min_interval`) is reused: from this watcher's
-        last poll, else from the shared cache of this machine's processes.
+        Answered from the cache when each is final or younger than `max_age` seconds (default
+        `min_interval`), else by a round shared with every concurrent caller (see the module docstring).
         """
         max_age = self.min_interval if max_age is None else max_age
         if job_ids is None:
@@ -107,20 +136,70 @@ class JobWatcher:
         if not ids:
             return {}
         now = time.time()
-        if job_ids is not None and all(
-            j in self._latest and (self._is_final(j) or now - self._fetched.get(j, 0.0) <= max_age)
-            for j in ids
-        ):
+        if all(self._is_final(j) or (j in self._latest and now - self._fetched[j] <= max_age) for j in ids):
             self.reused += 1
-            return {j: self._latest[j] for j in ids}
+        else:
+            await self._join_round(ids, max_age)
+        return {j: self._latest[j] for j in ids}
+
+    def _is_final(self, job_id: SlurmJobId) -> bool:
+        status = self._latest.get(job_id)
+        return status is not None and status.is_terminal
+
+    async def _join_round(self, ids: list[SlurmJobId], max_age: float) -> None:
+        running = self._running
+        if running is not None and running.max_age <= max_age and running.ids.issuperset(ids):
+            round_ = running  # asked about moments ago: its answer is as fresh as a new round's
+        else:
+            round_ = self._next or self._start_round(max_age)
+            round_.ids.update(ids)
+            round_.max_age = min(round_.max_age, max_age)
+        await asyncio.shield(round_.done)
+
+    def _start_round(self, max_age: float) -> _Round:
+        round_ = self._next = _Round(set(), max_age, asyncio.get_running_loop().create_future())
+        round_.done.add_done_callback(_retrieve)
+        task = asyncio.create_task(self._run_round(round_), name=f"status round on {self.transport!r}")
+        self._rounds.add(task)
+
+        def finished(task: asyncio.Task[None]) -> None:
+            # Also when the task was cancelled before it began: its callers must not wait forever.
+            self._rounds.discard(task)
+            if not round_.done.done():
+                round_.done.cancel()
+            if self._running is round_:
+                self._running = None
+            if self._next is round_:
+                self._next = None
+
+        task.add_done_callback(finished)
+        return round_
+
+    async def _run_round(self, round_: _Round) -> None:
+        if self._running is not None:  # one round at a time; this one gathers callers meanwhile
+            await asyncio.wait([self._running.done])
+        self._next, self._running = None, round_
+        try:
+            await self._ask(list(round_.ids), round_.max_age)
+        except Exception as e:  # delivered to every caller of the round
+            round_.done.set_exception(e)
+        else:
+            round_.done.set_result(None)
+
+    async def _ask(self, ids: list[SlurmJobId], max_age: float) -> None:
+        """One round for `ids`: from the shared file if it has an answer younger than `max_age`, else
+        from the cluster; the answers go into the cache."""
+        asked_at = time.time()
         sizes = self._array_sizes
         if self.shared is not None:
             found, asked = await self.shared.query(
                 self.transport, ids, max_age=max_age, use_sacct=self._use_sacct, array_sizes=sizes
             )
         else:
-            found = await query_rows(self.transport, ids, use_sacct=self._use_sacct, array_sizes=sizes)
-            asked = True
+            found, asked = (
+                await query_rows(self.transport, ids, use_sacct=self._use_sacct, array_sizes=sizes),
+                True,
+            )
         if found.sacct_failure and self._use_sacct:
             log.warning(
                 "sacct is unavailable on %r (%s); following jobs with squeue alone from now on",
@@ -132,20 +211,16 @@ class JobWatcher:
             self.polls += 1
         else:
             self.reused += 1
-        self._fetched.update(dict.fromkeys(ids, now))
-        answers = resolve(
-            ids,
-            found.rows,
-            submitted_at={j: self._registered[j] for j in ids},
-            array_sizes=self._array_sizes,
-            grace=self.grace,
+        self._fetched.update(dict.fromkeys(ids, asked_at))
+        self._latest.update(
+            resolve(
+                ids,
+                found.rows,
+                submitted_at={j: self._registered[j] for j in ids if j in self._registered},
+                array_sizes=sizes,
+                grace=self.grace,
+            )
         )
-        self._latest.update(answers)
-        return answers
-
-    def _is_final(self, job_id: SlurmJobId) -> bool:
-        status = self._latest.get(job_id)
-        return status is not None and status.is_terminal
 
     async def wait(
         self, job_ids: Iterable[SlurmJobId | str], *, timeout: float | None = None
@@ -188,7 +263,8 @@ class JobWatcher:
         while any(not w.future.done() for w in self._waiters):
             before = dict(self._latest)
             try:
-                # Half the interval: our own previous answer (in the shared cache) is always too old.
+                # Half the interval: our own previous round is always older (here and in the shared file);
+                # one a `poll` or another process just made is not.
                 await self.poll(max_age=self._interval / 2)
             except StatusUnavailableError as e:
                 for w in self._waiters:
@@ -207,10 +283,12 @@ class JobWatcher:
                 await asyncio.wait_for(self._wakeup.wait(), pause)
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        tasks = [t for t in (self._task, *self._rounds) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         for w in self._waiters:
             if not w.future.done():
                 w.future.cancel()
