@@ -41,7 +41,7 @@ async def test_submissions_are_recorded_not_made(tmp_path: Path, monkeypatch: py
     folder = tmp_path / "scripts"
     monkeypatch.setenv(dry_run.DRY_RUN_ENV, str(folder))
     monkeypatch.delenv(dry_run.DRY_RUN_REMOTE_ENV, raising=False)
-    connections = ClusterConnections(lambda config: LocalTransport())
+    connections = ClusterConnections(launch_transport_factory(lambda config: LocalTransport()))
     transport = connections.transport(SSH)
     assert isinstance(transport, dry_run.DryRunTransport)
     try:
@@ -80,7 +80,7 @@ async def test_remote_mode_asks_the_real_state_folder(
     monkeypatch.setenv(dry_run.DRY_RUN_ENV, str(tmp_path / "scripts"))
     monkeypatch.setenv(dry_run.DRY_RUN_REMOTE_ENV, "1")
     monkeypatch.setenv("XM_SLURM_STATE_DIR", str(tmp_path / "remote-state"))  # what the "cluster" answers
-    connections = ClusterConnections(lambda config: LocalTransport())
+    connections = ClusterConnections(launch_transport_factory(lambda config: LocalTransport()))
     try:
         assert await state_root(connections.transport(SSH)) == str(tmp_path / "remote-state")
     finally:

@@ -9,7 +9,7 @@ import os
 
 from xm_slurm.api import Experiment, XManagerAPI, client
 from xm_slurm.errors import ValidationError, XmSlurmError
-from xm_slurm.experiment.connections import ClusterConnections, TransportFactory
+from xm_slurm.experiment.connections import ClusterConnections, TransportFactory, launch_transport_factory
 from xm_slurm.experiment.experiment import SlurmExperiment, current_experiment
 from xm_slurm.experiment.recovery import pending_rows, resolve_pending
 from xm_slurm.experiment.units import SlurmExperimentUnit
@@ -23,7 +23,9 @@ def create_experiment(
     if not isinstance(experiment_title, str):
         raise ValidationError(f"experiment title {experiment_title!r} must be a string")
     check_line(experiment_title, "experiment title", MAX_TITLE)
-    return SlurmExperiment(title=experiment_title, transport_factory=transport_factory)
+    return SlurmExperiment(
+        title=experiment_title, transport_factory=launch_transport_factory(transport_factory)
+    )
 
 
 def get_experiment(
@@ -36,6 +38,7 @@ def get_experiment(
     """
     if isinstance(experiment_id, bool) or not isinstance(experiment_id, int) or experiment_id < 1:
         raise ValidationError(f"experiment id {experiment_id!r} must be an integer >= 1")
+    transport_factory = launch_transport_factory(transport_factory)  # the dry run, chosen once
     api = client()
     record = api.get_experiment(experiment_id)
     if pending_rows(record.work_units) and _resolve_now(api, record, transport_factory):

@@ -52,9 +52,9 @@ def launch_transport_factory(
 
 class ClusterConnections:
     def __init__(self, transport_factory: TransportFactory | None = None) -> None:
-        # Chosen here until the experiment's entry points (create_experiment, get_experiment) choose once
-        # and pass the result; choosing again what was chosen changes nothing.
-        self._factory = launch_transport_factory(transport_factory)
+        # The experiment's entry points (create_experiment, get_experiment) chose the factory, dry run
+        # included (`launch_transport_factory`); None is plain SSH.
+        self._factory = transport_factory or ssh_transport_factory
         self._transports: dict[SlurmSSHConfig, Transport] = {}
         self._watchers: dict[SlurmSSHConfig, JobWatcher] = {}
         self._roots: dict[SlurmSSHConfig, asyncio.Task[str]] = {}

@@ -84,7 +84,6 @@ class Launcher:
         self.client = client
         self.experiment_id = experiment_id
         self.connections = connections
-        self.sbatch_calls = 0
         #: Lowers every cluster's MaxArraySize for this launcher's sweeps (None: the cluster's own limit).
         self.max_array_size: int | None = None
         self._limits: dict[SlurmSSHConfig, asyncio.Task[ClusterLimits]] = {}
@@ -225,7 +224,6 @@ class Launcher:
             upload = asyncio.ensure_future(upload_script(transport, text, directory=folder, name=name))
 
             async def sbatch(token: str) -> SlurmJobId:
-                self.sbatch_calls += 1
                 return await sbatch_script(transport, await upload, sbatch_args=sbatch_args, token=token)
 
             try:

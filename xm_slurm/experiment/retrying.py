@@ -42,7 +42,6 @@ class RetryHost(Protocol):
     client: XManagerAPI
     connections: ClusterConnections
     experiment_id: int
-    sbatch_calls: int
 
 
 @dataclasses.dataclass
@@ -117,7 +116,6 @@ async def _retry_one(host: RetryHost, ssh: SlurmSSHConfig, r: _Resubmission) -> 
     transport = host.connections.transport(ssh)
 
     async def sbatch(token: str) -> SlurmJobId:
-        host.sbatch_calls += 1
         return await resubmit(transport, r.script, array_tasks=r.array_tasks, token=token)
 
     members = [Member(unit.unit_id, retry_name(job), job.job_id) for unit, job in r.members]
