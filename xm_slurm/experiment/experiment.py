@@ -1,13 +1,10 @@
-"""`SlurmExperiment`: XManager's `Experiment` on Slurm, and `create_experiment` / `get_experiment`.
-
-    async with xm_slurm.create_experiment("title") as experiment:     # or `with ...` from sync code
-        wu = await experiment.add(job)                                 # one work unit, one Slurm job
-        wus = await experiment.add(job, args=[{"args": {...}}, ...])   # a sweep: ONE job array
+"""`SlurmExperiment`: XManager's `Experiment` on Slurm (its entry points are in `access.py`).
 
 `add` validates synchronously (a `ValidationError` before anything is submitted or stored), then launches in
 the background: it returns an awaitable (an asyncio task; a `concurrent.futures.Future` when the experiment
-was entered with a plain `with`). The experiment waits for every launch when it exits, flushes its context,
-removes itself from the store if it has no work unit, and closes its connections.
+was entered with a plain `with`); a list of args is a sweep, ONE job array. The experiment waits for every
+launch when it exits, flushes its context, removes itself from the store if it has no work unit, and closes
+its connections.
 
 It implements XManager's hooks (`_create_experiment_unit`, `_get_experiment_unit`, the units'
 `_wait_until_complete`) and inherits `__enter__`; it overrides on purpose what must differ (each override
@@ -37,7 +34,7 @@ from xm_slurm.experiment.batch import AddBatch, Slot
 from xm_slurm.experiment.connections import ClusterConnections, TransportFactory
 from xm_slurm.experiment.context import ExperimentContext
 from xm_slurm.experiment.handles import SlurmLaunchedJob
-from xm_slurm.experiment.launching import Launcher
+from xm_slurm.experiment.launching import Launcher, cancel_in_thread
 from xm_slurm.experiment.planning import (
     PendingAdd,
     apply_args,
@@ -299,17 +296,7 @@ class SlurmExperiment(xm.Experiment):
             future = asyncio.run_coroutine_threadsafe(self.launcher.cancel(jobs), self._loop)
             self._sync_futures.append(future)
         else:
-
-            async def once() -> bool:
-                connections = ClusterConnections(self._transport_factory)
-                try:
-                    return await Launcher(self._client, self.experiment_id, connections).cancel(jobs)
-                finally:
-                    await connections.aclose()
-
-            pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="xm-slurm-stop")
-            future = pool.submit(asyncio.run, once())
-            pool.shutdown(wait=False)
+            future = cancel_in_thread(self._client, self.experiment_id, self._transport_factory, jobs)
         return future if running is None else asyncio.wrap_future(future)
 
     def submit_alone(self, pending: PendingAdd) -> asyncio.Future[None]:

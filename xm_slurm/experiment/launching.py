@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
 import logging
 import time
@@ -38,7 +39,7 @@ from xm_slurm.errors import (
     ValidationError,
     XmSlurmError,
 )
-from xm_slurm.experiment.connections import ClusterConnections
+from xm_slurm.experiment.connections import ClusterConnections, TransportFactory
 from xm_slurm.experiment.handles import SlurmLaunchedJob
 from xm_slurm.experiment.planning import PendingAdd, Submission, plan
 from xm_slurm.experiment.preflight import preflight
@@ -263,6 +264,28 @@ class Launcher:
         """Resubmit the failed jobs of these units (and only those); returns the units that were retried
         (see `xm_slurm.experiment.retrying`)."""
         return await retry_failed(self, units, include_cancelled=include_cancelled)
+
+
+def cancel_in_thread(
+    client: XManagerAPI,
+    experiment_id: int,
+    factory: TransportFactory | None,
+    jobs: Sequence[SlurmLaunchedJob],
+) -> concurrent.futures.Future[bool]:
+    """scancel `jobs` in a worker thread, on connections of its own (for a caller whose event loop may end
+    right after the call); the interpreter waits for it before it exits."""
+
+    async def once() -> bool:
+        connections = ClusterConnections(factory)
+        try:
+            return await Launcher(client, experiment_id, connections).cancel(jobs)
+        finally:
+            await connections.aclose()
+
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="xm-slurm-stop")
+    future = pool.submit(asyncio.run, once())
+    pool.shutdown(wait=False)
+    return future
 
 
 def _wids(s: Submission) -> list[int]:

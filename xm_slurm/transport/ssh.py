@@ -22,8 +22,7 @@ import logging
 import os
 import posixpath
 import secrets
-import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import asyncssh
@@ -45,97 +44,23 @@ from xm_slurm.transport.base import (
     Transport,
     join_command,
 )
+from xm_slurm.transport.ssh_parts import (
+    COMMAND_HINT,
+    FILE_HINT,
+    LOST,
+    Lost,
+    NotSent,
+    SSHProcess,
+    host_key_message,
+    pinned_algorithm_message,
+    real_cause,
+    reason_of,
+    returncode_of,
+    sftp_path,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-_FILE_HINT = (
-    "the server refused it; check the path, its permissions and the free space or quota on the cluster"
-)
-_COMMAND_HINT = "the server refused the command's session; its sshd log says why"
-
-# Errors meaning "the connection is gone"; anything else (SFTP errors, timeouts) is about the call itself.
-_LOST = (asyncssh.ConnectionLost, asyncssh.DisconnectError, ConnectionError, BrokenPipeError, EOFError)
-
-
-class _NotSent(Exception):
-    """The channel never opened: the command did not run, so a retry is always safe."""
-
-
-class _Lost(Exception):
-    """A call failed because its connection (`whole`) or only its SFTP session went away."""
-
-    def __init__(self, cause: BaseException, *, whole: bool, sftp: asyncssh.SFTPClient | None = None) -> None:
-        super().__init__(str(cause))
-        self.whole = whole
-        self.sftp = sftp
-
-
-def _cause(error: BaseException) -> BaseException:
-    """The real asyncssh or socket error behind one of the internal markers above."""
-    if isinstance(error, (_NotSent, _Lost)) and error.__cause__ is not None:
-        return error.__cause__
-    return error
-
-
-def _reason(error: BaseException) -> str:
-    """What an error says, with its type, never empty (a bare TimeoutError or EOFError prints as '')."""
-    text = str(error.reason if isinstance(error, asyncssh.Error) else error).strip()
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def _sftp_path(path: str) -> str:
-    # SFTP resolves relative paths against the login directory, so `~/x` is just `x`.
-    if path in ("~", "~/"):
-        return "."
-    return path[2:] if path.startswith("~/") else path
-
-
-def _returncode(result: asyncssh.SSHCompletedProcess) -> int | None:
-    if result.exit_status is not None and result.exit_status >= 0:
-        return result.exit_status
-    if result.exit_signal:
-        name = result.exit_signal[0]
-        try:
-            return 128 + signal.Signals[f"SIG{name}"].value
-        except KeyError:
-            return 128
-    return None
-
-
-class _SSHProcess(StreamingProcess):
-    def __init__(
-        self, process: asyncssh.SSHClientProcess[str], release: Callable[[], None], *, where: str, what: str
-    ) -> None:
-        self._process = process
-        self._release: Callable[[], None] | None = release
-        self._where = where  # host:port and the command, for messages
-        self._what = what
-
-    async def lines(self) -> AsyncIterator[str]:
-        try:
-            while line := await self._process.stdout.readline():  # "" only at end of file
-                yield line.rstrip("\n")
-        except (asyncssh.Error, OSError, EOFError) as e:
-            then = f"{_reason(e)}. The output stops here (the command ends with its channel); start it again"
-            if isinstance(e, _LOST):
-                raise ConnectionLostError(
-                    f"connection to {self._where} lost while reading the output of {self._what}: {then}"
-                ) from e
-            raise TransportError(f"reading the output of {self._what} on {self._where} failed: {then}") from e
-
-    async def close_stdin(self) -> None:
-        with contextlib.suppress(*_LOST, OSError):
-            self._process.stdin.write_eof()
-
-    async def aclose(self) -> None:
-        # Closing the channel makes sshd close the command's stdin; our streaming commands exit on that.
-        self._process.close()
-        with contextlib.suppress(*_LOST, OSError):
-            await asyncio.wait_for(self._process.wait_closed(), 10)
-        if self._release is not None:
-            self._release()
-            self._release = None
 
 
 class SSHTransport(Transport):
@@ -221,7 +146,7 @@ class SSHTransport(Transport):
         try:
             return await asyncssh.connect(c.host, **self._options())
         except asyncssh.HostKeyNotVerifiable as e:
-            raise HostKeyError(await self._host_key_message(e)) from e
+            raise HostKeyError(await host_key_message(self.config, self._probe_host_key, e)) from e
         except asyncssh.PermissionDenied as e:
             keys = ", ".join(c.client_keys) if c.client_keys else "your default keys / ssh-agent"
             raise AuthenticationError(
@@ -243,11 +168,16 @@ class SSHTransport(Transport):
             if (
                 c.host_public_key is not None
                 and not isinstance(e, ConnectionRefusedError)
-                and (message := await self._pinned_algorithm_message()) is not None
+                and (
+                    message := await pinned_algorithm_message(
+                        self.config, self._address(), self._probe_host_key
+                    )
+                )
+                is not None
             ):
                 raise HostKeyError(message) from e
             raise ConnectionLostError(
-                f"could not connect to {self._address()}: {_reason(e)}. Check the host, port and that sshd "
+                f"could not connect to {self._address()}: {reason_of(e)}. Check the host, port and that sshd "
                 "runs there; nothing ran on the cluster, so retrying is safe"
             ) from e
 
@@ -271,47 +201,6 @@ class SSHTransport(Transport):
                 min(self._connect_timeout, 10),
             )
         return None
-
-    async def _pinned_algorithm_message(self) -> str | None:
-        """Why a connection with a pinned key failed, if the server offers no key of its algorithm."""
-        c = self.config
-        assert c.host_public_key is not None
-        pinned = asyncssh.import_public_key(c.host_public_key.to_openssh())
-        presented = await self._probe_host_key()
-        if presented is None:  # the server does not answer a key exchange at all: not a host-key problem
-            return None
-        if await self._probe_host_key([a.decode() for a in pinned.sig_algorithms]) is not None:
-            return None  # it offers that algorithm: the failure was something else
-        scan = f"ssh-keyscan -p {c.port or 22} {c.host}"
-        return (
-            f"the pinned host_public_key's algorithm {c.host_public_key.algorithm} is not among the host key "
-            f"algorithms SSH server {self._address()} offered (it presents {presented.get_algorithm()} "
-            f"{presented.get_fingerprint()}), so its key cannot match the pin. Check the pinned key: list the "
-            f"server's keys with `{scan}`, confirm the fingerprint with the cluster's admins and pin that key. "
-            "Nothing ran on the cluster"
-        )
-
-    async def _host_key_message(self, error: asyncssh.HostKeyNotVerifiable) -> str:
-        c = self.config
-        port = c.port or 22
-        presented = ""
-        key = await self._probe_host_key()
-        if key is not None:
-            presented = f" The server presented {key.get_algorithm()} {key.get_fingerprint()}."
-        scan = f"ssh-keyscan -p {port} {c.host}"
-        if c.host_public_key is not None:
-            return (
-                f"SSH host key of {c.destination} does not match the pinned host_public_key "
-                f"({c.host_public_key.algorithm}).{presented} If the server's key really changed, check the "
-                f"new fingerprint with the cluster's admins (`{scan}`) and update host_public_key."
-            )
-        where = c.known_hosts or "~/.ssh/known_hosts"
-        return (
-            f"SSH host key of {c.destination} could not be verified against {where} ({error.reason}): the "
-            f"host is unknown or its key changed.{presented} Verify the fingerprint, then add it with "
-            f"`{scan} >> {where}` (or `ssh {c.host}` once), or pin it with "
-            "SlurmSSHConfig(host_public_key=PublicKey(algorithm, key))."
-        )
 
     async def _sftp_client(self, conn: asyncssh.SSHClientConnection) -> asyncssh.SFTPClient:
         if self._sftp is not None and self._sftp_conn is conn:
@@ -352,30 +241,34 @@ class SSHTransport(Transport):
                 continue
             try:
                 return await op()
-            except (_NotSent, _Lost, *_LOST) as e:
-                if isinstance(e, _Lost) and not e.whole:
+            except (NotSent, Lost, *LOST) as e:
+                if isinstance(e, Lost) and not e.whole:
                     await self._forget_sftp(e.sftp)  # only the SFTP session died: keep the connection
                 else:
                     await self._forget(conn)
                 attempt += 1
-                safe = retry_safe or isinstance(e, _NotSent)
+                safe = retry_safe or isinstance(e, NotSent)
                 if not safe or attempt > self._max_retries:
-                    raise ConnectionLostError(self._lost_message(what, e, attempt, safe=safe)) from _cause(e)
+                    raise ConnectionLostError(
+                        self._lost_message(what, e, attempt, safe=safe)
+                    ) from real_cause(e)
                 await self._backoff(attempt, e)
 
     async def _backoff(self, attempt: int, error: BaseException) -> None:
-        log.info("connection to %s lost (%s); reconnecting", self.config.destination, _reason(_cause(error)))
+        log.info(
+            "connection to %s lost (%s); reconnecting", self.config.destination, reason_of(real_cause(error))
+        )
         await asyncio.sleep(min(0.25 * 2 ** (attempt - 1), 4.0))
 
     def _lost_message(self, what: str, error: BaseException, attempts: int, *, safe: bool) -> str:
         where = f"connection to {self._address()} lost during {what}"
         if not safe:
             return (
-                f"{where}: {_reason(_cause(error))} (not retried: it may have run already; check on the "
+                f"{where}: {reason_of(real_cause(error))} (not retried: it may have run already; check on the "
                 "cluster before running it again)"
             )
         return (
-            f"{where} ({attempts} attempts): {_reason(_cause(error))}. The operation is safe to repeat: "
+            f"{where} ({attempts} attempts): {reason_of(real_cause(error))}. The operation is safe to repeat: "
             "retry it (or relaunch) once the cluster is reachable"
         )
 
@@ -398,7 +291,7 @@ class SSHTransport(Transport):
                 try:
                     result = await conn.run(line, input=input, check=False, timeout=timeout)
                 except asyncssh.ChannelOpenError as e:
-                    raise _NotSent(str(e)) from e
+                    raise NotSent(str(e)) from e
                 except asyncssh.TimeoutError as e:
                     raise RemoteCommandError(
                         f"command {line!r} on {self.config.destination} timed out after {timeout} s",
@@ -406,8 +299,8 @@ class SSHTransport(Transport):
                         exit_status=None,
                     ) from e
                 except (asyncssh.Error, OSError) as e:
-                    raise self._classify(conn, None, f"`{line[:200]}`", e, hint=_COMMAND_HINT) from e
-            status = _returncode(result)
+                    raise self._classify(conn, None, f"`{line[:200]}`", e, hint=COMMAND_HINT) from e
+            status = returncode_of(result)
             if status is None:  # the channel closed without an exit status: the connection went away
                 raise asyncssh.ConnectionLost(f"no exit status for {line!r}")
             return CommandResult(line, status, str(result.stdout or ""), str(result.stderr or ""))
@@ -425,14 +318,14 @@ class SSHTransport(Transport):
                 process = await conn.create_process(line)
             except asyncssh.ChannelOpenError as e:
                 self._channels.release()
-                raise _NotSent(str(e)) from e
+                raise NotSent(str(e)) from e
             except (asyncssh.Error, OSError) as e:
                 self._channels.release()
-                raise self._classify(conn, None, f"`{line[:200]}`", e, hint=_COMMAND_HINT) from e
+                raise self._classify(conn, None, f"`{line[:200]}`", e, hint=COMMAND_HINT) from e
             except BaseException:
                 self._channels.release()
                 raise
-            return _SSHProcess(process, self._channels.release, where=self._address(), what=f"`{line[:200]}`")
+            return SSHProcess(process, self._channels.release, where=self._address(), what=f"`{line[:200]}`")
 
         return await self._retrying(f"`{line[:200]}`", once, retry_safe=False)
 
@@ -447,12 +340,12 @@ class SSHTransport(Transport):
     ) -> Exception:
         """An asyncssh or socket error of one call: a lost connection or SFTP session (for `_retrying`),
         else a `TransportError` saying what failed where."""
-        if conn.is_closed() or isinstance(e, _LOST):
-            return _Lost(e, whole=True)
+        if conn.is_closed() or isinstance(e, LOST):
+            return Lost(e, whole=True)
         if isinstance(e, (asyncssh.SFTPNoConnection, asyncssh.SFTPConnectionLost)):
-            return _Lost(e, whole=False, sftp=sftp)
+            return Lost(e, whole=False, sftp=sftp)
         return TransportError(
-            f"{what} on {self._address()} failed: {_reason(e)}. The connection is up: {hint}"
+            f"{what} on {self._address()} failed: {reason_of(e)}. The connection is up: {hint}"
         )
 
     # --- files (SFTP) ---
@@ -469,9 +362,9 @@ class SSHTransport(Transport):
             except asyncssh.SFTPPermissionDenied as e:
                 raise PermissionError(f"{what}: permission denied on {self._address()}: {e.reason}") from e
             except asyncssh.ChannelOpenError as e:
-                raise _NotSent(str(e)) from e
+                raise NotSent(str(e)) from e
             except (asyncssh.Error, OSError) as e:
-                raise self._classify(conn, sftp, what, e, hint=_FILE_HINT) from e
+                raise self._classify(conn, sftp, what, e, hint=FILE_HINT) from e
 
         # Every file operation here is idempotent (the write is a whole file, to a temporary name and then
         # renamed), so repeating one after a lost connection is safe.
@@ -479,13 +372,13 @@ class SSHTransport(Transport):
 
     async def read_text(self, path: str) -> str:
         async def op(sftp: asyncssh.SFTPClient) -> str:
-            async with sftp.open(_sftp_path(path), "r", encoding="utf-8", errors="replace") as f:
+            async with sftp.open(sftp_path(path), "r", encoding="utf-8", errors="replace") as f:
                 return str(await f.read())
 
         return await self._file_op(f"read {path}", op)
 
     async def write_text(self, path: str, data: str, *, mode: int = 0o600) -> None:
-        target = _sftp_path(path)
+        target = sftp_path(path)
         left_behind: list[str] = []  # temporary files of attempts cut before they could remove them
 
         async def op(sftp: asyncssh.SFTPClient) -> None:
@@ -514,7 +407,7 @@ class SSHTransport(Transport):
         await self._file_op(f"write {path}", op)
 
     async def mkdir(self, path: str, *, mode: int = 0o700, parents: bool = True) -> None:
-        target = _sftp_path(path)
+        target = sftp_path(path)
 
         async def op(sftp: asyncssh.SFTPClient) -> None:
             attrs = asyncssh.SFTPAttrs(permissions=mode)
@@ -528,7 +421,7 @@ class SSHTransport(Transport):
 
     async def stat(self, path: str) -> FileStat:
         async def op(sftp: asyncssh.SFTPClient) -> FileStat:
-            a = await sftp.stat(_sftp_path(path))
+            a = await sftp.stat(sftp_path(path))
             return FileStat(a.size or 0, a.permissions or 0, float(a.mtime or 0), a.uid, a.gid)
 
         return await self._file_op(f"stat {path}", op)
