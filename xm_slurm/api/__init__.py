@@ -1,4 +1,4 @@
-"""The metadata store (SPEC §2): experiments, work units, Slurm jobs and artifacts.
+"""The metadata store: experiments, work units, Slurm jobs and artifacts.
 
 `client()` returns the backend named by `XM_SLURM_API_BACKEND` (`sqlite`, the default, or `rest`). Every client
 offers each operation of `xm_slurm.api.operation` as a synchronous method (`c.insert_job(...)`) and an

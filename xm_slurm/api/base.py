@@ -1,4 +1,4 @@
-"""The abstract metadata client (SPEC §2): every operation as a synchronous method and an async one.
+"""The abstract metadata client: every operation as a synchronous method and an async one.
 
 Each operation is written once, in `operation` (its checks, the SQL it runs, the REST call it sends). This
 class makes each one a synchronous method for scripts and tools (`client.insert_job(xid, wid, job)`, as in

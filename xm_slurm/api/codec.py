@@ -1,4 +1,4 @@
-"""Models <-> JSON-able dicts: the wire format of the REST backend and server (SPEC §2 JSON bodies)."""
+"""Models <-> JSON-able dicts: the wire format of the REST backend and server (docs/metadata.md)."""
 
 from __future__ import annotations
 

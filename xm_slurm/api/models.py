@@ -1,4 +1,4 @@
-"""The records of the metadata store: frozen, keyword-only dataclasses (SPEC §2).
+"""The records of the metadata store: frozen, keyword-only dataclasses.
 
 A `*Patch` describes a change: a field left `None` is left unchanged. Collections are stored as tuples or
 frozensets so that every model is hashable and can be shared between threads.

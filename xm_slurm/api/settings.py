@@ -1,4 +1,4 @@
-"""`client()`: the metadata backend chosen by the environment (SPEC §2, §4).
+"""`client()`: the metadata backend chosen by the environment (docs/metadata.md).
 
     XM_SLURM_API_BACKEND        sqlite (default) | rest
     XM_SLURM_STATE_DIR          sqlite: folder of db.sqlite3 (default ~/.local/state/xm-slurm)

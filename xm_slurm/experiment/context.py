@@ -1,4 +1,4 @@
-"""The experiment and work-unit context (SPEC §1 "Experiment context"): annotations, tags, artifacts, configs.
+"""The experiment and work-unit context (`experiment.context`): annotations, tags, artifacts, configs.
 
 Reads are served from memory. Every change is written through to the metadata store by a `WriteQueue`: each
 change becomes a store `Operation` at once (so a bad value is refused where it was set), and one worker thread

@@ -1,4 +1,4 @@
-"""The FastAPI application: the routes of SPEC §2 under /api, plus listing and batch routes.
+"""The FastAPI application: the store's routes under /api (docs/metadata.md), listing and batch routes included.
 
 Handlers are plain `def`s, so FastAPI runs them (and their synchronous SQLAlchemy calls) in its thread pool.
 Every write runs in one transaction together with its `Idempotency-Key` record (see `idempotency`).
