@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,3 +38,27 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     settings.clear_cache()
     yield tmp_path / "state"
     settings.clear_cache()
+
+
+@pytest.fixture
+def rest_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A real REST server (uvicorn in a subprocess, with a warm spare) on its own SQLite file, and this
+    process's store pointed at it with a valid token."""
+    from reliability_helpers import RestServer
+
+    from xm_slurm.api.server.tokens import create_token
+    from xm_slurm.api.sql import SqlClient
+    from xm_slurm.api.storage.engine import sqlite_url
+
+    url = sqlite_url(str(tmp_path / "server.sqlite3"))
+    token = create_token(SqlClient.open(url), "reliability")
+    server = RestServer(url)
+    monkeypatch.setenv("XM_SLURM_API_BACKEND", "rest")
+    monkeypatch.setenv("XM_SLURM_REST_API_BASE_URL", server.url)
+    monkeypatch.setenv("XM_SLURM_REST_API_TOKEN", token)
+    settings.clear_cache()
+    try:
+        yield server
+    finally:
+        settings.clear_cache()
+        server.close()

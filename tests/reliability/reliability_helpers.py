@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import asyncssh
+
+# Launch scripts in subprocesses import this module with only its own folder on sys.path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))
 from counting_transport import CountingTransport
 from local_cluster import LocalCluster
 

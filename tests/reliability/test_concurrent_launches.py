@@ -13,19 +13,15 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from local_cluster import LocalCluster
-from reliability_helpers import RestServer, cluster_config, executor, jobs_named, ssh_config
+from reliability_helpers import cluster_config, executor, jobs_named, ssh_config
 from xmanager import xm
 
 import xm_slurm
-from xm_slurm.api import ExperimentPatch, SlurmJob, WorkUnitPatch, client, settings
-from xm_slurm.api.server.tokens import create_token
-from xm_slurm.api.sql import SqlClient
-from xm_slurm.api.storage.engine import sqlite_url
+from xm_slurm.api import ExperimentPatch, SlurmJob, WorkUnitPatch, client
 from xm_slurm.experiment.handles import PendingJob
 from xm_slurm.scheduler.submit import new_submission_token, submit
 from xm_slurm.transport import SSHTransport
@@ -64,23 +60,11 @@ asyncio.run(main())
 
 
 @pytest.fixture(params=["sqlite", "rest"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def backend(request: pytest.FixtureRequest) -> str:
     """The store every process of a test shares: the test's SQLite file, or one REST server."""
-    if request.param == "sqlite":
-        yield "sqlite"
-        return
-    url = sqlite_url(str(tmp_path / "server.sqlite3"))
-    token = create_token(SqlClient.open(url), "concurrency")
-    server = RestServer(url)
-    monkeypatch.setenv("XM_SLURM_API_BACKEND", "rest")
-    monkeypatch.setenv("XM_SLURM_REST_API_BASE_URL", server.url)
-    monkeypatch.setenv("XM_SLURM_REST_API_TOKEN", token)
-    settings.clear_cache()
-    try:
-        yield "rest"
-    finally:
-        settings.clear_cache()
-        server.close()
+    if request.param == "rest":
+        request.getfixturevalue("rest_server")
+    return str(request.param)
 
 
 def _race(xid: int, name: str, trials: int) -> list[list[int]]:

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +30,6 @@ from xmanager import xm
 
 import xm_slurm
 from xm_slurm.api import ExperimentPatch, SlurmJob, WorkUnitPatch, client, settings
-from xm_slurm.api.server.tokens import create_token
-from xm_slurm.api.sql import SqlClient
-from xm_slurm.api.storage.engine import sqlite_url
 from xm_slurm.errors import SubmissionError
 from xm_slurm.experiment.handles import PendingJob
 from xm_slurm.paths import REMOTE_STATE_DIR_COMMAND
@@ -43,22 +39,6 @@ from xm_slurm.transport import SSHTransport
 from xm_slurm.transport.base import Command, CommandResult, command_name
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture
-def rest_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RestServer]:
-    url = sqlite_url(str(tmp_path / "server.sqlite3"))
-    token = create_token(SqlClient.open(url), "reliability")
-    server = RestServer(url)
-    monkeypatch.setenv("XM_SLURM_API_BACKEND", "rest")
-    monkeypatch.setenv("XM_SLURM_REST_API_BASE_URL", server.url)
-    monkeypatch.setenv("XM_SLURM_REST_API_TOKEN", token)
-    settings.clear_cache()
-    try:
-        yield server
-    finally:
-        settings.clear_cache()
-        server.close()
 
 
 class KillServerAfterSbatch(CountingTransport):
