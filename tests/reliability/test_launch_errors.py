@@ -6,6 +6,7 @@ experiment, hiding that a job was submitted and cancelled."""
 from __future__ import annotations
 
 import subprocess
+import time
 import uuid
 from typing import Any
 
@@ -33,6 +34,14 @@ def _states(name: str) -> list[str]:
         check=True,
     ).stdout
     return out.split()
+
+
+def _settled_states(name: str, timeout: float = 30.0) -> list[str]:
+    """`_states` once no job is COMPLETING: scancel of a running job passes through it (for ~0.1 s here)."""
+    deadline = time.monotonic() + timeout
+    while "COMPLETING" in (states := _states(name)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return states
 
 
 def _scancel(name: str) -> None:
@@ -114,6 +123,6 @@ async def test_store_outage_after_sbatch_says_the_job_was_submitted_and_cancelle
         assert f"job {submitted}" in text and "was submitted" in text and "has been cancelled" in text, text
         assert "DELETE" not in text, "closing the experiment hid the launch's error"
         assert caught.value.__cause__ is not None
-        assert _states(name) == ["CANCELLED"]
+        assert _settled_states(name) == ["CANCELLED"]
     finally:
         _scancel(name)
