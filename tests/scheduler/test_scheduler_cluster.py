@@ -29,9 +29,7 @@ def script(workdir: str, body: str, *options: str) -> str:
 
 
 async def watch(transport: Transport, *job_ids: SlurmJobId, **kw: float) -> dict[SlurmJobId, object]:
-    # Not shared with other processes: their interest (maybe in old jobs that need sacct) would join our
-    # rounds and blur the command counts these tests check.
-    watcher = JobWatcher(transport, min_interval=0.3, max_interval=2.0, share=False, **kw)
+    watcher = JobWatcher(transport, min_interval=0.3, max_interval=2.0, **kw)
     try:
         return dict(await watcher.wait(job_ids, timeout=WAIT))
     finally:
@@ -95,7 +93,7 @@ async def test_array_of_20_one_squeue_per_poll(sched_ssh: SSHTransport, workdir:
         name="a.sh",
     )
     tasks = [jid.task(i) for i in range(20)]
-    watcher = JobWatcher(counting, min_interval=0.3, max_interval=2.0, share=False)  # see watch()
+    watcher = JobWatcher(counting, min_interval=0.3, max_interval=2.0)
     watcher.register(jid, array_size=20)
     final = await watcher.wait([*tasks, jid], timeout=WAIT)
     await watcher.aclose()
@@ -198,7 +196,7 @@ async def test_squeue_fallback_when_accounting_is_disabled(sched_ssh: SSHTranspo
     # A job squeue does not list (id 1 is long gone) needs sacct, which fails: the others still get their
     # answer from squeue, and a watcher then stops asking sacct.
     gone = SlurmJobId.parse("1")
-    watcher = JobWatcher(counting, share=False)
+    watcher = JobWatcher(counting)
     for _ in range(2):
         states = await watcher.poll([ok, bad, gone], max_age=0)
         assert (states[ok].state, states[ok].source) == (S.COMPLETED, "squeue")
@@ -263,7 +261,7 @@ async def test_jobs_squeue_forgot_are_resolved_by_sacct(sched_ssh: SSHTransport,
 
     # Everyone asks about old, recent and the array; squeue "forgot" old and the array.
     counting = CountingTransport(_ForgetfulSqueue(sched_ssh, {str(old.job_id), str(arr.job_id)}))  # type: ignore[arg-type]
-    watcher = JobWatcher(counting, share=False, min_interval=0.3, max_interval=2.0)
+    watcher = JobWatcher(counting, min_interval=0.3, max_interval=2.0)
     watcher.register(arr, array_size=4)
     final = await watcher.wait([old, recent, arr, arr.task(2)], timeout=WAIT)
     await watcher.aclose()

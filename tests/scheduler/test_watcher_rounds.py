@@ -1,12 +1,11 @@
 """`JobWatcher` is a cluster's one status source: concurrent status calls share one round, an answer younger
 than `max_age` costs nothing, rounds never overlap, and what a round raises reaches each of its callers.
 Fast: on FakeSlurm (tests/fakes), whose squeue/sacct answer like the real ones; a gate holds squeue so that a
-round stays in flight while the test looks. (Processes sharing answers: tests/scale/test_status_budget.py.)"""
+round stays in flight while the test looks."""
 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 from counting_transport import CountingTransport
@@ -50,10 +49,7 @@ async def _jobs(fake: FakeSlurm, n: int) -> list[SlurmJobId]:
 
 
 @pytest.fixture
-def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeSlurm:
-    # The watcher shares answers through the local state folder (status_cache): a private one per test, as
-    # every fake cluster numbers its jobs from 1000.
-    monkeypatch.setenv("XM_SLURM_STATE_DIR", str(tmp_path / "state"))
+def fake() -> FakeSlurm:
     return FakeSlurm()
 
 

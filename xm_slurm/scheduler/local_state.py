@@ -1,8 +1,7 @@
 """Small files the scheduler layer keeps on THIS machine, shared by the user's processes.
 
 They live in the local state folder (`paths.local_state_dir()`; folders 0700, files 0600), one per cluster
-account, named by a hash of the account (`transport_key`): the shared status answers
-(`status_cache.SharedStatusCache`) and the cluster limits (`limits.cached_limits`).
+account, named by a hash of the account (`transport_key`): the cluster limits (`limits.cached_limits`).
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from xm_slurm.transport.base import Transport
 
 
 def transport_key(transport: Transport) -> str | None:
-    """Which cluster account a transport talks to, or None if it cannot tell (then nothing is shared)."""
+    """Which cluster account a transport talks to, or None if it cannot tell (then nothing is cached for it)."""
     inner: Any = transport
     while hasattr(inner, "inner"):  # a wrapper: the dry run, the tests' CountingTransport
         inner = inner.inner

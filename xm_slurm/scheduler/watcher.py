@@ -17,10 +17,11 @@ starts at `min_interval`, grows by 1.5x while nothing changes and falls back to 
 does or a job is registered (just submitted), capped at `max_interval`, with +-10% jitter so that processes
 started together drift apart. Its rounds are the same rounds: a `poll` made in between spares it one.
 
-Processes. A round asks the cache file of this machine's processes first (`status_cache.SharedStatusCache`,
-unless `share=False`) and the cluster only when the file has no answer young enough: a launch script and
-`xm-slurm wait` watching the same jobs cost about what the launch script alone does (benchmarks/
-status_sharing.py: 18 status commands for both, against 40 without the file, in the same wall time).
+Processes do not share answers: each process watching a cluster pays its own rounds. A file through which
+they did (flock'd, per cluster account) was measured and removed: with this watcher, a launch script showing
+its 8 work units' status every 5 s and `xm-slurm wait` beside it, on 60-second jobs, cost 27 status
+commands without the file and 19 with it (the launch script alone: 18), in the same wall time
+(benchmarks/status_sharing.py measures a second process's cost, the most any sharing could save).
 """
 
 from __future__ import annotations
@@ -35,9 +36,7 @@ from collections.abc import Iterable
 
 from xm_slurm.errors import StatusUnavailableError
 from xm_slurm.job_ids import SlurmJobId
-from xm_slurm.scheduler.local_state import transport_key
 from xm_slurm.scheduler.states import SUBMISSION_GRACE_SECONDS, resolve
-from xm_slurm.scheduler.status_cache import SharedStatusCache
 from xm_slurm.scheduler.status_query import query_rows
 from xm_slurm.status import SlurmJobStatus
 from xm_slurm.transport.base import Transport
@@ -53,11 +52,9 @@ class _Waiter:
 
 @dataclasses.dataclass
 class _Round:
-    """One status round: the ids it asks about, the oldest answer its callers accept (seconds), and
-    `done` once their answers are in the cache."""
+    """One status round: the ids it asks about; `done` once their answers are in the cache."""
 
     ids: set[SlurmJobId]
-    max_age: float
     done: asyncio.Future[None]
 
 
@@ -75,7 +72,6 @@ class JobWatcher:
         min_interval: float = 1.0,
         max_interval: float = 30.0,
         grace: float = SUBMISSION_GRACE_SECONDS,
-        share: bool | SharedStatusCache = True,
         jitter: float = 0.1,
     ) -> None:
         self.transport = transport
@@ -84,12 +80,7 @@ class JobWatcher:
         self.grace = grace
         self.jitter = jitter
         self.polls = 0  # rounds that asked the cluster (each: one squeue, maybe one sacct)
-        self.reused = 0  # polls and rounds answered without a command (from this cache or the shared file)
-        self.shared: SharedStatusCache | None = None
-        if isinstance(share, SharedStatusCache):
-            self.shared = share
-        elif share and (key := transport_key(transport)) is not None:
-            self.shared = SharedStatusCache(key)
+        self.reused = 0  # polls answered from the cache, without a command
         self._use_sacct = True
         self._fetched: dict[SlurmJobId, float] = {}  # id -> when its latest status was asked for
         self._interval = min_interval
@@ -139,25 +130,24 @@ class JobWatcher:
         if all(self._is_final(j) or (j in self._latest and now - self._fetched[j] <= max_age) for j in ids):
             self.reused += 1
         else:
-            await self._join_round(ids, max_age)
+            await self._join_round(ids)
         return {j: self._latest[j] for j in ids}
 
     def _is_final(self, job_id: SlurmJobId) -> bool:
         status = self._latest.get(job_id)
         return status is not None and status.is_terminal
 
-    async def _join_round(self, ids: list[SlurmJobId], max_age: float) -> None:
+    async def _join_round(self, ids: list[SlurmJobId]) -> None:
         running = self._running
-        if running is not None and running.max_age <= max_age and running.ids.issuperset(ids):
+        if running is not None and running.ids.issuperset(ids):
             round_ = running  # asked about moments ago: its answer is as fresh as a new round's
         else:
-            round_ = self._next or self._start_round(max_age)
+            round_ = self._next or self._start_round()
             round_.ids.update(ids)
-            round_.max_age = min(round_.max_age, max_age)
         await asyncio.shield(round_.done)
 
-    def _start_round(self, max_age: float) -> _Round:
-        round_ = self._next = _Round(set(), max_age, asyncio.get_running_loop().create_future())
+    def _start_round(self) -> _Round:
+        round_ = self._next = _Round(set(), asyncio.get_running_loop().create_future())
         round_.done.add_done_callback(_retrieve)
         task = asyncio.create_task(self._run_round(round_), name=f"status round on {self.transport!r}")
         self._rounds.add(task)
@@ -180,26 +170,17 @@ class JobWatcher:
             await asyncio.wait([self._running.done])
         self._next, self._running = None, round_
         try:
-            await self._ask(list(round_.ids), round_.max_age)
+            await self._ask(list(round_.ids))
         except Exception as e:  # delivered to every caller of the round
             round_.done.set_exception(e)
         else:
             round_.done.set_result(None)
 
-    async def _ask(self, ids: list[SlurmJobId], max_age: float) -> None:
-        """One round for `ids`: from the shared file if it has an answer younger than `max_age`, else
-        from the cluster; the answers go into the cache."""
+    async def _ask(self, ids: list[SlurmJobId]) -> None:
+        """One round for `ids`: their answers go into the cache."""
         asked_at = time.time()
         sizes = self._array_sizes
-        if self.shared is not None:
-            found, asked = await self.shared.query(
-                self.transport, ids, max_age=max_age, use_sacct=self._use_sacct, array_sizes=sizes
-            )
-        else:
-            found, asked = (
-                await query_rows(self.transport, ids, use_sacct=self._use_sacct, array_sizes=sizes),
-                True,
-            )
+        found = await query_rows(self.transport, ids, use_sacct=self._use_sacct, array_sizes=sizes)
         if found.sacct_failure and self._use_sacct:
             log.warning(
                 "sacct is unavailable on %r (%s); following jobs with squeue alone from now on",
@@ -207,10 +188,7 @@ class JobWatcher:
                 found.sacct_failure,
             )
             self._use_sacct = False
-        if asked:
-            self.polls += 1
-        else:
-            self.reused += 1
+        self.polls += 1
         self._fetched.update(dict.fromkeys(ids, asked_at))
         self._latest.update(
             resolve(
@@ -263,8 +241,7 @@ class JobWatcher:
         while any(not w.future.done() for w in self._waiters):
             before = dict(self._latest)
             try:
-                # Half the interval: our own previous round is always older (here and in the shared file);
-                # one a `poll` or another process just made is not.
+                # Half the interval: our own previous round is always older; one a `poll` just made is not.
                 await self.poll(max_age=self._interval / 2)
             except StatusUnavailableError as e:
                 for w in self._waiters:
