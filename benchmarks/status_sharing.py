@@ -17,10 +17,10 @@ unit complete; the CLI's, its whole run. Prints one JSON line per scenario run, 
 Every job it submits is cancelled at the end.
 
 It decided against a status file shared by the processes of one machine (flock'd, per cluster account):
-its version of commit eea1a69 (run on the library of commit 72e4a76, which had the file) also ran each
-side by side scenario with the file off, and measured with the
-defaults 18 status commands alone, 19 side by side with the file, 27 without it (--clis 3: 19 and 47), in
-the same wall times. Eight squeues in a 75-second run, and no time, did not pay for the file; it was removed.
+its version of commit eea1a69 (run on the library of commit 72e4a76, which had the file) also ran each side
+by side scenario with the file off, and measured with the defaults 18 status commands alone, 19 side by side
+with the file, 27 without it (--clis 3: 19 and 47), in the same wall times. Eight squeues in a 75-second
+run, and no time, did not pay for the file; it was removed.
 """
 
 from __future__ import annotations
