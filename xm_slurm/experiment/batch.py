@@ -48,6 +48,7 @@ class AddBatch:
 
     def enqueue(self, add: PendingAdd) -> asyncio.Future[None]:
         self.launcher.prefetch(add.cluster.ssh)  # the first add of a cluster starts reading its limits
+        self.launcher.check_dependency(add.cluster.ssh, add.dependency)  # and asking for its dependencies
         self._pending.append(add)
         self._waiting[add.unit] = self._waiting.get(add.unit, 0) + 1
         self._changed.set()

@@ -33,16 +33,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from xm_slurm.api import XManagerAPI
-from xm_slurm.dependencies import afterany
+from xm_slurm.dependencies import SlurmDependency, afterany
 from xm_slurm.errors import (
     SubmissionError,
     ValidationError,
     XmSlurmError,
 )
 from xm_slurm.experiment.connections import ClusterConnections, TransportFactory
+from xm_slurm.experiment.dry_run import DryRunTransport
 from xm_slurm.experiment.handles import SlurmLaunchedJob
 from xm_slurm.experiment.planning import PendingAdd, Submission, plan
-from xm_slurm.experiment.preflight import preflight
+from xm_slurm.experiment.preflight import ids_of, preflight
 from xm_slurm.experiment.retrying import RETRY_MARK, base_name, current_jobs, retry_failed
 from xm_slurm.experiment.submission import Member, submit_recorded
 from xm_slurm.job_ids import SlurmJobId
@@ -50,6 +51,7 @@ from xm_slurm.packaging.cluster_auth import upload_registry_auth
 from xm_slurm.rendering import JobScriptRequest, render_job_script
 from xm_slurm.scheduler import cancel
 from xm_slurm.scheduler.limits import ClusterLimits, cached_limits
+from xm_slurm.scheduler.preflight import unknown_job_ids
 from xm_slurm.scheduler.submit import (
     sbatch_script,
     upload_script,
@@ -90,6 +92,9 @@ class Launcher:
         self._limits: dict[SlurmSSHConfig, asyncio.Task[ClusterLimits]] = {}
         self._sbatch_slots = asyncio.Semaphore(MAX_CONCURRENT_SBATCH)
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._dependency_checks: dict[
+            tuple[SlurmSSHConfig, SlurmJobId], asyncio.Task[list[SlurmJobId] | None]
+        ] = {}
 
     def prefetch(self, ssh: SlurmSSHConfig) -> asyncio.Task[ClusterLimits]:
         """Start asking the cluster's limits (once), so that the answer is on its way while adds are collected."""
@@ -99,6 +104,35 @@ class Launcher:
             # Retrieved by `limits()`; this keeps a failure of a read nobody awaited out of asyncio's log.
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
         return task
+
+    def check_dependency(self, ssh: SlurmSSHConfig, dependency: SlurmDependency | None) -> None:
+        """Start asking whether the cluster knows the jobs `dependency` names (once per id), so that the
+        answer is on its way while the adds are collected, planned and rendered."""
+        self._check_ids(ssh, ids_of(dependency))
+
+    def _check_ids(self, ssh: SlurmSSHConfig, ids: Sequence[SlurmJobId]) -> None:
+        transport = self.connections.transport(ssh)
+        watcher = self.connections.watcher(ssh)  # jobs this process submitted or saw need no question
+        new = [i for i in ids if (ssh, i) not in self._dependency_checks and not watcher.knows(i)]
+        if not new or isinstance(transport, DryRunTransport):
+            return
+        task = asyncio.ensure_future(unknown_job_ids(transport, new))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        for job_id in new:
+            self._dependency_checks[(ssh, job_id)] = task
+
+    async def unknown_ids(self, ssh: SlurmSSHConfig, ids: Sequence[SlurmJobId]) -> list[SlurmJobId] | None:
+        """The ids among `ids` the cluster does not know (the checks `check_dependency` started); None if
+        it cannot tell."""
+        self._check_ids(ssh, ids)
+        unknown: set[SlurmJobId] = set()
+        watcher = self.connections.watcher(ssh)
+        for task in {self._dependency_checks.get((ssh, i)) for i in ids if not watcher.knows(i)}:
+            answer = None if task is None else await asyncio.shield(task)  # None: no check (a dry run)
+            if answer is None:
+                return None
+            unknown.update(answer)
+        return [i for i in ids if i in unknown]
 
     async def limits(self, ssh: SlurmSSHConfig) -> ClusterLimits:
         """The cluster's limits (asked once per cluster; capped by `max_array_size`)."""
@@ -146,7 +180,8 @@ class Launcher:
             for ssh in {a.cluster.ssh for a in adds}:
                 limits[ssh] = await self.limits(ssh)
             submissions = plan(adds, lambda cluster: limits[cluster.ssh].max_array_size)
-            await preflight(submissions, self.limits, self.connections)  # read-only: before any write
+            # read-only, before any write
+            await preflight(submissions, self.limits, self.connections, self.unknown_ids)
             rendered = await self._render(submissions)
             # Registry logins reach the cluster as private files (never in a script or command line);
             # an upload failure fails the batch before any sbatch.

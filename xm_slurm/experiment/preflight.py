@@ -24,6 +24,7 @@ import collections
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
+from xm_slurm.dependencies import SlurmDependency
 from xm_slurm.errors import ValidationError
 from xm_slurm.experiment.connections import ClusterConnections
 from xm_slurm.experiment.dry_run import DryRunTransport
@@ -39,24 +40,33 @@ log = logging.getLogger(__name__)
 _MAX_NAMED = 5
 
 
+#: The ids among some dependency ids that a cluster does not know (None: it cannot tell).
+UnknownIds = Callable[[SlurmSSHConfig, Sequence[SlurmJobId]], Awaitable["list[SlurmJobId] | None"]]
+
+
 async def preflight(
     submissions: Sequence[Submission],
     limits: Callable[[SlurmSSHConfig], Awaitable[ClusterLimits]],
     connections: ClusterConnections,
+    unknown_ids: UnknownIds | None = None,
 ) -> None:
-    """Refuse the batch (`ValidationError`) if a cluster cannot run it as asked; see the module docstring."""
+    """Refuse the batch (`ValidationError`) if a cluster cannot run it as asked; see the module docstring.
+    `unknown_ids` answers the dependency check (the launcher's, started when the adds were made)."""
     by_cluster: dict[SlurmSSHConfig, list[Submission]] = collections.defaultdict(list)
     for s in submissions:
         by_cluster[s.cluster.ssh].append(s)
     problems: list[str] = []
     for ssh, batch in by_cluster.items():
-        problems += await _cluster_problems(batch, await limits(ssh), connections)
+        problems += await _cluster_problems(batch, await limits(ssh), connections, unknown_ids)
     if problems:
         raise ValidationError("; ".join(problems) + "; nothing was submitted")
 
 
 async def _cluster_problems(
-    batch: list[Submission], limits: ClusterLimits, connections: ClusterConnections
+    batch: list[Submission],
+    limits: ClusterLimits,
+    connections: ClusterConnections,
+    unknown_ids: UnknownIds | None,
 ) -> list[str]:
     transport = connections.transport(batch[0].cluster.ssh)
     problems = size_problems(batch, limits)
@@ -68,7 +78,8 @@ async def _cluster_problems(
     if ids and isinstance(transport, DryRunTransport):
         log.info("preview: the dependencies on jobs %s are not checked", ", ".join(map(str, ids)))
     elif ids:
-        unknown = await unknown_job_ids(transport, ids)
+        ssh = batch[0].cluster.ssh
+        unknown = await (unknown_ids(ssh, ids) if unknown_ids else unknown_job_ids(transport, ids))
         if unknown:
             problems.append(_unknown_message(unknown, batch[0].cluster.name))
     return problems
@@ -105,11 +116,18 @@ def placement_problems(batch: Sequence[Submission], limits: ClusterLimits) -> li
 
 def dependency_ids(batch: Sequence[Submission]) -> list[SlurmJobId]:
     """Every job id the batch's dependencies name, once each, in order."""
-    ids: dict[str, SlurmJobId] = {}
+    ids: dict[SlurmJobId, None] = {}
     for s in batch:
-        for term in s.dependency.flatten() if s.dependency is not None else ():
-            for job_id in getattr(term, "job_ids", ()):
-                ids.setdefault(job_id, SlurmJobId.parse(job_id))
+        ids.update(dict.fromkeys(ids_of(s.dependency)))
+    return list(ids)
+
+
+def ids_of(dependency: SlurmDependency | None) -> list[SlurmJobId]:
+    """The job ids one dependency names, once each, in order."""
+    ids: dict[str, SlurmJobId] = {}
+    for term in dependency.flatten() if dependency is not None else ():
+        for job_id in getattr(term, "job_ids", ()):
+            ids.setdefault(job_id, SlurmJobId.parse(job_id))
     return list(ids.values())
 
 
@@ -124,4 +142,4 @@ def _unknown_message(unknown: Sequence[SlurmJobId], cluster: str) -> str:
     )
 
 
-__all__ = ["dependency_ids", "placement_problems", "preflight", "size_problems"]
+__all__ = ["dependency_ids", "ids_of", "placement_problems", "preflight", "size_problems"]

@@ -86,6 +86,7 @@ class JobWatcher:
         self._interval = min_interval
         self._registered: dict[SlurmJobId, float] = {}  # id -> when first seen (submission time if given)
         self._array_sizes: dict[SlurmJobId, int] = {}
+        self._numbers: set[int] = set()  # job numbers of what was registered
         self._latest: dict[SlurmJobId, SlurmJobStatus] = {}
         self._running: _Round | None = None
         self._next: _Round | None = None  # gathers callers while `_running` runs
@@ -100,12 +101,17 @@ class JobWatcher:
         """Watch a job (or array task / hetjob component). `array_size`: for an array watched as a whole."""
         jid = SlurmJobId.parse(job_id)
         self._registered.setdefault(jid, time.time() if submitted_at is None else submitted_at)
+        self._numbers.add(jid.job_id)
         if array_size is not None:
             self._array_sizes[jid.base] = array_size
         if jid not in self._fetched:
             self._interval = self.min_interval  # just submitted: its first changes come soon
         self._wakeup.set()
         return jid
+
+    def knows(self, job_id: SlurmJobId) -> bool:
+        """Whether this watcher was given the job (its number) to watch: a job submitted or recorded."""
+        return job_id.job_id in self._numbers
 
     def latest(self, job_id: SlurmJobId | str) -> SlurmJobStatus | None:
         """The last polled status, without asking the cluster."""
