@@ -108,7 +108,9 @@ async def test_retry_whose_record_fails_is_cancelled_and_resolves_on_reopen(
 
         client.areplace_jobs = swap_fails  # type: ignore[method-assign]
         try:
-            with pytest.raises(MetadataError, match=r"job \d+ .* was submitted, but recording it .* been cancelled"):
+            with pytest.raises(
+                MetadataError, match=r"job \d+ .* was submitted, but recording it .* been cancelled"
+            ):
                 await experiment.retry_failed(units)
         finally:
             del client.areplace_jobs
