@@ -254,7 +254,7 @@ class SlurmExperiment(xm.Experiment):
         for unit in units:
             error = failed.get(unit)
             if error is not None:
-                unit.launch_error = error
+                unit.launch_failed(error)
                 errors.append((unit, error))
                 if unit.slurm_jobs:  # stop what an earlier batch of this unit submitted
                     await self.launcher.cancel(unit.slurm_jobs)

@@ -122,6 +122,10 @@ class SlurmExperimentUnit(xm.ExperimentUnit):
         self._jobs.extend(handles)
         self.recorded = self.recorded or recorded
 
+    def launch_failed(self, error: BaseException) -> None:
+        """The unit's launch failed: its status is FAILED and waiting for it raises, naming `error`."""
+        self.launch_error = error
+
     def retried(self, old: SlurmLaunchedJob, new: SlurmLaunchedJob) -> None:
         """Job `old` was resubmitted as `new`, which replaces it in the unit's jobs."""
         self._jobs = [new if j is old else j for j in self._jobs]
