@@ -31,7 +31,7 @@ import posixpath
 import re
 import stat as stat_module
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -58,6 +58,7 @@ from xm_slurm.transport import (
     Transport,
     join_command,
 )
+from xm_slurm.transport.base import FixedLines
 
 DATA = Path(__file__).resolve().parents[1] / "scheduler" / "data"
 SbatchFailure = Literal["refuse", "timeout", "lost"]
@@ -76,23 +77,6 @@ class _Failure:
     kind: SbatchFailure
     submitted: bool
     stay_unreachable: bool
-
-
-class _Lines(StreamingProcess):
-    """A follow that prints what the log holds now, then ends (the fake's logs never grow on their own)."""
-
-    def __init__(self, lines: list[str]) -> None:
-        self._lines = lines
-
-    async def lines(self) -> AsyncIterator[str]:
-        for line in self._lines:
-            yield line
-
-    async def close_stdin(self) -> None:
-        return None
-
-    async def aclose(self) -> None:
-        return None
 
 
 class FakeSlurm(Transport):
@@ -219,7 +203,7 @@ class FakeSlurm(Transport):
         if not (isinstance(command, ShellLine) and command.kind == "follow"):
             raise AssertionError(f"FakeSlurm: {join_command(command)!r} is not a log follow")
         count, path = int(command.argv[2]), command.argv[-1]
-        return _Lines(self._lines(path)[-count:] if count else [])
+        return FixedLines(self._lines(path)[-count:] if count else [])
 
     async def read_text(self, path: str) -> str:
         self._reachable()

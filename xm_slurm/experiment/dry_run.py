@@ -26,7 +26,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from xm_slurm.errors import RemoteCommandError
@@ -36,6 +36,7 @@ from xm_slurm.transport.base import (
     Command,
     CommandResult,
     FileStat,
+    FixedLines,
     ShellLine,
     StreamingProcess,
     Transport,
@@ -174,19 +175,6 @@ def _option(argv: Sequence[str], *names: str) -> str | None:
     return None
 
 
-class _NoOutput(StreamingProcess):
-    async def lines(self) -> AsyncIterator[str]:
-        nothing: tuple[str, ...] = ()
-        for line in nothing:
-            yield line
-
-    async def close_stdin(self) -> None:
-        return None
-
-    async def aclose(self) -> None:
-        return None
-
-
 class DryRunTransport(Transport):
     """Records submissions instead of making them; see the module docstring."""
 
@@ -259,7 +247,7 @@ class DryRunTransport(Transport):
 
     async def start(self, command: Command) -> StreamingProcess:
         if isinstance(command, ShellLine) and command.kind == "follow":
-            return _NoOutput()  # following a log: there is none
+            return FixedLines()  # following a log: there is none
         line = join_command(command)
         message = f"dry run: {line[:200]!r} was not run"
         raise RemoteCommandError(message, command=line, exit_status=1, stdout="", stderr=message)

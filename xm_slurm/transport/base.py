@@ -151,6 +151,23 @@ class StreamingProcess(abc.ABC):
         await self.aclose()
 
 
+class FixedLines(StreamingProcess):
+    """A "process" whose output is known already (e.g. a dry run's empty log, a fake cluster's log)."""
+
+    def __init__(self, lines: Sequence[str] = ()) -> None:
+        self._lines = list(lines)
+
+    async def lines(self) -> AsyncIterator[str]:
+        for line in self._lines:
+            yield line
+
+    async def close_stdin(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
 class Transport(abc.ABC):
     """Run commands and read/write files on one cluster. Safe to share between concurrent tasks."""
 

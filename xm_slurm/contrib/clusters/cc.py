@@ -2,30 +2,7 @@
 
 from __future__ import annotations
 
-from xm_slurm.contrib.clusters.drac import (
-    ALL_047,
-    all,
-    beluga,
-    cedar,
-    fir,
-    graham,
-    narval,
-    nibi,
-    rorqual,
-    trillium,
-    trillium_gpu,
-)
+from xm_slurm.contrib.clusters import drac
+from xm_slurm.contrib.clusters.drac import *  # noqa: F403 - the same names, one list (drac.__all__)
 
-__all__ = [
-    "ALL_047",
-    "all",
-    "beluga",
-    "cedar",
-    "fir",
-    "graham",
-    "narval",
-    "nibi",
-    "rorqual",
-    "trillium",
-    "trillium_gpu",
-]
+__all__ = drac.__all__
