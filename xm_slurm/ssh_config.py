@@ -9,7 +9,8 @@ Host keys are always verified: against the pinned `host_public_key` when given (
 changed key is refused), else against `known_hosts` (default `~/.ssh/known_hosts`). Verification is never off.
 
 The metadata store keeps only `host`, `port`, `user` and the pinned `host_public_key` of a job's cluster
-(`to_dict` / `to_json`). Whoever reads a stored row (`from_dict` / `from_json`) connects with the keys,
+(`to_dict` / `to_json`); rows of xmanager-slurm 0.4.x (the key as `[algorithm, key]`; 0.4.19+'s `endpoints` and
+`public_key`) read too. Whoever reads a stored row (`from_dict` / `from_json`) connects with the keys,
 known_hosts and OpenSSH config files of their own machine: any other stored field is ignored with a warning,
 since a `config_files` entry written by someone else could name a `ProxyCommand` the reader would run.
 """
@@ -31,6 +32,11 @@ from xm_slurm.errors import ValidationError
 SSH_CONFIG_ENV_VAR = "XM_SLURM_SSH_CONFIG"
 #: The fields of a stored SSH config (a job row of the metadata store): where to connect, never how.
 STORED_FIELDS = ("host", "port", "user", "host_public_key")
+#: The same facts as xmanager-slurm 0.4.19+ stores them: `{"endpoints": [[host, port], ...], "public_key":
+#: [algorithm, key], "user": ...}`. Read (the first endpoint is the host and port), never written by us.
+UPSTREAM_FIELDS = ("endpoints", "public_key")
+#: Every field a stored config may hold; anything else is ignored on read and refused on write.
+READABLE_FIELDS = STORED_FIELDS + UPSTREAM_FIELDS
 
 log = logging.getLogger(__name__)
 _warned: set[tuple[str, str]] = set()  # (host, ignored fields and values): once per process, not per row
@@ -200,17 +206,21 @@ class SlurmSSHConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SlurmSSHConfig:
-        """Read a stored config. Other fields (client_keys, known_hosts, config_files, unknown ones) are
-        ignored with a warning naming them; the reader's own keys and config files apply instead."""
-        if not isinstance(data, Mapping) or "host" not in data:
-            raise ValidationError(f"{data!r:.200} is not a serialised SlurmSSHConfig (needs at least 'host')")
+        """Read a stored config: ours, 0.4.7's (the key as `[algorithm, key]`) or 0.4.19+'s (`endpoints`,
+        `public_key`). Other fields (client_keys, known_hosts, config_files, unknown ones) are ignored with a
+        warning naming them; the reader's own keys and config files apply instead."""
+        if not isinstance(data, Mapping) or ("host" not in data and "endpoints" not in data):
+            raise ValidationError(
+                f"{data!r:.200} is not a serialised SlurmSSHConfig (needs at least 'host' or 'endpoints')"
+            )
+        host, port = _stored_endpoint(data)
         config = cls(
-            host=data["host"],
-            port=data.get("port"),
+            host=host,
+            port=port,
             user=data.get("user"),
-            host_public_key=_stored_key(data.get("host_public_key")),
+            host_public_key=_one_of(data, "host_public_key", "public_key", _stored_key),
         )
-        ignored = {str(k): v for k, v in data.items() if k not in STORED_FIELDS and v is not None}
+        ignored = {str(k): v for k, v in data.items() if k not in READABLE_FIELDS and v is not None}
         if ignored:
             _warn_ignored(config.host, ignored)
         return config
@@ -225,6 +235,39 @@ class SlurmSSHConfig:
         except (TypeError, json.JSONDecodeError) as e:
             raise ValidationError(f"{text!r:.200} is not JSON of a SlurmSSHConfig: {e}") from None
         return cls.from_dict(data)
+
+
+def _first_endpoint(value: object) -> tuple[Any, Any]:
+    """0.4.19+'s `endpoints`: a non-empty list of `[host, port]`; the first is where we connect."""
+    if isinstance(value, (list, tuple)) and value:
+        first = value[0]
+        if isinstance(first, (list, tuple)) and len(first) == 2:
+            return first[0], first[1]
+    raise ValidationError(
+        f'stored endpoints {value!r:.200} is not a non-empty list of [host, port] (e.g. [["login", 22]])'
+    )
+
+
+def _stored_endpoint(data: Mapping[str, Any]) -> tuple[Any, Any]:
+    """(host, port) of a stored config: `host`/`port`, or the first of 0.4.19+'s `endpoints`."""
+    if data.get("endpoints") is None:
+        return data.get("host"), data.get("port")
+    host, port = _first_endpoint(data["endpoints"])
+    for field, value in (("host", host), ("port", port)):
+        if data.get(field) is not None and data[field] != value:
+            raise ValidationError(
+                f"stored SSH config has {field}={data[field]!r:.100} but its first endpoint has "
+                f"{value!r:.100}: give one of the two"
+            )
+    return host, port
+
+
+def _one_of(data: Mapping[str, Any], ours: str, upstream: str, read: Any) -> Any:
+    """A field stored under our name or 0.4.19+'s; both present must agree."""
+    mine, theirs = read(data.get(ours)), read(data.get(upstream))
+    if mine is not None and theirs is not None and mine != theirs:
+        raise ValidationError(f"stored SSH config has {ours} and {upstream} that differ: give one of the two")
+    return mine if mine is not None else theirs
 
 
 def _stored_key(value: object) -> PublicKey | None:

@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar
 
 from xm_slurm.errors import MetadataError, ValidationError
 from xm_slurm.job_ids import SlurmJobId
-from xm_slurm.ssh_config import STORED_FIELDS, SlurmSSHConfig
+from xm_slurm.ssh_config import READABLE_FIELDS, STORED_FIELDS, SlurmSSHConfig
 from xm_slurm.text_rules import (
     MAX_ARGS,
     MAX_LINE,
@@ -115,7 +115,7 @@ def _check_ssh_json(text: str) -> str:
         raise ValidationError(
             f"{what}={text!r:.100} must be a JSON object (host, port, user, host_public_key)"
         )
-    extra = sorted(k for k, v in data.items() if k not in STORED_FIELDS and v is not None)
+    extra = sorted(k for k, v in data.items() if k not in READABLE_FIELDS and v is not None)
     if extra:
         raise ValidationError(
             f"{what} holds {', '.join(repr(k) for k in extra)}: a stored SSH config holds only "
