@@ -62,6 +62,16 @@ class _Subparsers:
         return parser
 
 
+class _Version(argparse.Action):
+    """`--version`: the distribution's version, read only when asked (xm_slurm.version)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        from xm_slurm.version import version
+
+        print(f"xm-slurm {version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xm-slurm",
@@ -70,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
     )
     _debug_flag(parser)
+    parser.add_argument("--version", action=_Version, nargs=0, help="print the version and exit")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     wrapped = _Subparsers(subparsers)
     for name in _SUBCOMMAND_MODULES:
