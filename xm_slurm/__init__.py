@@ -31,6 +31,11 @@ _EXPORTS: dict[str, str] = {
     "ResourceType": "xm_slurm.resources",
     "SlurmClusterConfig": "xm_slurm.config",
     "ContainerRuntime": "xm_slurm.config",
+    "MountSpec": "xm_slurm.config",
+    "MountKind": "xm_slurm.config",
+    "MountMode": "xm_slurm.config",
+    "nvidia_mounts": "xm_slurm.config",
+    "infiniband_mounts": "xm_slurm.config",
     "SlurmSSHConfig": "xm_slurm.ssh_config",
     "PublicKey": "xm_slurm.ssh_config",
     # executables and packageables
@@ -75,6 +80,9 @@ __all__ = [
     "Dockerfile",
     "JobArgs",
     "JobRequirements",
+    "MountKind",
+    "MountMode",
+    "MountSpec",
     "PublicKey",
     "RemoteImage",
     "ResourceType",
@@ -106,8 +114,10 @@ __all__ = [
     "get_current_experiment",
     "get_current_work_unit",
     "get_experiment",
+    "infiniband_mounts",
     "local_transport_factory",
     "mamba_container",
+    "nvidia_mounts",
     "packageables",
     "python_container",
     "resources",
@@ -148,7 +158,15 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily
         status,
         types,
     )
-    from xm_slurm.config import ContainerRuntime, SlurmClusterConfig
+    from xm_slurm.config import (
+        ContainerRuntime,
+        MountKind,
+        MountMode,
+        MountSpec,
+        SlurmClusterConfig,
+        infiniband_mounts,
+        nvidia_mounts,
+    )
     from xm_slurm.dependencies import SlurmDependency
     from xm_slurm.errors import XmSlurmError
     from xm_slurm.executables import Dockerfile, DockerImage, RemoteImage

@@ -8,18 +8,29 @@ from __future__ import annotations
 import dataclasses
 import enum
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from immutabledict import immutabledict
 
 from xm_slurm.errors import ValidationError
 from xm_slurm.executables import check_env_name
+from xm_slurm.mounts import MountKind, MountMode, MountSpec, infiniband_mounts, nvidia_mounts
 from xm_slurm.resource_types import ResourceType
 from xm_slurm.ssh_config import PublicKey, SlurmSSHConfig
 from xm_slurm.text_rules import check_line
 
-__all__ = ["ContainerRuntime", "PublicKey", "SlurmClusterConfig", "SlurmSSHConfig"]
+__all__ = [
+    "ContainerRuntime",
+    "MountKind",
+    "MountMode",
+    "MountSpec",
+    "PublicKey",
+    "SlurmClusterConfig",
+    "SlurmSSHConfig",
+    "infiniband_mounts",
+    "nvidia_mounts",
+]
 
 
 class ContainerRuntime(enum.Enum):
@@ -52,54 +63,69 @@ def _check_env(field: str, env: Mapping[str, str]) -> immutabledict[str, str]:
     return immutabledict(env)
 
 
-def _check_mount_path(src: object, dst: object, path: object) -> str:
-    """One side of a mount: an absolute path the runtimes' bind syntax can carry, with no `..` segment."""
-    where = f"mount {src!r} -> {dst!r}"
-    if not isinstance(path, str) or not path.startswith("/"):
-        raise ValidationError(f"{where}: {path!r} must be an absolute path (starting with '/')")
-    check_line(path, f"{where}: path")
-    # Apptainer's --bind is `src:dst[:opts]` in a comma-separated list and Podman's --volume is
-    # `src:dst[:opts]`: a ':' or ',' inside a path would be read as a separator.
-    for sep in (":", ","):
-        if sep in path:
-            raise ValidationError(
-                f"{where}: {path!r} contains {sep!r}, which the container runtimes' bind syntax "
-                "(src:dst, comma-separated) cannot carry; use a path without ':' or ','"
-            )
-    if ".." in path.split("/"):
+def _check_mounts(
+    mounts: Mapping[str, str] | Sequence[MountSpec],
+) -> immutabledict[str, str] | tuple[MountSpec, ...]:
+    """A mapping host -> container path (0.4.x) stays a mapping; a sequence of `MountSpec` a tuple."""
+    if isinstance(mounts, Mapping):
+        specs = [MountSpec(src, dst) for src, dst in mounts.items()]
+    elif isinstance(mounts, (list, tuple)) and all(isinstance(m, MountSpec) for m in mounts):
+        specs = list(mounts)
+    else:
         raise ValidationError(
-            f"{where}: {path!r} has a '..' segment; give the resolved absolute path instead"
+            f"mounts={mounts!r:.100} must be a mapping of host path -> container path or a list of "
+            "xm_slurm.config.MountSpec"
         )
-    return path
-
-
-def _check_mounts(mounts: Mapping[str, str]) -> immutabledict[str, str]:
-    if not isinstance(mounts, Mapping):
-        raise ValidationError(f"mounts={mounts!r:.100} must be a mapping of host path -> container path")
     destinations: dict[str, str] = {}
-    for src, dst in mounts.items():
-        _check_mount_path(src, dst, src)
-        _check_mount_path(src, dst, dst)
-        if dst.rstrip("/") == "":
-            raise ValidationError(
-                f"mount {src!r} -> {dst!r}: the destination '/' would hide the image's whole file system; "
-                "mount into a folder such as '/data'"
-            )
-        key = dst.rstrip("/")
+    for spec in specs:
+        key = spec.target.rstrip("/")
         if key in destinations:
             raise ValidationError(
-                f"mounts {destinations[key]!r} and {src!r} both go to {dst!r}; give each destination once"
+                f"mounts {destinations[key]!r} and {spec.source!r} both go to {spec.target!r}; "
+                "give each destination once"
             )
-        destinations[key] = src
-    return immutabledict(mounts)
+        destinations[key] = spec.source
+    return immutabledict(mounts) if isinstance(mounts, Mapping) else tuple(specs)
+
+
+def _check_recommended(
+    table: Mapping[ResourceType, Mapping[ResourceType, float]],
+) -> immutabledict[ResourceType, immutabledict[ResourceType, float]]:
+    """accelerator -> {CPU: count, MEMORY: bytes} per unit, each amount > 0."""
+    checked = {}
+    for accelerator, per_unit in table.items():
+        if not isinstance(accelerator, ResourceType) or not accelerator.is_accelerator:
+            raise ValidationError(f"recommended_resources: key {accelerator!r} must be an accelerator ResourceType")
+        for resource, amount in per_unit.items():
+            if resource not in (ResourceType.CPU, ResourceType.MEMORY) or not (
+                isinstance(amount, (int, float)) and not isinstance(amount, bool) and amount > 0
+            ):
+                raise ValidationError(
+                    f"recommended_resources[{accelerator}]: {resource!r}={amount!r}; give CPU (a count) and "
+                    "MEMORY (bytes) per unit, each > 0"
+                )
+        checked[accelerator] = immutabledict(per_unit)
+    return immutabledict(checked)
+
+
+def _check_cwd(cwd: object) -> None:
+    if cwd is None:
+        return
+    if not isinstance(cwd, str) or not cwd.startswith(("/", "$")):
+        raise ValidationError(
+            f"cwd={cwd!r} must be an absolute path on the cluster ('/scratch/me/runs') or start with a "
+            "variable the job's shell expands ('$SCRATCH/runs')"
+        )
+    check_line(cwd, "cwd")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SlurmClusterConfig:
     """Everything site-specific about a cluster; validated at construction.
 
-    mounts: host path -> container path, both absolute, without ':', ',' or a '..' segment (the runtimes'
-      bind syntax); the destination is not '/' and each destination appears once.
+    mounts: host path -> container path, or a list of `MountSpec` (kind, read-only/read-write, which jobs);
+      both paths absolute, without ':', ',' or a '..' segment (the runtimes' bind syntax; `$USER` and
+      `${USER:0:1}` are expanded by the job's bash); the destination is not '/' and appears once.
     resources: accelerator -> GRES type (`{ResourceType.A100: "a100"}` renders `--gres=gpu:a100:N`).
     features: accelerator -> node feature (renders `--gres=gpu:N --constraint=<feature>`).
     proxy: None, "submission-host" (SOCKS tunnel to $SLURM_SUBMIT_HOST) or "[user@]host".
@@ -119,7 +145,7 @@ class SlurmClusterConfig:
     epilog: str | None = None
     host_environment: Mapping[str, str] = dataclasses.field(default_factory=immutabledict)
     container_environment: Mapping[str, str] = dataclasses.field(default_factory=immutabledict)
-    mounts: Mapping[str, str] = dataclasses.field(default_factory=immutabledict)
+    mounts: Mapping[str, str] | Sequence[MountSpec] = dataclasses.field(default_factory=immutabledict)
     resources: Mapping[ResourceType, str] = dataclasses.field(default_factory=immutabledict)
     features: Mapping[ResourceType, str] = dataclasses.field(default_factory=immutabledict)
     validate: Callable[[Any], None] | None = dataclasses.field(default=None, compare=False)
@@ -163,6 +189,13 @@ class SlurmClusterConfig:
             set_(self, field, immutabledict(mapping))
         if self.validate is not None and not callable(self.validate):
             raise ValidationError(f"validate={self.validate!r} must be a callable taking the job")
+
+    @property
+    def mount_specs(self) -> tuple[MountSpec, ...]:
+        """Every mount as a `MountSpec` (a mapping's entries are read-write folders for every job)."""
+        if isinstance(self.mounts, Mapping):
+            return tuple(MountSpec(src, dst) for src, dst in self.mounts.items())
+        return tuple(self.mounts)
 
     def __hash__(self) -> int:
         return hash((self.name, self.ssh, self.runtime))
