@@ -8,6 +8,7 @@ same time migrate it exactly once.
 
 from __future__ import annotations
 
+import logging
 import os
 import pathlib
 import sqlite3
@@ -21,9 +22,11 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from xm_slurm.api.storage import adoption
 from xm_slurm.errors import ConfigurationError
 from xm_slurm.paths import local_state_dir
 
+log = logging.getLogger(__name__)
 MIGRATIONS_DIR = pathlib.Path(__file__).resolve().parent / "migrations"
 DB_FILENAME = "db.sqlite3"
 BUSY_TIMEOUT_MS = 60_000
@@ -134,9 +137,40 @@ def create_engine(url: str) -> sa.Engine:
     return sa.create_engine(parsed, pool_pre_ping=True)
 
 
+def _sqlite_file(url: str) -> pathlib.Path | None:
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        return None  # create_engine words the error
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return pathlib.Path(parsed.database)
+
+
+def _adopt(engine: sa.Engine, path: pathlib.Path) -> None:
+    """Rewrite a 0.4.7 store into our tables and migrate it to head, in one write transaction."""
+    with engine.begin() as conn:
+        rows = adoption.convert(
+            conn, path, lambda c: command.upgrade(alembic_config(c), adoption.ADOPTED_REVISION)
+        )
+        if rows is not None:
+            command.upgrade(alembic_config(conn), "head")
+
+
 def open_engine(url: str | None = None) -> sa.Engine:
-    """An engine with the schema at head. `url` defaults to the SQLite file in the state folder."""
-    engine = create_engine(url or sqlite_url(default_sqlite_path()))
+    """An engine with the schema at head. `url` defaults to the SQLite file in the state folder.
+
+    A SQLite store written by xmanager-slurm 0.4.7 is adopted first (`adoption`: a backup copy beside it,
+    then its rows in our tables); a file that is neither ours nor 0.4.7's is refused, untouched."""
+    url = url or sqlite_url(default_sqlite_path())
+    path = _sqlite_file(url)
+    legacy = path if path is not None and adoption.inspect_store(path) else None  # before create_engine
+    if legacy is not None:
+        backup = adoption.write_backup(legacy)
+        log.warning("adopting %s, a store of xmanager-slurm 0.4.7 (backup: %s)", legacy, backup)
+    engine = create_engine(url)
+    if legacy is not None:
+        _adopt(engine, legacy)
     if current_revision(engine) != head_revision():
         upgrade(engine)
     return engine
