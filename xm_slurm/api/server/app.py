@@ -1,5 +1,8 @@
 """The FastAPI application: the store's routes under /api (docs/metadata.md), listing and batch routes included.
 
+Every route also answers without the /api prefix (`ApiPrefix`): xmanager-slurm 0.4.7's client calls
+`{base}/api/...`, 0.4.8+ calls `{base}/...`; both reach the same route under the same token rules.
+
 Handlers are plain `def`s, so FastAPI runs them (and their synchronous SQLAlchemy calls) in its thread pool.
 Every write runs in one transaction together with its `Idempotency-Key` record (see `idempotency`).
 """
@@ -14,6 +17,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Path, Qu
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from xm_slurm.api import codec, models
 from xm_slurm.api.models import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, ConflictError
@@ -67,6 +71,29 @@ def _validation_errors(errors: Any) -> list[dict[str, Any]]:
     ]
 
 
+class ApiPrefix:
+    """ASGI middleware: a request outside /api is answered by the same route under /api (the path is
+    rewritten before the token check and body cap, so both spellings are guarded, and an Idempotency-Key
+    replays across them). FastAPI's own documentation paths (`keep`) stay where they are."""
+
+    def __init__(self, app: ASGIApp, *, keep: frozenset[str]) -> None:
+        self.app = app
+        self.keep = keep
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if (
+            scope["type"] == "http"
+            and path != "/api"
+            and not path.startswith("/api/")
+            and path not in self.keep
+        ):
+            scope = {**scope, "path": "/api" + path}
+            if "raw_path" in scope:
+                scope["raw_path"] = b"/api" + scope["raw_path"]
+        await self.app(scope, receive, send)
+
+
 def create_app(client: SqlClient, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     """The application; `max_body_bytes` caps each request's body (see `limits`)."""
     app = FastAPI(
@@ -79,6 +106,11 @@ def create_app(client: SqlClient, *, max_body_bytes: int = MAX_BODY_BYTES) -> Fa
     )
     # Token first, from the headers alone, then the body's size: before FastAPI reads any body.
     app.add_middleware(RequestGuard, client=client, max_body_bytes=max_body_bytes)
+    # Added last, so it runs first: the guard sees every request under /api.
+    docs = frozenset(
+        p for p in (app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url) if p
+    )
+    app.add_middleware(ApiPrefix, keep=docs)
 
     def authenticate(
         request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
