@@ -18,6 +18,7 @@ from xm_slurm.api.models import (
     WorkUnit,
     WorkUnitPatch,
     from_store,
+    legacy_retry_lineage,
 )
 from xm_slurm.errors import MetadataError
 
@@ -51,7 +52,23 @@ def unit_update_to_json(patch: ExperimentUnitPatch) -> dict[str, Any]:
 
 
 def job_to_json(job: SlurmJob) -> dict[str, Any]:
-    return {"name": job.name, "slurm_job_id": job.slurm_job_id, "slurm_ssh_config": job.slurm_ssh_config}
+    """A job in a server's answer: `retry_of` always present (null: not a retry)."""
+    return {
+        "name": job.name,
+        "slurm_job_id": job.slurm_job_id,
+        "slurm_ssh_config": job.slurm_ssh_config,
+        "retry_of": job.retry_of,
+    }
+
+
+def job_request_to_json(job: SlurmJob) -> dict[str, Any]:
+    """A job in a request. `retry_of` is sent for a retry, or when the name holds the old retry mark (so the
+    server does not read it as one); otherwise it is left out, and a server older than the field (which
+    refuses it) takes the job as before. An absent key means "read the name as older clients wrote it"."""
+    data = job_to_json(job)
+    if job.retry_of is None and legacy_retry_lineage(job.name)[1] is None:
+        del data["retry_of"]
+    return data
 
 
 def artifact_to_json(artifact: Artifact | ConfigArtifact) -> dict[str, Any]:
@@ -136,6 +153,20 @@ def _role_and_args(d: Mapping[str, Any]) -> tuple[ExperimentUnitRole, Any]:
     return ExperimentUnitRole.WORK_UNIT, args
 
 
+def job_from_json(data: object) -> SlurmJob:
+    """A job of a server's answer; one from a server older than `retry_of` (no such key) has its lineage
+    read from its name (`models.legacy_retry_lineage`, a read-side fallback only)."""
+    job = _stored(SlurmJob, data, "job", _JOB_FIELDS)
+    d = _mapping(data, "job")
+    if "retry_of" not in d:
+        name, retry_of = legacy_retry_lineage(job.name)
+        return from_store(SlurmJob, **{**vars(job), "name": name, "retry_of": retry_of})
+    retry_of = d["retry_of"]
+    if retry_of is not None and not isinstance(retry_of, str):
+        raise MetadataError(f"malformed job in the server's answer: retry_of={retry_of!r:.100}")
+    return from_store(SlurmJob, **{**vars(job), "retry_of": retry_of})
+
+
 def work_unit_from_json(data: object) -> WorkUnit:
     d = _mapping(data, "work unit")
     try:
@@ -145,7 +176,7 @@ def work_unit_from_json(data: object) -> WorkUnit:
             identity=d.get("identity") or "",
             args=args,
             role=role,
-            jobs=tuple(_stored(SlurmJob, j, "job", _JOB_FIELDS) for j in d.get("jobs", ())),
+            jobs=tuple(job_from_json(j) for j in d.get("jobs", ())),
             artifacts=tuple(
                 _stored(Artifact, a, "artifact", _ARTIFACT_FIELDS) for a in d.get("artifacts", ())
             ),

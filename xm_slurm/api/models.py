@@ -33,6 +33,11 @@ _Model = TypeVar("_Model")
 #: `pending:<submission token>:<unix seconds>[_<array task> | +<component>]`.
 PENDING_JOB_ID = re.compile(r"pending:xms-[0-9a-f]{24}:\d+(?:_\d+|\+\d+)?")
 
+#: How versions before the `retry_of` field (store revision 0006) recorded a retry: the job's name was
+#: `<name> [retry of <old Slurm job id>]`. Only ever read (`legacy_retry_lineage`), never written.
+LEGACY_RETRY_MARK = " [retry of "
+_LEGACY_RETRY_NAME = re.compile(r"(.*) \[retry of (\d+(?:_\d+|\+\d+)?)\]", re.DOTALL)
+
 CONFIG_ARTIFACT_NAMES: tuple[str, ...] = ("GRAPHVIZ", "PYTHON")
 ConfigArtifactName = Literal["GRAPHVIZ", "PYTHON"]
 
@@ -88,6 +93,41 @@ def check_job_id(value: object, what: str) -> str:
         f"{what}={value!r:.100} is not a Slurm job id (e.g. 1234, 1234_7, 1234_[0-9], 1234+1, 1234;cluster) "
         "nor a pending row id (pending:xms-<24 hex digits>:<unix seconds>)"
     )
+
+
+def check_retry_of(value: object, what: str = "SlurmJob.retry_of") -> str | None:
+    """None, or the Slurm job id (`SlurmJobId.parse`, never a pending row id) of the job a retry replaces."""
+    if value is None:
+        return None
+    if isinstance(value, SlurmJobId):
+        return value.to_string()
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    check_line(value, what, MAX_LINE)
+    assert isinstance(value, str)
+    try:
+        if value.strip() == value:
+            SlurmJobId.parse(value)
+            return value
+    except ValidationError:
+        pass
+    raise ValidationError(
+        f"{what}={value!r:.100} must be None or the Slurm job id of the job this one retries "
+        "(e.g. 1234, 1234_7, 1234+1)"
+    )
+
+
+def legacy_retry_lineage(name: str) -> tuple[str, str | None]:
+    """`(name, retry_of)` of a job name as versions before the `retry_of` field wrote a retry's name
+    (`<name> [retry of <old id>]`, the old id a job, an array task or a het component); `(name, None)` for
+    any other name.
+
+    A read-side fallback only, for rows those versions wrote: the SQL store's revision 0006 moves the mark
+    into the field (with this same rule), and the REST codec and server apply it to an older server's answer
+    or an older client's request (which carry no `retry_of` key). Never applied to a job that has the field,
+    so a name that merely contains the mark stays a name."""
+    m = _LEGACY_RETRY_NAME.fullmatch(name)
+    return (name, None) if m is None else (m.group(1), m.group(2))
 
 
 def check_stored_ssh_config(text: str) -> str:
@@ -179,11 +219,18 @@ class ExperimentPatch:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SlurmJob:
-    """One submitted Slurm job. `slurm_ssh_config` is kept as JSON text (see `ssh_config_to_json`)."""
+    """One submitted Slurm job. `slurm_ssh_config` is kept as JSON text (see `ssh_config_to_json`).
+
+    `retry_of`: None, or the Slurm job id (as `SlurmJobId.to_string()` spells it, e.g. `1234_7`) of the job
+    of the same work unit, on the same cluster, that this job retries. A Slurm id rather than a store row id:
+    it is what a reader already holds for every job, it stays the same while the launcher swaps pending rows
+    for real ones (row ids do not), and it reaches REST clients, which never see row ids. A unit's current
+    jobs are those no other job of the unit names in `retry_of`; a retry of a retry names the retry."""
 
     name: str
     slurm_job_id: str
     slurm_ssh_config: str
+    retry_of: str | None = None
 
     def __post_init__(self) -> None:
         check_line(self.name, "SlurmJob.name", MAX_LINE)
@@ -191,6 +238,9 @@ class SlurmJob:
             _set(self, "slurm_job_id", str(self.slurm_job_id))
         check_job_id(self.slurm_job_id, "SlurmJob.slurm_job_id")
         _set(self, "slurm_ssh_config", check_stored_ssh_config(ssh_config_to_json(self.slurm_ssh_config)))
+        _set(self, "retry_of", check_retry_of(self.retry_of))
+        if self.retry_of is not None and self.retry_of == self.slurm_job_id:
+            raise ValidationError(f"SlurmJob.retry_of={self.retry_of!r} names the job itself")
 
     def ssh_config_dict(self) -> Any:
         """The SSH config decoded from JSON (or the raw string if it is not JSON)."""

@@ -242,7 +242,7 @@ def insert_job(xid: int, wid: int, slurm_job: SlurmJob) -> Operation[None]:
     """Attach a Slurm job to a work unit (the same job again is a no-op)."""
     xid, wid = _xid(xid), _wid(wid)
     _check(slurm_job, SlurmJob, "the job")
-    call = Call("PUT", f"/experiment/{xid}/wu/{wid}/job", codec.job_to_json(slurm_job))
+    call = Call("PUT", f"/experiment/{xid}/wu/{wid}/job", codec.job_request_to_json(slurm_job))
     return _write(lambda c: storage.insert_jobs(c, xid, [(wid, slurm_job)]), call)
 
 
@@ -250,7 +250,7 @@ def insert_jobs(xid: int, jobs: Sequence[tuple[int, SlurmJob]]) -> Operation[Non
     """`insert_job` for many `(wid, job)` pairs, all or nothing (one transaction / one request)."""
     xid = _xid(xid)
     pairs = models.jobs_of(jobs)
-    body = [{"wid": wid, "job": codec.job_to_json(job)} for wid, job in pairs]
+    body = [{"wid": wid, "job": codec.job_request_to_json(job)} for wid, job in pairs]
     return _write(lambda c: storage.insert_jobs(c, xid, pairs), Call("PUT", f"/experiment/{xid}/jobs", body))
 
 
@@ -280,7 +280,7 @@ def replace_jobs(
     body = {
         "work_units": [codec.unit_patch_to_json(p) for p in units],
         "remove": [{"wid": wid, "slurm_job_id": jid} for wid, jid in refs],
-        "insert": [{"wid": wid, "job": codec.job_to_json(job)} for wid, job in pairs],
+        "insert": [{"wid": wid, "job": codec.job_request_to_json(job)} for wid, job in pairs],
         "delete_empty_units": wids,
     }
     call = Call("PATCH", f"/experiment/{xid}/jobs", body)

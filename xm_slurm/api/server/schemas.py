@@ -72,10 +72,21 @@ class SlurmJobBody(_Body):
     name: str
     slurm_job_id: str = Field(min_length=1)
     slurm_ssh_config: str
+    retry_of: str | None = Field(
+        default=None,
+        description="the Slurm job id of the job of the same unit this one retries; null: not a retry; "
+        "absent (clients older than the field): read from a name `<name> [retry of <id>]`",
+    )
 
     def to_model(self) -> models.SlurmJob:
+        name, retry_of = self.name, self.retry_of
+        if "retry_of" not in self.model_fields_set:  # an older client: its retries carry the mark in the name
+            name, retry_of = models.legacy_retry_lineage(name)
         return models.SlurmJob(
-            name=self.name, slurm_job_id=self.slurm_job_id, slurm_ssh_config=self.slurm_ssh_config
+            name=name,
+            slurm_job_id=self.slurm_job_id,
+            slurm_ssh_config=self.slurm_ssh_config,
+            retry_of=retry_of,
         )
 
 

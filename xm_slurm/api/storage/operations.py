@@ -34,6 +34,9 @@ from xm_slurm.api.storage import schema as t
 from xm_slurm.errors import NotFoundError, ValidationError
 from xm_slurm.text_rules import MAX_LINE, check_line, check_name
 
+#: A job row's columns, named as `SlurmJob`'s fields.
+_JOB_FIELDS = ("name", "slurm_job_id", "slurm_ssh_config", "retry_of")
+
 
 def _iso(value: dt.datetime | None) -> str | None:
     if value is None:
@@ -112,11 +115,7 @@ def _work_units(conn: sa.Connection, xid: int, where: sa.ColumnElement[bool] | N
     pks = [r.id for r in rows]
     jobs: dict[int, list[SlurmJob]] = {pk: [] for pk in pks}
     for j in conn.execute(sa.select(t.jobs).where(t.jobs.c.work_unit_id.in_(pks)).order_by(t.jobs.c.id)):
-        jobs[j.work_unit_id].append(
-            from_store(
-                SlurmJob, name=j.name, slurm_job_id=j.slurm_job_id, slurm_ssh_config=j.slurm_ssh_config
-            )
-        )
+        jobs[j.work_unit_id].append(from_store(SlurmJob, **{f: getattr(j, f) for f in _JOB_FIELDS}))
     artifacts: dict[int, list[Artifact]] = {pk: [] for pk in pks}
     query_a = sa.select(t.work_unit_artifacts).where(t.work_unit_artifacts.c.work_unit_id.in_(pks))
     for a in conn.execute(query_a.order_by(t.work_unit_artifacts.c.name)):
@@ -342,14 +341,7 @@ def insert_jobs(conn: sa.Connection, xid: int, pairs: Sequence[tuple[int, SlurmJ
         if key in existing:  # the same job again is an idempotent retry
             continue
         existing.add(key)
-        rows.append(
-            {
-                "work_unit_id": key[0],
-                "name": job.name,
-                "slurm_job_id": job.slurm_job_id,
-                "slurm_ssh_config": job.slurm_ssh_config,
-            }
-        )
+        rows.append({"work_unit_id": key[0], **{f: getattr(job, f) for f in _JOB_FIELDS}})
     if rows:
         conn.execute(sa.insert(j), rows)
 

@@ -60,6 +60,8 @@ jobs = sa.Table(
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("slurm_job_id", sa.Text, nullable=False),
     sa.Column("slurm_ssh_config", sa.Text, nullable=False),
+    # Revision 0006: the Slurm job id of the job of the same unit this one retries (NULL: not a retry).
+    sa.Column("retry_of", sa.Text, nullable=True),
     sa.UniqueConstraint("work_unit_id", "name", "slurm_job_id", name="uq_jobs"),
 )
 
