@@ -62,10 +62,19 @@ def runtime_log_name(*, array: bool) -> str:
     return '"slurm-${SLURM_JOB_ID}.out"'
 
 
+def component_log_name(index: int) -> str:
+    """As `runtime_log_name`, for component `index` >= 1 of a job group (component 0 writes to the job's
+    own log, with the batch script's messages)."""
+    return f'"slurm-${{SLURM_JOB_ID}}+{index}.out"'
+
+
 def log_name(job_id: SlurmJobId) -> str:
-    """The log of a job, a job group component (the leader's) or an array task."""
+    """The log of a job, an array task or a job group component: component 0 shares the job's log (which
+    also holds the batch script's own messages), each later component `N` has `slurm-<id>+N.out`."""
     if job_id.array_task is not None:
         return f"slurm-{job_id.job_id}_{job_id.array_task}.out"
+    if job_id.het_offset:
+        return f"slurm-{job_id.job_id}+{job_id.het_offset}.out"
     return f"slurm-{job_id.job_id}.out"
 
 

@@ -13,7 +13,6 @@ from scale_helpers import busybox_job
 import xm_slurm
 from xm_slurm.errors import MetadataError
 from xm_slurm.experiment.handles import PendingJob
-from xm_slurm.experiment.retrying import RETRY_MARK
 from xm_slurm.status import SlurmWorkUnitStatusEnum as WU
 from xm_slurm.transport import CommandResult, SSHTransport, Transport, command_name
 from xm_slurm.transport.base import Command
@@ -36,16 +35,16 @@ class StoreAtSbatch(CountingTransport):
             stored = xm_slurm.api.client().get_experiment(self.experiment_id)
             self.seen.append(
                 {
-                    wu.wid: [j.name for j in wu.jobs if PendingJob.parse(j.slurm_job_id)]
+                    wu.wid: [(j.name, j.retry_of) for j in wu.jobs if PendingJob.parse(j.slurm_job_id)]
                     for wu in stored.work_units
                 }
             )
         return await super().run(command, **kw)
 
 
-def stored_jobs(xid: int) -> dict[int, list[tuple[str, str]]]:
+def stored_jobs(xid: int) -> dict[int, list[tuple[str, str, str | None]]]:
     return {
-        wu.wid: [(j.name, j.slurm_job_id) for j in wu.jobs]
+        wu.wid: [(j.name, j.slurm_job_id, j.retry_of) for j in wu.jobs]
         for wu in xm_slurm.api.client().get_experiment(xid).work_units
     }
 
@@ -69,25 +68,25 @@ async def test_retry_records_pending_rows_before_its_sbatch(
         transport.experiment_id = experiment.experiment_id
         retried = await experiment.retry_failed(units)
         assert [u.work_unit_id for u in retried] == [units[1].work_unit_id, units[3].work_unit_id]
-        # At the moment of the retry's sbatch, exactly the failed units held a pending retry row.
+        # At the moment of the retry's sbatch, exactly the failed units held a pending retry row, under the
+        # job's own name, naming the job it retries.
         [at_sbatch] = transport.seen
         failed = {units[1].work_unit_id, units[3].work_unit_id}
-        for wid, pending_names in at_sbatch.items():
+        for wid, pending_rows in at_sbatch.items():
             if wid in failed:
-                [name] = pending_names
-                assert RETRY_MARK in name, name
+                assert pending_rows == [(first[wid].name, first[wid].job_id.to_string())], pending_rows
             else:
-                assert pending_names == [], (wid, pending_names)
+                assert pending_rows == [], (wid, pending_rows)
         # Afterwards the rows hold the real ids of the retry, under the same task indices.
         stored = stored_jobs(experiment.experiment_id)
         for unit in retried:
             old, [new] = first[unit.work_unit_id], unit.slurm_jobs
             assert new.job_id.array_task == old.job_id.array_task and new.job_id.job_id != old.job_id.job_id
             assert stored[unit.work_unit_id] == [
-                (old.name, str(old.job_id)),
-                (f"{old.name}{RETRY_MARK}{old.job_id}]", str(new.job_id)),
+                (old.name, str(old.job_id), None),
+                (old.name, str(new.job_id), str(old.job_id)),
             ]
-        assert not any(PendingJob.parse(j) for rows in stored.values() for _, j in rows)
+        assert not any(PendingJob.parse(j) for rows in stored.values() for _, j, _ in rows)
 
 
 async def test_retry_whose_record_fails_is_cancelled_and_resolves_on_reopen(
@@ -117,13 +116,18 @@ async def test_retry_whose_record_fails_is_cancelled_and_resolves_on_reopen(
         assert counting.count("scancel") == 1
         xid = experiment.experiment_id
     # The failed unit keeps its pending retry row; opening the experiment again adopts the cancelled job.
-    [(name, _)] = [row for row in stored_jobs(xid)[units[1].work_unit_id] if PendingJob.parse(row[1])]
-    assert RETRY_MARK in name
+    old = units[1].slurm_jobs[0]
+    [(name, _, retry_of)] = [
+        row for row in stored_jobs(xid)[units[1].work_unit_id] if PendingJob.parse(row[1])
+    ]
+    assert (name, retry_of) == (old.name, str(old.job_id))
     reopened = xm_slurm.get_experiment(xid)
     try:
         rows = stored_jobs(xid)[units[1].work_unit_id]
-        assert not any(PendingJob.parse(j) for _, j in rows)
-        [(_, adopted)] = [row for row in rows if RETRY_MARK in row[0]]
+        assert not any(PendingJob.parse(j) for _, j, _ in rows)
+        [(_, adopted, _)] = [
+            row for row in rows if row[2] == str(old.job_id)
+        ]  # the lineage survives adoption
         retry = reopened.work_units[units[1].work_unit_id]
         assert str(retry.slurm_jobs[-1].job_id) == adopted
         await reopened.connections.watcher(cluster.ssh).wait([retry.slurm_jobs[-1].job_id], timeout=300)

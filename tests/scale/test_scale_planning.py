@@ -13,7 +13,7 @@ import xm_slurm
 from xm_slurm.dependencies import afterok
 from xm_slurm.errors import ValidationError
 from xm_slurm.experiment.handles import SlurmLaunchedJob
-from xm_slurm.experiment.launching import RETRY_MARK, base_name, current_jobs
+from xm_slurm.experiment.launching import current_jobs
 from xm_slurm.experiment.planning import make_pending, plan
 from xm_slurm.job_ids import SlurmJobId
 from xm_slurm.rendering import JobScriptRequest, render_job_script
@@ -124,10 +124,13 @@ def test_compact_ranges_and_script_paths() -> None:
 
 
 def test_current_jobs_drop_replaced_ones() -> None:
-    def handle(name: str, jid: str) -> SlurmLaunchedJob:
-        return SlurmLaunchedJob(name=name, job_id=SlurmJobId.parse(jid), ssh=SSH, experiment_id=1)
+    def handle(name: str, jid: str, retry_of: str | None = None) -> SlurmLaunchedJob:
+        of = None if retry_of is None else SlurmJobId.parse(retry_of)
+        return SlurmLaunchedJob(
+            name=name, job_id=SlurmJobId.parse(jid), ssh=SSH, experiment_id=1, retry_of=of
+        )
 
     old, other = handle("train", "5_3"), handle("eval", "6")
-    new = handle(f"train{RETRY_MARK}5_3]", "9_3")
+    new = handle("train", "9_3", retry_of="5_3")
     assert current_jobs([old, other, new]) == [other, new]
-    assert base_name(new.name) == "train"
+    assert new.name == "train"  # the name stays the user's

@@ -102,7 +102,7 @@ async def test_retry_failed_reruns_only_failed_trials(
                 str(first[unit.work_unit_id]),
                 str(new[unit.work_unit_id]),
             ]
-            assert jobs[1].name.endswith(f"[retry of {first[unit.work_unit_id]}]")
+            assert (jobs[1].name, jobs[1].retry_of) == (jobs[0].name, str(first[unit.work_unit_id]))
         else:
             assert [j.slurm_job_id for j in jobs] == [str(first[unit.work_unit_id])]
     assert sorted(p.name for p in marks.iterdir()) == ["1", "3", "4"]

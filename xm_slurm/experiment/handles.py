@@ -83,16 +83,20 @@ def log_name(job_id: SlurmJobId) -> str:
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SlurmLaunchedJob:
     """One launched Slurm job of a work unit: its name, id and cluster (`launched_jobs` shows it as an
-    `xm.LaunchedJob` whose `address` is the Slurm job id)."""
+    `xm.LaunchedJob` whose `address` is the Slurm job id). `retry_of`: the job of the same unit, on the
+    same cluster, that this one retries (`api.SlurmJob.retry_of`), or None."""
 
     name: str
     job_id: SlurmJobId
     ssh: SlurmSSHConfig
     experiment_id: int
+    retry_of: SlurmJobId | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.job_id, SlurmJobId) or not isinstance(self.ssh, SlurmSSHConfig):
             raise ValidationError(f"SlurmLaunchedJob {self.name!r} needs a SlurmJobId and a SlurmSSHConfig")
+        if self.retry_of is not None and not isinstance(self.retry_of, SlurmJobId):
+            raise ValidationError(f"SlurmLaunchedJob {self.name!r}: retry_of must be a SlurmJobId or None")
 
     def to_launched_job(self, state_root: str | None = None) -> xm.LaunchedJob:
         logs = None if state_root is None else self.log_path(state_root)
@@ -102,8 +106,12 @@ class SlurmLaunchedJob:
         return f"{experiment_dir(state_root, self.experiment_id)}/{log_name(self.job_id)}"
 
     def to_record(self) -> SlurmJob:
+        retry_of = None if self.retry_of is None else self.retry_of.to_string()
         return SlurmJob(
-            name=self.name, slurm_job_id=self.job_id.to_string(), slurm_ssh_config=self.ssh.to_json()
+            name=self.name,
+            slurm_job_id=self.job_id.to_string(),
+            slurm_ssh_config=self.ssh.to_json(),
+            retry_of=retry_of,
         )
 
     @classmethod
@@ -118,4 +126,14 @@ class SlurmLaunchedJob:
             job_id=SlurmJobId.parse(record.slurm_job_id),
             ssh=SlurmSSHConfig.from_json(record.slurm_ssh_config),
             experiment_id=experiment_id,
+            retry_of=retried_job(record),
         )
+
+
+def retried_job(record: SlurmJob) -> SlurmJobId | None:
+    """The job a stored row retries, or None (also for a value written by hand that names no job: lenient
+    like every read, rather than hide the unit)."""
+    try:
+        return None if record.retry_of is None else SlurmJobId.parse(record.retry_of)
+    except ValidationError:
+        return None

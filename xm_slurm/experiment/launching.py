@@ -44,7 +44,7 @@ from xm_slurm.experiment.dry_run import DryRunTransport
 from xm_slurm.experiment.handles import SlurmLaunchedJob
 from xm_slurm.experiment.planning import PendingAdd, Submission, plan
 from xm_slurm.experiment.preflight import ids_of, preflight
-from xm_slurm.experiment.retrying import RETRY_MARK, base_name, current_jobs, retry_failed
+from xm_slurm.experiment.retrying import current_jobs, retry_failed
 from xm_slurm.experiment.submission import Member, submit_recorded
 from xm_slurm.job_ids import SlurmJobId
 from xm_slurm.packaging.cluster_auth import upload_registry_auth
@@ -336,9 +336,7 @@ def _fail(adds: Sequence[PendingAdd], error: BaseException) -> None:
 
 
 __all__ = [
-    "RETRY_MARK",
     "Launcher",
     "SubmissionError",
-    "base_name",
     "current_jobs",
 ]

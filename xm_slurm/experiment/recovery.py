@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from xm_slurm.api import SlurmJob, WorkUnit, XManagerAPI
 from xm_slurm.errors import MetadataError, SchedulerError, TransportError, ValidationError, XmSlurmError
 from xm_slurm.experiment.connections import ClusterConnections
-from xm_slurm.experiment.handles import PendingJob, SlurmLaunchedJob
+from xm_slurm.experiment.handles import PendingJob, SlurmLaunchedJob, retried_job
 from xm_slurm.job_ids import SlurmJobId
 from xm_slurm.scheduler.states import SUBMISSION_GRACE_SECONDS
 from xm_slurm.scheduler.submit import find_submission
@@ -127,6 +127,7 @@ async def resolve_pending(
                     job_id=pending.resolve(answer),
                     ssh=configs[key[0]],
                     experiment_id=experiment_id,
+                    retry_of=retried_job(job),
                 )
                 remove.append((wid, job.slurm_job_id))
                 insert.append((wid, handle.to_record()))

@@ -77,7 +77,8 @@ class UnitRegistry:
         cls: type[SlurmExperimentUnit] = SlurmWorkUnit
         if record.role is ExperimentUnitRole.AUX_UNIT:
             role, cls = xm.AuxiliaryUnitRole(termination_delay_secs=0), SlurmAuxiliaryUnit
-        # A retried job is superseded by its retry: report the newest attempt only. Pending rows have no
+        # A retried job is superseded by its retry (whose stored `retry_of` names it): report the newest
+        # attempt only (rows of older versions read with their lineage, see api.models). Pending rows have no
         # Slurm id yet: they get no handle (the unit reports PENDING) until they are resolved.
         xid = self._host.experiment_id
         real = [SlurmLaunchedJob.from_record(j, xid) for j in record.jobs if not is_pending(j)]

@@ -2,8 +2,8 @@
 
 Each failed array task runs again under its index from its original script (one sbatch per script,
 `--array=<failed ids>`, see `scheduler.resubmit`); a failed job or job group is resubmitted whole. The new
-jobs are recorded on the same work units, named `<name> [retry of <old id>]`, and replace the old ones in
-the units' status.
+jobs are recorded on the same work units under the same names, with the Slurm id of the job each one
+retries as data (`api.SlurmJob.retry_of`), and replace the old ones in the units' status (`current_jobs`).
 
 A retry follows the launcher's order of effects (docs/reliability.md): pending rows holding a fresh
 submission token are recorded first, then the script is resubmitted with that token, then the pending rows
@@ -32,9 +32,6 @@ from xm_slurm.status import SlurmWorkUnitStatusEnum
 
 log = logging.getLogger(__name__)
 
-#: A resubmitted job's record name: `<name> [retry of <old id>]`; the old job no longer counts for the unit.
-RETRY_MARK = " [retry of "
-
 
 class RetryHost(Protocol):
     """What a retry needs of the launcher."""
@@ -57,22 +54,11 @@ class _Resubmission:
         return [t for t in tasks if t is not None] if all(t is not None for t in tasks) else None
 
 
-def base_name(name: str) -> str:
-    """A job's name without its retry mark."""
-    return name.split(RETRY_MARK, 1)[0]
-
-
 def current_jobs(jobs: Sequence[SlurmLaunchedJob]) -> list[SlurmLaunchedJob]:
-    """A unit's jobs without those a retry replaced (their id is named in a later job's retry mark)."""
-    replaced = set()
-    for job in jobs:
-        if RETRY_MARK in job.name:
-            replaced.add(job.name.rsplit(RETRY_MARK, 1)[1].rstrip("]"))
-    return [j for j in jobs if str(j.job_id) not in replaced]
-
-
-def retry_name(job: SlurmLaunchedJob) -> str:
-    return f"{base_name(job.name)}{RETRY_MARK}{job.job_id}]"
+    """A unit's jobs without those a retry replaced: those another job of the unit, on the same cluster,
+    names in its `retry_of`. Along a chain (a retry of a retry) only the newest attempt is left."""
+    replaced = {(job.ssh, str(job.retry_of)) for job in jobs if job.retry_of is not None}
+    return [j for j in jobs if (j.ssh, str(j.job_id)) not in replaced]
 
 
 async def retry_failed(
@@ -118,17 +104,18 @@ async def _retry_one(host: RetryHost, ssh: SlurmSSHConfig, r: _Resubmission) -> 
     async def sbatch(token: str) -> SlurmJobId:
         return await resubmit(transport, r.script, array_tasks=r.array_tasks, token=token)
 
-    members = [Member(unit.unit_id, retry_name(job), job.job_id) for unit, job in r.members]
+    members = [Member(unit.unit_id, job.name, job.job_id, retry_of=job.job_id) for unit, job in r.members]
     new_id = await submit_recorded(host.client, host.experiment_id, host.connections, ssh, members, sbatch)
     watcher = host.connections.watcher(ssh)
     now = time.time()
     units: list[Any] = []
     for unit, old in r.members:
         new = SlurmLaunchedJob(
-            name=retry_name(old),
+            name=old.name,
             job_id=old.job_id.same_member_in(new_id),
             ssh=ssh,
             experiment_id=host.experiment_id,
+            retry_of=old.job_id,
         )
         watcher.register(new.job_id, submitted_at=now)
         unit.retried(old, new)

@@ -39,14 +39,20 @@ log = logging.getLogger(__name__)
 @dataclasses.dataclass(frozen=True)
 class Member:
     """One job row of a submission: its work unit, its name, and its place in the submitted job (`shape`:
-    any id whose array task or het component is the member's; the whole job when it has neither)."""
+    any id whose array task or het component is the member's; the whole job when it has neither). A
+    retry's member names the job it retries (`retry_of`), recorded on its pending row and its real one."""
 
     wid: int
     name: str
     shape: SlurmJobId
+    retry_of: SlurmJobId | None = None
 
     def row(self, ssh_json: str, slurm_job_id: str) -> tuple[int, SlurmJob]:
-        return self.wid, SlurmJob(name=self.name, slurm_job_id=slurm_job_id, slurm_ssh_config=ssh_json)
+        retry_of = None if self.retry_of is None else self.retry_of.to_string()
+        job = SlurmJob(
+            name=self.name, slurm_job_id=slurm_job_id, slurm_ssh_config=ssh_json, retry_of=retry_of
+        )
+        return self.wid, job
 
 
 async def submit_recorded(
