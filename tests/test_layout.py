@@ -32,6 +32,7 @@ LAYERS: tuple[frozenset[str], ...] = (
             "status",
             "errors",
             "types",
+            "job_blocks",
             "text_rules",
             "version",
             "paths",

@@ -9,8 +9,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from xm_slurm.version import __version__ as __version__  # re-exported
-
 _EXPORTS: dict[str, str] = {
     # experiments
     "create_experiment": "xm_slurm.experiment.access",
@@ -28,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "Slurm": "xm_slurm.executors",
     "SlurmSpec": "xm_slurm.executors",
     "JobRequirements": "xm_slurm.resources",
+    "ResourceQuantity": "xm_slurm.resources",
     "ResourceType": "xm_slurm.resources",
     "SlurmClusterConfig": "xm_slurm.config",
     "ContainerRuntime": "xm_slurm.config",
@@ -50,6 +49,7 @@ _EXPORTS: dict[str, str] = {
     "conda_container": "xm_slurm.packageables",
     # dependencies and states
     "SlurmDependency": "xm_slurm.dependencies",
+    "SlurmJobDependency": "xm_slurm.dependencies",
     "SlurmJobState": "xm_slurm.status",
     "SlurmWorkUnitStatus": "xm_slurm.status",
     "SlurmWorkUnitStatusEnum": "xm_slurm.status",
@@ -66,6 +66,7 @@ _SUBMODULES = frozenset(
         "contrib",
         "experiment",
         "experimental",
+        "job_blocks",
         "packageables",
         "resources",
         "ssh_config",
@@ -85,6 +86,7 @@ __all__ = [
     "MountSpec",
     "PublicKey",
     "RemoteImage",
+    "ResourceQuantity",
     "ResourceType",
     "Slurm",
     "SlurmAuxiliaryUnit",
@@ -92,6 +94,7 @@ __all__ = [
     "SlurmDependency",
     "SlurmExperiment",
     "SlurmExperimentUnit",
+    "SlurmJobDependency",
     "SlurmJobState",
     "SlurmLaunchedJob",
     "SlurmSSHConfig",
@@ -100,6 +103,7 @@ __all__ = [
     "SlurmWorkUnitStatus",
     "SlurmWorkUnitStatusEnum",
     "XmSlurmError",
+    "__version__",
     "api",
     "conda_container",
     "config",
@@ -115,6 +119,7 @@ __all__ = [
     "get_current_work_unit",
     "get_experiment",
     "infiniband_mounts",
+    "job_blocks",
     "local_transport_factory",
     "mamba_container",
     "nvidia_mounts",
@@ -129,6 +134,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # read from the distribution's metadata on first use (xm_slurm.version)
+        from xm_slurm.version import version
+
+        return version()
     module = _EXPORTS.get(name)
     if module is not None:
         value = getattr(importlib.import_module(module), name)
@@ -152,6 +161,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily
         executables,
         executors,
         experiment,
+        job_blocks,
         packageables,
         resources,
         ssh_config,
@@ -167,7 +177,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily
         infiniband_mounts,
         nvidia_mounts,
     )
-    from xm_slurm.dependencies import SlurmDependency
+    from xm_slurm.dependencies import SlurmDependency, SlurmJobDependency
     from xm_slurm.errors import XmSlurmError
     from xm_slurm.executables import Dockerfile, DockerImage, RemoteImage
     from xm_slurm.executors import Slurm, SlurmSpec
@@ -189,7 +199,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily
         python_container,
         uv_container,
     )
-    from xm_slurm.resources import JobRequirements, ResourceType
+    from xm_slurm.resources import JobRequirements, ResourceQuantity, ResourceType
     from xm_slurm.ssh_config import PublicKey, SlurmSSHConfig
     from xm_slurm.status import SlurmJobState, SlurmWorkUnitStatus, SlurmWorkUnitStatusEnum
     from xm_slurm.types import JobArgs
+    from xm_slurm.version import __version__

@@ -175,6 +175,7 @@ def render_job_script(request: JobScriptRequest) -> str:
         "task_count": len(request.trials),
         "run_log": run_log,
         "host_environment": _expandable(cluster.host_environment),
+        "cwd": _expandable({"cwd": cluster.cwd})[0][1] if cluster.cwd else None,
         "mounts": list(cluster.mounts.items()),
         "prolog": cluster.prolog,
         "epilog": cluster.epilog,
