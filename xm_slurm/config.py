@@ -44,16 +44,6 @@ class ContainerRuntime(enum.Enum):
     def __str__(self) -> str:
         return self.value
 
-    @classmethod
-    def from_string(cls, runtime: str) -> ContainerRuntime:
-        """`"podman"`, `"Apptainer"`, `"SINGULARITY"`, ... -> member (0.4.x's spelling)."""
-        if isinstance(runtime, str):
-            member = cls.__members__.get(runtime.strip().upper())
-            if member is not None:
-                return member
-        known = ", ".join(m.value for m in cls)
-        raise ValidationError(f"container runtime {runtime!r} is unknown; use one of: {known}")
-
 
 _CLUSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 _SLURM_NAME = re.compile(r"[A-Za-z0-9_.\-+,]+")
@@ -105,7 +95,9 @@ def _check_recommended(
     checked = {}
     for accelerator, per_unit in table.items():
         if not isinstance(accelerator, ResourceType) or not accelerator.is_accelerator:
-            raise ValidationError(f"recommended_resources: key {accelerator!r} must be an accelerator ResourceType")
+            raise ValidationError(
+                f"recommended_resources: key {accelerator!r} must be an accelerator ResourceType"
+            )
         for resource, amount in per_unit.items():
             if resource not in (ResourceType.CPU, ResourceType.MEMORY) or not (
                 isinstance(amount, (int, float)) and not isinstance(amount, bool) and amount > 0
@@ -142,9 +134,6 @@ class SlurmClusterConfig:
     host_environment: exported by the job script on the node; values are expanded by its bash (`$HOME/bin:$PATH`).
     container_environment: set inside the container, literally (no expansion).
     validate: called by the experiment layer with each job before submission; raise to refuse it.
-    cwd: the folder on the cluster the job script runs in (`cd` before the prolog; the container runtimes
-      start from there): an absolute path, or one starting with a variable the job's bash expands
-      (`$SCRATCH/runs`). None: Slurm's default, the folder sbatch ran in (the login's home).
     """
 
     name: str
@@ -162,7 +151,11 @@ class SlurmClusterConfig:
     resources: Mapping[ResourceType, str] = dataclasses.field(default_factory=immutabledict)
     features: Mapping[ResourceType, str] = dataclasses.field(default_factory=immutabledict)
     validate: Callable[[Any], None] | None = dataclasses.field(default=None, compare=False)
-    cwd: str | None = None
+    # Set by site presets: accelerator -> {CPU: n, MEMORY: bytes} per unit (one GPU or MIG slice), filled in
+    # by `JobRequirements` where a job sets none (see `recommended_for`).
+    recommended_resources: Mapping[ResourceType, Mapping[ResourceType, float]] = dataclasses.field(
+        default_factory=immutabledict
+    )
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise the mappings once
@@ -191,6 +184,7 @@ class SlurmClusterConfig:
         set_(self, "host_environment", _check_env("host_environment", self.host_environment))
         set_(self, "container_environment", _check_env("container_environment", self.container_environment))
         set_(self, "mounts", _check_mounts(self.mounts))
+        set_(self, "recommended_resources", _check_recommended(self.recommended_resources))
         for field in ("resources", "features"):
             mapping = getattr(self, field)
             for key, value in mapping.items():
@@ -201,9 +195,13 @@ class SlurmClusterConfig:
                 if not isinstance(value, str) or not _SLURM_NAME.fullmatch(value.replace(":", "")):
                     raise ValidationError(f"{field}[{key}]={value!r} is not a valid Slurm gres/feature name")
             set_(self, field, immutabledict(mapping))
-        _check_cwd(self.cwd)
         if self.validate is not None and not callable(self.validate):
             raise ValidationError(f"validate={self.validate!r} must be a callable taking the job")
+
+    def recommended_for(self, accelerator: ResourceType, count: int) -> dict[ResourceType, float]:
+        """What the site recommends for `count` units of `accelerator` ({CPU: n, MEMORY: bytes}; {}: none)."""
+        per_unit = self.recommended_resources.get(accelerator, {})
+        return {resource: amount * count for resource, amount in per_unit.items()}
 
     @property
     def mount_specs(self) -> tuple[MountSpec, ...]:

@@ -17,7 +17,7 @@ Directive rules (see `JobRequirements.to_directives`):
 
 from __future__ import annotations
 
-import enum
+import logging
 import math
 import re
 from collections.abc import Mapping
@@ -27,29 +27,7 @@ from xm_slurm.config import SlurmClusterConfig
 from xm_slurm.errors import ValidationError
 from xm_slurm.resource_types import ResourceType  # public here too (users import it from here)
 
-#: An amount as a launch script writes it: `CPU=4`, `RAM=16 * xm.GiB`, `GPU="2"` (0.4.x's name).
-ResourceQuantity = int | float | str
-
-#: Every accelerator `ResourceType` (GPU and the named ones): what `SlurmClusterConfig.resources` and
-#: `features` may map, and what a job asks for at most one kind of (0.4.x's name).
-AcceleratorType: frozenset[ResourceType] = frozenset(r for r in ResourceType if r.is_accelerator)
-
-
-class FeatureType(enum.Enum):
-    """A node property a job may need beyond a count of resources (0.4.x's name).
-
-    A site spells these as its own Slurm node features; this enum names the property, not the spelling.
-    """
-
-    NVIDIA_MIG = "nvidia_mig"  # GPUs split into MIG slices
-    NVIDIA_NVLINK = "nvidia_nvlink"  # GPUs of a node joined by NVLink
-
-    def __str__(self) -> str:
-        return self.name
-
-
-# `replace()`: a keyword left out keeps the current value (None is a value: "no cluster", "no location").
-_KEEP: Any = object()
+log = logging.getLogger(__name__)
 
 _MIB = 1024**2
 #: Most whole units (CPUs, accelerators) one task may ask for. Slurm keeps cpus-per-task in 16 bits, with
@@ -171,11 +149,33 @@ class JobRequirements:
     def accelerator_count(self) -> int:
         return 0 if self.accelerator is None else int(self.task_requirements[self.accelerator])
 
+    def with_recommended(self) -> dict[ResourceType, float]:
+        """Each task's resources, with what the cluster recommends for this accelerator where the job sets
+        none (`SlurmClusterConfig.recommended_for`); a set value that differs is kept and logged once."""
+        tr = dict(self.task_requirements)
+        if self.cluster is None or self.accelerator is None:
+            return tr
+        recommended = self.cluster.recommended_for(self.accelerator, self.accelerator_count)
+        for resource, amount in recommended.items():
+            if resource not in tr:
+                tr[resource] = float(math.ceil(amount))
+            elif tr[resource] != amount:
+                _warn_once(
+                    "%s=%s per task differs from what %s recommends for %s=%d (%s); keeping yours",
+                    resource,
+                    _shown(resource, tr[resource]),
+                    self.cluster.name,
+                    self.accelerator,
+                    self.accelerator_count,
+                    _shown(resource, amount),
+                )
+        return tr
+
     def to_directives(self) -> list[str]:
         """sbatch options (without `#SBATCH`) for these requirements, following the rules above."""
         out = [f"--ntasks={self.replicas}"]
-        tr = self.task_requirements
-        cpus = self.cpus
+        tr = self.with_recommended()
+        cpus = int(tr[ResourceType.CPU]) if ResourceType.CPU in tr else None
         if cpus is not None:
             out.append(f"--cpus-per-task={cpus}")
         if ResourceType.MEMORY in tr:
@@ -191,31 +191,6 @@ class JobRequirements:
         if self.location:
             out.append(f"--nodelist={self.location}")
         return out
-
-    def replace(
-        self,
-        cluster: SlurmClusterConfig | None = _KEEP,
-        *,
-        replicas: int | None = _KEEP,
-        location: str | None = _KEEP,
-        **kw_resources: ResourceQuantity,
-    ) -> JobRequirements:
-        """A copy with `cluster` (and `replicas`, `location`) replaced and `kw_resources` set on top of the
-        current resources, as in 0.4.x: `req.replace(other_cluster, GPU=2)` keeps CPU and memory. Checked
-        again, e.g. against the new cluster's accelerators."""
-        resources: dict[Any, Any] = dict(self.task_requirements)
-        for key, value in kw_resources.items():
-            resource = _resource_key(key)
-            if resource.is_accelerator:  # a job uses one kind: a new one replaces the old
-                resources = {r: v for r, v in resources.items() if not r.is_accelerator}
-            resources.pop(resource, None)  # RAM=... replaces MEMORY, an alias
-            resources[key] = value
-        return JobRequirements(
-            resources,
-            replicas=self.replicas if replicas is _KEEP else replicas,
-            location=self.location if location is _KEEP else location,
-            cluster=self.cluster if cluster is _KEEP else cluster,
-        )
 
     def __repr__(self) -> str:
         parts = [f"{r.name}={v:g}" for r, v in self.task_requirements.items()]
@@ -238,6 +213,21 @@ class JobRequirements:
         )
 
     __hash__ = None  # type: ignore[assignment]  # mutable-looking, like xm.JobRequirements
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str, *args: object) -> None:
+    """A departure from a site's recommendation is worth one line per process, not one per render."""
+    text = message % args
+    if text not in _warned and len(_warned) < 1000:
+        _warned.add(text)
+        log.warning("%s", text)
+
+
+def _shown(resource: ResourceType, amount: float) -> str:
+    return f"{amount / 1024**3:g} GiB" if resource is ResourceType.MEMORY else f"{amount:g}"
 
 
 def gres_request(

@@ -96,6 +96,8 @@ class JobScriptRequest:
 
     jobs: one component (a plain job, or a job array when `array` is set) or several (one heterogeneous job).
     trials: one per task; an array gets `--array=0-(N-1)` and task i runs trials[i]; otherwise exactly one.
+    names: a job group's member names (`xm.JobGroup` keys), in the order of `jobs`; a group without names
+      calls its members by index.
     state_dir: absolute remote state folder (`paths.REMOTE_STATE_DIR` resolved on the cluster); logs go to
       `paths.experiment_dir(state_dir, experiment_id)/<paths.log_pattern>`; that folder must exist.
     """
@@ -108,6 +110,8 @@ class JobScriptRequest:
     state_dir: str
     dependency: SlurmDependency | None = None
     array: bool = False
+    names: Sequence[str] = ()  # a job group's member names, one per job (XM_SLURM_JOB_GROUP_NAME)
+    debug: bool = False  # XM_SLURM_DEBUG=1 in the job: `set -x` in the script, its steps and the entrypoint
 
     def __post_init__(self) -> None:
         if not isinstance(self.cluster, SlurmClusterConfig):
@@ -144,6 +148,15 @@ class JobScriptRequest:
                 f"state_dir={self.state_dir!r} must be an absolute path of letters, digits and _ . / + @ - "
                 "(resolve ~ and $VARS on the cluster first)"
             )
+        object.__setattr__(self, "names", tuple(self.names))
+        if self.names and (
+            len(self.names) != len(self.jobs) or not all(isinstance(n, str) and n for n in self.names)
+        ):
+            raise ValidationError(
+                f"names={self.names!r}: give one non-empty name per job ({len(self.jobs)}), or none"
+            )
+        if not isinstance(self.debug, bool):
+            raise ValidationError(f"debug={self.debug!r} must be a bool")
         if self.dependency is not None and not isinstance(self.dependency, SlurmDependency):
             raise ValidationError(f"dependency={self.dependency!r} must be an xm_slurm.dependencies value")
         for job in self.jobs:

@@ -22,7 +22,7 @@ from xmanager import xm
 
 from xm_slurm.config import SUBMISSION_HOST, ContainerRuntime
 from xm_slurm.errors import ValidationError
-from xm_slurm.paths import log_pattern, runtime_log_name
+from xm_slurm.paths import component_log_name, log_pattern, runtime_log_name
 from xm_slurm.rendering.images import auth_file_path, cache_key, default_image_cache
 from xm_slurm.rendering.payload import (
     BOOTSTRAP,
@@ -33,6 +33,17 @@ from xm_slurm.rendering.payload import (
     task_table,
 )
 from xm_slurm.rendering.request import JobComponent, JobScriptRequest, Trial
+from xm_slurm.rendering.steps import (
+    DEBUG_VAR,
+    GROUP_VARS,
+    MASTER_PORT_BASE,
+    MASTER_PORT_SPAN,
+    RENDEZVOUS_VARS,
+    group_environment,
+    mount_options,
+    needs_setup_step,
+    rendezvous_sources,
+)
 
 if TYPE_CHECKING:
     import jinja2
@@ -92,12 +103,20 @@ def _task_payload(request: JobScriptRequest, job: JobComponent, trials: Sequence
 def _component(request: JobScriptRequest, index: int, job: JobComponent) -> dict[str, Any]:
     executor = job.executor
     requirements = executor.requirements
-    srun = [f"--ntasks={requirements.replicas}"]
+    group = len(request.jobs) > 1
+    # --exact: the step gets only what its tasks ask for, so steps of one allocation can run side by side.
+    srun = [f"--ntasks={requirements.replicas}", "--exact"]
     if requirements.cpus is not None:
         srun.append(f"--cpus-per-task={requirements.cpus}")  # Slurm 22.05's srun does not inherit it
-    if len(request.jobs) > 1:
+    if group:
         srun.insert(0, f"--het-group={index}")
-    forward = [PAYLOAD_VAR]
+    log = None
+    if group and index > 0:  # each component its own log (component 0 shares the job's, see paths.py)
+        log = f"{shlex.quote(request.experiment_dir)}/{component_log_name(index)}"
+        srun += [f"--output={log}", f"--error={log}", "--open-mode=append"]
+    forward = [PAYLOAD_VAR, *RENDEZVOUS_VARS, DEBUG_VAR]
+    if group:
+        forward.append(GROUP_VARS)
     if requirements.accelerator is not None:
         forward += GPU_VARS
     if request.cluster.proxy:
@@ -111,6 +130,11 @@ def _component(request: JobScriptRequest, index: int, job: JobComponent) -> dict
         "cache_key": cache_key(job.executable.image),
         "gpus": requirements.accelerator is not None,
         "forward": forward,
+        "mounts": mount_options(request.cluster.mount_specs, requirements, request.cluster.runtime),
+        "rendezvous": rendezvous_sources(index, group),
+        "setup_step": needs_setup_step(request.cluster, requirements.replicas, group),
+        "log": log,
+        "name": request.names[index] if request.names else str(index),
     }
 
 
@@ -176,7 +200,14 @@ def render_job_script(request: JobScriptRequest) -> str:
         "run_log": run_log,
         "host_environment": _expandable(cluster.host_environment),
         "cwd": _expandable({"cwd": cluster.cwd})[0][1] if cluster.cwd else None,
-        "mounts": list(cluster.mounts.items()),
+        "group_environment": group_environment(request.names or [str(i) for i in range(len(request.jobs))])
+        if kind == "group"
+        else [],
+        "master_port_base": MASTER_PORT_BASE,
+        "master_port_span": MASTER_PORT_SPAN,
+        "debug": request.debug,
+        "requeue_after": first.requeue_after() if first.requeue_on_timeout else None,
+        "requeue_margin": int(first.requeue_margin().total_seconds()),
         "prolog": cluster.prolog,
         "epilog": cluster.epilog,
         "proxy_host": proxy_host,
