@@ -44,6 +44,16 @@ class ContainerRuntime(enum.Enum):
     def __str__(self) -> str:
         return self.value
 
+    @classmethod
+    def from_string(cls, runtime: str) -> ContainerRuntime:
+        """`"podman"`, `"Apptainer"`, `"SINGULARITY"`, ... -> member (0.4.x's spelling)."""
+        if isinstance(runtime, str):
+            member = cls.__members__.get(runtime.strip().upper())
+            if member is not None:
+                return member
+        known = ", ".join(m.value for m in cls)
+        raise ValidationError(f"container runtime {runtime!r} is unknown; use one of: {known}")
+
 
 _CLUSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 _SLURM_NAME = re.compile(r"[A-Za-z0-9_.\-+,]+")
@@ -134,6 +144,9 @@ class SlurmClusterConfig:
     host_environment: exported by the job script on the node; values are expanded by its bash (`$HOME/bin:$PATH`).
     container_environment: set inside the container, literally (no expansion).
     validate: called by the experiment layer with each job before submission; raise to refuse it.
+    cwd: the folder on the cluster the job script runs in (`cd` before the prolog; the container runtimes
+      start from there): an absolute path, or one starting with a variable the job's bash expands
+      (`$SCRATCH/runs`). None: Slurm's default, the folder sbatch ran in (the login's home).
     """
 
     name: str
@@ -156,6 +169,7 @@ class SlurmClusterConfig:
     recommended_resources: Mapping[ResourceType, Mapping[ResourceType, float]] = dataclasses.field(
         default_factory=immutabledict
     )
+    cwd: str | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise the mappings once
@@ -195,6 +209,7 @@ class SlurmClusterConfig:
                 if not isinstance(value, str) or not _SLURM_NAME.fullmatch(value.replace(":", "")):
                     raise ValidationError(f"{field}[{key}]={value!r} is not a valid Slurm gres/feature name")
             set_(self, field, immutabledict(mapping))
+        _check_cwd(self.cwd)
         if self.validate is not None and not callable(self.validate):
             raise ValidationError(f"validate={self.validate!r} must be a callable taking the job")
 

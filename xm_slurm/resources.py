@@ -17,6 +17,7 @@ Directive rules (see `JobRequirements.to_directives`):
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
 import re
@@ -26,6 +27,30 @@ from typing import Any
 from xm_slurm.config import SlurmClusterConfig
 from xm_slurm.errors import ValidationError
 from xm_slurm.resource_types import ResourceType  # public here too (users import it from here)
+
+#: An amount as a launch script writes it: `CPU=4`, `RAM=16 * xm.GiB`, `GPU="2"` (0.4.x's name).
+ResourceQuantity = int | float | str
+
+#: Every accelerator `ResourceType` (GPU and the named ones): what `SlurmClusterConfig.resources` and
+#: `features` may map, and what a job asks for at most one kind of (0.4.x's name).
+AcceleratorType: frozenset[ResourceType] = frozenset(r for r in ResourceType if r.is_accelerator)
+
+
+class FeatureType(enum.Enum):
+    """A node property a job may need beyond a count of resources (0.4.x's name).
+
+    A site spells these as its own Slurm node features; this enum names the property, not the spelling.
+    """
+
+    NVIDIA_MIG = "nvidia_mig"  # GPUs split into MIG slices
+    NVIDIA_NVLINK = "nvidia_nvlink"  # GPUs of a node joined by NVLink
+
+    def __str__(self) -> str:
+        return self.name
+
+
+# `replace()`: a keyword left out keeps the current value (None is a value: "no cluster", "no location").
+_KEEP: Any = object()
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +216,31 @@ class JobRequirements:
         if self.location:
             out.append(f"--nodelist={self.location}")
         return out
+
+    def replace(
+        self,
+        cluster: SlurmClusterConfig | None = _KEEP,
+        *,
+        replicas: int | None = _KEEP,
+        location: str | None = _KEEP,
+        **kw_resources: ResourceQuantity,
+    ) -> JobRequirements:
+        """A copy with `cluster` (and `replicas`, `location`) replaced and `kw_resources` set on top of the
+        current resources, as in 0.4.x: `req.replace(other_cluster, GPU=2)` keeps CPU and memory. Checked
+        again, e.g. against the new cluster's accelerators."""
+        resources: dict[Any, Any] = dict(self.task_requirements)
+        for key, value in kw_resources.items():
+            resource = _resource_key(key)
+            if resource.is_accelerator:  # a job uses one kind: a new one replaces the old
+                resources = {r: v for r, v in resources.items() if not r.is_accelerator}
+            resources.pop(resource, None)  # RAM=... replaces MEMORY, an alias
+            resources[key] = value
+        return JobRequirements(
+            resources,
+            replicas=self.replicas if replicas is _KEEP else replicas,
+            location=self.location if location is _KEEP else location,
+            cluster=self.cluster if cluster is _KEEP else cluster,
+        )
 
     def __repr__(self) -> str:
         parts = [f"{r.name}={v:g}" for r, v in self.task_requirements.items()]
