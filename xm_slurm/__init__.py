@@ -37,6 +37,8 @@ _EXPORTS: dict[str, str] = {
     "infiniband_mounts": "xm_slurm.config",
     "SlurmSSHConfig": "xm_slurm.ssh_config",
     "PublicKey": "xm_slurm.ssh_config",
+    "SSHConfig": "xm_slurm.ssh_config",
+    "Endpoint": "xm_slurm.ssh_config",
     # executables and packageables
     "Dockerfile": "xm_slurm.executables",
     "DockerImage": "xm_slurm.executables",
@@ -79,6 +81,7 @@ __all__ = [
     "ContainerRuntime",
     "DockerImage",
     "Dockerfile",
+    "Endpoint",
     "JobArgs",
     "JobRequirements",
     "MountKind",
@@ -88,6 +91,7 @@ __all__ = [
     "RemoteImage",
     "ResourceQuantity",
     "ResourceType",
+    "SSHConfig",
     "Slurm",
     "SlurmAuxiliaryUnit",
     "SlurmClusterConfig",
@@ -200,7 +204,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily
         uv_container,
     )
     from xm_slurm.resources import JobRequirements, ResourceQuantity, ResourceType
-    from xm_slurm.ssh_config import PublicKey, SlurmSSHConfig
+    from xm_slurm.ssh_config import Endpoint, PublicKey, SSHConfig, SlurmSSHConfig
     from xm_slurm.status import SlurmJobState, SlurmWorkUnitStatus, SlurmWorkUnitStatusEnum
     from xm_slurm.types import JobArgs
     from xm_slurm.version import __version__

@@ -108,8 +108,7 @@ def test_work_units_and_jobs(api: XManagerAPI) -> None:
     first = exp.work_units[0]
     assert (first.identity, first.args) == ("first", '{"seed": 0}')
     assert [j.slurm_job_id for j in first.jobs] == ["100"]
-    assert first.jobs[0].ssh_config_dict()["host"] == "login.example.org"
-    assert first.jobs[0].ssh_config_dict()["port"] == 2222
+    assert first.jobs[0].ssh_config_dict()["endpoints"] == [["login.example.org", 2222]]
     assert exp.work_units[2].jobs == (_job("101_1"),)
     assert api.get_work_unit(xid, 2).jobs == (_job("101_0"),)
     with pytest.raises(NotFoundError):

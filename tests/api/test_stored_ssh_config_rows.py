@@ -30,12 +30,8 @@ def test_the_stored_form_holds_where_not_how() -> None:
         config_files=("~/.ssh/team_config",),
     )
     stored = json.loads(config.to_json())
-    assert stored == {
-        "host": "login",
-        "port": 2222,
-        "user": "me",
-        "host_public_key": {"algorithm": "ssh-ed25519", "key": ED25519},
-    }
+    # 0.4.19+'s form (compat-04x.md item 10), which 0.4.19+ and we both read.
+    assert stored == {"endpoints": [["login", 2222]], "public_key": ["ssh-ed25519", ED25519], "user": "me"}
     assert config.to_dict() == stored
     assert SlurmJob(name="j", slurm_job_id="1", slurm_ssh_config=config).ssh_config_dict() == stored
 

@@ -16,7 +16,7 @@ from xm_slurm.api import SlurmJob
 from xm_slurm.api.models import from_store
 from xm_slurm.errors import ValidationError
 from xm_slurm.experiment.handles import SlurmLaunchedJob
-from xm_slurm.ssh_config import PublicKey, SlurmSSHConfig
+from xm_slurm.ssh_config import Endpoint, PublicKey, SlurmSSHConfig
 
 # The local cluster's sshd key, as it stands in tests/compat/data/store-047.sql.
 ED25519 = "AAAAC3NzaC1lZDI1NTE5AAAAINVUtH0GXq2Vet57zZA1Jq53Oy7qvArV9Y5zW5tAvbg2"
@@ -28,24 +28,34 @@ FORM_0419 = {
     "user": "root",
 }
 EXPECTED = SlurmSSHConfig(host="127.0.0.1", port=2222, user="root", host_public_key=KEY)
+# 0.4.19+'s rows keep every endpoint, in order (the transport fails over from one to the next).
+EXPECTED_0419 = SlurmSSHConfig(
+    endpoints=(Endpoint("127.0.0.1", 2222), Endpoint("login2.example.org", 22)), user="root", public_key=KEY
+)
 
 
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "xm_slurm.ssh_config"]
 
 
-@pytest.mark.parametrize("row", [FORM_047, FORM_0419], ids=["0.4.7", "0.4.19"])
-def test_both_upstream_forms_read_without_warning(row: dict, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(
+    ("row", "expected"), [(FORM_047, EXPECTED), (FORM_0419, EXPECTED_0419)], ids=["0.4.7", "0.4.19"]
+)
+def test_both_upstream_forms_read_without_warning(
+    row: dict, expected: SlurmSSHConfig, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING)
-    assert SlurmSSHConfig.from_json(json.dumps(row)) == EXPECTED
+    assert SlurmSSHConfig.from_json(json.dumps(row)) == expected
     assert _warnings(caplog) == []
 
 
-@pytest.mark.parametrize("row", [FORM_047, FORM_0419], ids=["0.4.7", "0.4.19"])
-def test_a_handle_is_built_from_an_upstream_row(row: dict) -> None:
+@pytest.mark.parametrize(
+    ("row", "expected"), [(FORM_047, EXPECTED), (FORM_0419, EXPECTED_0419)], ids=["0.4.7", "0.4.19"]
+)
+def test_a_handle_is_built_from_an_upstream_row(row: dict, expected: SlurmSSHConfig) -> None:
     record = from_store(SlurmJob, name="train", slurm_job_id="3115_1", slurm_ssh_config=json.dumps(row))
     handle = SlurmLaunchedJob.from_record(record, experiment_id=2)
-    assert handle.ssh == EXPECTED
+    assert handle.ssh == expected
     assert handle.job_id.to_string() == "3115_1"
 
 

@@ -1,7 +1,8 @@
 """What to run: executable specs (`Dockerfile`, `DockerImage`) and the packaged `RemoteImage` (model layer).
 
 `RemoteImage.credentials` is for the packaging layer (it writes the runtime's auth file); it is never rendered
-into a job script and never shown by `repr`.
+into a job script and never shown by `repr`. Image references follow one grammar (`image_ref`), also behind
+the 0.4.x names `ImageURI` and `ImageDescriptor`; the build keywords are normalised in `build_options`.
 """
 
 from __future__ import annotations
@@ -19,24 +20,17 @@ from immutabledict import immutabledict
 from xmanager import xm
 
 from xm_slurm.errors import ValidationError
+from xm_slurm.executables import build_options
+from xm_slurm.executables.image_ref import (
+    ImageDescriptor,
+    ImageReference,
+    ImageURI,
+    parse_image_ref,
+    validate_image_ref,
+)
 from xm_slurm.text_rules import MAX_NAME, check_line
 
-# [registry[:port]/]path[:tag][@sha256:hex] -- the shape of an OCI image reference.
-_IMAGE_REF = re.compile(
-    r"(?:[A-Za-z0-9.\-]+(?::[0-9]+)?/)?"  # registry
-    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"  # repository path
-    r"(?::[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127})?"  # tag
-    r"(?:@sha256:[a-f0-9]{64})?"  # digest
-)
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def validate_image_ref(image: object, *, field: str = "image") -> str:
-    if not isinstance(image, str) or not _IMAGE_REF.fullmatch(image):
-        raise ValidationError(
-            f"{field}={image!r} is not an image reference; use 'registry/path:tag' or 'registry/path@sha256:<64 hex>'"
-        )
-    return image
 
 
 #: Names xm_slurm sets itself in every job; a user value would be silently overridden (or, for
@@ -92,25 +86,40 @@ def validate_env_vars(env_vars: Mapping[str, Any], *, field: str = "env_vars") -
     )
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True)
 class ImageCredentials:
-    """Registry login for pulling a private image. The password never appears in repr or a script."""
+    """Registry login for pulling a private image. The password never appears in repr or a script.
+
+    `RemoteRepositoryCredentials(username, password)` is its 0.4.x name (positional order as there)."""
 
     username: str
     password: str = dataclasses.field(repr=False)
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.username, str) or not isinstance(self.password, str):
+            raise ValidationError("registry credentials take a username and a password, both str")
+
+
+RemoteRepositoryCredentials = ImageCredentials
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Dockerfile(xm.ExecutableSpec):
-    """Build an image from a Dockerfile. Relative paths resolve against the current directory."""
+    """Build an image from a Dockerfile. Relative paths resolve against the current directory.
+
+    `cache_from` None means the image's own push target (`Slurm.Spec(tag=...)`), `()` no cache; `ssh` is a
+    tuple of `--ssh` values (`build_options.ssh_options`); `platforms` empty means the default platform.
+    """
 
     dockerfile: pathlib.Path | str = "Dockerfile"
     context: pathlib.Path | str = "."
     target: str | None = None
     build_args: Mapping[str, str] = dataclasses.field(default_factory=immutabledict)
-    cache_from: Sequence[str] = ()
+    cache_from: Sequence[str] | str | None = None
     labels: Mapping[str, str] = dataclasses.field(default_factory=immutabledict)
     workdir: str | None = None
+    ssh: build_options.SshOption = ()
+    platforms: Sequence[str] | str | None = ()
 
     def __post_init__(self) -> None:
         context = pathlib.Path(self.context).expanduser().absolute()
@@ -124,8 +133,10 @@ class Dockerfile(xm.ExecutableSpec):
         object.__setattr__(
             self, "build_args", immutabledict({str(k): str(v) for k, v in self.build_args.items()})
         )
-        object.__setattr__(self, "labels", immutabledict({str(k): str(v) for k, v in self.labels.items()}))
-        object.__setattr__(self, "cache_from", tuple(self.cache_from))
+        object.__setattr__(self, "labels", build_options.label_map(self.labels))
+        object.__setattr__(self, "cache_from", build_options.cache_refs(self.cache_from))
+        object.__setattr__(self, "ssh", build_options.ssh_options(self.ssh))
+        object.__setattr__(self, "platforms", build_options.platform_list(self.platforms))
         if self.workdir is not None and not str(self.workdir).startswith("/"):
             raise ValidationError(f"workdir={self.workdir!r} must be an absolute path inside the image")
 
@@ -189,3 +200,19 @@ class RemoteImage(xm.Executable):
         if not self.name:
             self.name = image_name(self.image)
         check_line(self.name, "RemoteImage name", MAX_NAME)
+
+
+__all__ = [
+    "DockerImage",
+    "Dockerfile",
+    "ImageCredentials",
+    "ImageDescriptor",
+    "ImageReference",
+    "ImageURI",
+    "RemoteImage",
+    "RemoteRepositoryCredentials",
+    "image_name",
+    "parse_image_ref",
+    "validate_env_vars",
+    "validate_image_ref",
+]
