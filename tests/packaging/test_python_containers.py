@@ -41,12 +41,12 @@ async def test_python_container_module_and_commands(
     project = _project(tmp_path / "proj")
     spec = SlurmSpec(tag=f"{local_cluster.registry}/{unique}/py:latest")
     module = pk.python_container(
-        spec, xm.ModuleName("hello"), path=project, base_image=local_cluster.python_image
+        spec, xm.ModuleName("hello"), context=project, base_image=local_cluster.python_image
     )
     commands = pk.python_container(
         SlurmSpec(tag=f"{local_cluster.registry}/{unique}/cmd:latest"),
-        xm.CommandList(["echo first", "python3 hello.py"]),
-        path=project,
+        xm.CommandList(["-u", "hello.py", "--first"]),
+        context=project,
         base_image=local_cluster.python_image,
     )
     assert isinstance(module.executable_spec, Dockerfile)
@@ -59,20 +59,21 @@ async def test_python_container_module_and_commands(
     assert isinstance(module_image, RemoteImage) and isinstance(command_image, RemoteImage)
     assert module_image.workdir == "/workdir"
     assert module_image.entrypoint.to_list() == ["python3", "-m", "hello"]
-    assert command_image.entrypoint.to_list()[:2] == ["/bin/sh", "-c"]
+    # The command list is python's arguments (0.4.x), not a shell script.
+    assert command_image.entrypoint.to_list() == ["python3", "-u", "hello.py", "--first"]
     assert recorder.count("build") == 2
     out = podman_run(module_image.image, "--lr", "a b")
     assert "hello from __main__ ['--lr', 'a b'] None" in out
     # The project's own .dockerignore applied: secret.txt was left out, data.txt went in.
     assert "secret present: False data present: True" in out
-    out = podman_run(command_image.image, "x")
-    assert out.splitlines()[0] == "first" and "hello from __main__ ['x']" in out
+    out = podman_run(command_image.image, "x y", "$HOME")
+    assert "hello from __main__ ['--first', 'x y', '$HOME']" in out
 
 
 def test_default_ignores_apply_without_a_dockerignore(tmp_path, isolated_env) -> None:
     project = _project(tmp_path / "proj", ignore=None)
     packageable = pk.python_container(
-        SlurmSpec(tag="localhost:5000/x/y:latest"), xm.ModuleName("hello"), path=project
+        SlurmSpec(tag="localhost:5000/x/y:latest"), xm.ModuleName("hello"), context=project
     )
     spec = packageable.executable_spec
     assert isinstance(spec, Dockerfile)
@@ -80,7 +81,7 @@ def test_default_ignores_apply_without_a_dockerignore(tmp_path, isolated_env) ->
     assert ".git" in ignore.read_text() and ".venv" in ignore.read_text()
     # Same project, same Dockerfile path: a second launch reuses it (and dedup sees the same build).
     again = pk.python_container(
-        SlurmSpec(tag="localhost:5000/x/y:latest"), xm.ModuleName("hello"), path=project
+        SlurmSpec(tag="localhost:5000/x/y:latest"), xm.ModuleName("hello"), context=project
     )
     assert again.executable_spec == spec
 
@@ -108,7 +109,7 @@ async def test_uv_container(local_cluster, builder: ImageBuilder, unique, tmp_pa
     packageable = pk.uv_container(
         SlurmSpec(tag=f"{local_cluster.registry}/{unique}/uvapp:latest"),
         xm.ModuleName("hello"),
-        path=project,
+        context=project,
         base_image=local_cluster.python_image,
         uv_image=uv_image.image,
         env_vars={"XM_GREETING": "hi"},

@@ -85,26 +85,26 @@ def test_python_helpers_validate_their_inputs(tmp_path: Path, isolated_env) -> N
     with pytest.raises(
         ValidationError, match=r"uv project file pyproject\.toml '.*pyproject\.toml' does not exist"
     ):
-        pk.uv_container(spec, xm.ModuleName("m"), path=project)
+        pk.uv_container(spec, xm.ModuleName("m"), context=project)
     (project / "pyproject.toml").write_text("[project]\nname='m'\nversion='0'\n")
     with pytest.raises(ValidationError, match=r"uv\.lock"):
-        pk.uv_container(spec, xm.ModuleName("m"), path=project)
+        pk.uv_container(spec, xm.ModuleName("m"), context=project)
     with pytest.raises(ValidationError, match=r"requirements file '.*reqs-missing\.txt' does not exist"):
-        pk.python_container(spec, xm.ModuleName("m"), path=project, requirements="reqs-missing.txt")
+        pk.python_container(spec, xm.ModuleName("m"), context=project, requirements="reqs-missing.txt")
     outside = tmp_path / "outside.txt"
     outside.write_text("numpy\n")
     with pytest.raises(ValidationError, match="outside the project"):
-        pk.python_container(spec, xm.ModuleName("m"), path=project, requirements=outside)
+        pk.python_container(spec, xm.ModuleName("m"), context=project, requirements=outside)
     with pytest.raises(ValidationError, match="is not a directory"):
-        pk.python_container(spec, xm.ModuleName("m"), path=tmp_path / "nope")
+        pk.python_container(spec, xm.ModuleName("m"), context=tmp_path / "nope")
     with pytest.raises(ValidationError, match="not a module name"):
-        pk.python_container(spec, xm.ModuleName("two words"), path=project)
-    with pytest.raises(ValidationError, match="has no commands"):
-        pk.python_container(spec, xm.CommandList([]), path=project)
+        pk.python_container(spec, xm.ModuleName("two words"), context=project)
+    with pytest.raises(ValidationError, match=r"CommandList\(\[\]\) is empty.*CommandList\(\['main\.py'\]\)"):
+        pk.python_container(spec, xm.CommandList([]), context=project)
     with pytest.raises(ValidationError, match="invalid"):
-        pk.python_container(spec, xm.ModuleName("m"), path=project, base_image="Not An Image")
+        pk.python_container(spec, xm.ModuleName("m"), context=project, base_image="Not An Image")
     with pytest.raises(ValidationError, match="environment file"):
-        pk.mamba_container(spec, xm.ModuleName("m"), path=project)
+        pk.mamba_container(spec, xm.ModuleName("m"), context=project)
 
 
 def test_generated_dockerfiles(tmp_path: Path, isolated_env) -> None:
@@ -117,17 +117,20 @@ def test_generated_dockerfiles(tmp_path: Path, isolated_env) -> None:
     def text(p: xm.Packageable) -> str:
         return Path(p.executable_spec.dockerfile).read_text()  # type: ignore[attr-defined]
 
-    py = text(pk.python_container(spec, xm.ModuleName("train"), path=project, extra_system_packages=["git"]))
+    py = text(pk.python_container(spec, xm.ModuleName("train"), context=project, extra_system_packages=["git"]))
     assert py.startswith("FROM docker.io/python:3.11-slim\n")
     assert "COPY requirements.txt /tmp/xm-slurm/requirements.txt" in py
     assert "apt-get install -y --no-install-recommends git" in py
     assert py.index("pip install") < py.index("COPY . /workdir")  # deps layer cached apart from code
     assert 'ENTRYPOINT ["python3", "-m", "train"]' in py
-    cmd = text(pk.python_container(spec, xm.CommandList(["cd sub", "./run.sh"]), path=project))
-    assert 'ENTRYPOINT ["/bin/sh", "-c", "cd sub\\n./run.sh \\"$@\\"", "xm-slurm-entrypoint"]' in cmd
-    conda = text(pk.conda_container(spec, xm.ModuleName("train"), path=project))
+    # A command list is the interpreter's arguments (as in 0.4.x): python3 main.py --fast ARGS.
+    cmd = text(pk.python_container(spec, xm.CommandList(["main.py", "--fast"]), context=project))
+    assert 'ENTRYPOINT ["python3", "main.py", "--fast"]' in cmd
+    conda = text(pk.conda_container(spec, xm.ModuleName("train"), context=project))
     assert "micromamba install --yes --name base --file /tmp/xm-slurm/environment.yml" in conda
     assert 'ENTRYPOINT ["/usr/local/bin/_entrypoint.sh", "python", "-m", "train"]' in conda
+    conda_cmd = text(pk.conda_container(spec, xm.CommandList(["main.py"]), context=project))
+    assert 'ENTRYPOINT ["/usr/local/bin/_entrypoint.sh", "python", "main.py"]' in conda_cmd
     assert pk.conda_container is pk.mamba_container
 
 

@@ -26,6 +26,7 @@ from typing import ClassVar
 
 from xm_slurm.errors import PackagingError, ValidationError
 from xm_slurm.packaging.image_config import ImageConfig, parse_inspect_output
+from xm_slurm.packaging.image_ref import parse_image_ref
 from xm_slurm.packaging.process import ProcessResult, ProcessRunner, run_process
 
 ENV_VAR = "XM_DOCKER_CLIENT"
@@ -50,6 +51,10 @@ class BuildRequest:
     # An ignore file to use when the context has no .dockerignore of its own.
     ignorefile: Path | None = None
     network: str | None = "host"
+    # `--ssh` values (agent sockets, keys) forwarded to the build's `RUN --mount=type=ssh` steps.
+    ssh: tuple[str, ...] = ()
+    # Where the build's layer cache goes for later builds (the push target), if anywhere.
+    cache_to: str | None = None
 
     def key(self) -> tuple[object, ...]:
         """Identity for deduplication: the Dockerfile's content, not its path, counts."""
@@ -65,6 +70,8 @@ class BuildRequest:
             self.platform,
             ignore,
             self.network,
+            self.ssh,
+            self.cache_to,
         )
 
 
@@ -129,8 +136,9 @@ class ImageBuildClient:
             argv += ["--target", request.target]
         for name, value in request.labels:
             argv += ["--label", f"{name}={value}"]
-        for image in request.cache_from:
-            argv += ["--cache-from", image]
+        argv += self._cache_flags(request)
+        for option in request.ssh:
+            argv += ["--ssh", option]
         if request.platform:
             argv += ["--platform", request.platform]
         if request.network:
@@ -141,6 +149,26 @@ class ImageBuildClient:
 
     def _extra_build_flags(self, request: BuildRequest) -> list[str]:
         return []
+
+    def _cache_flags(self, request: BuildRequest) -> list[str]:
+        """BuildKit: cache refs as given; the pushed image carries its cache inline for later builds."""
+        argv = [flag for ref in request.cache_from for flag in ("--cache-from", ref)]
+        if request.cache_to:
+            argv += ["--build-arg", "BUILDKIT_INLINE_CACHE=1"]
+        return argv
+
+    def check_platforms(self, platforms: Sequence[str]) -> None:
+        """Refuse what this client cannot build: one image holds one platform here (no manifest lists)."""
+        if len(platforms) > 1:
+            raise ValidationError(
+                f"platforms={list(platforms)!r}: {self.kind} builds one platform per image with xm_slurm "
+                "(several would need a multi-platform manifest list, which it does not build); use one "
+                "packageable per platform, each with its own Slurm.Spec tag"
+            )
+
+    def builds_here(self) -> bool:
+        """Whether builds run on this machine (so its emulators are the ones that count)."""
+        return True
 
     def push_argv(self, tag: str, digestfile: Path) -> list[str]:
         return [self.program, "push", tag]
@@ -204,12 +232,26 @@ class PodmanClient(ImageBuildClient):
             return ["--ignorefile", str(request.ignorefile)]
         return []
 
+    def _cache_flags(self, request: BuildRequest) -> list[str]:
+        # podman takes a repository (no tag, no digest): the layers `--cache-to` pushed there, by cache key.
+        repos = list(dict.fromkeys(parse_image_ref(ref).name for ref in request.cache_from))
+        argv = [flag for repo in repos for flag in ("--cache-from", repo)]
+        if request.cache_to:
+            argv += ["--cache-to", parse_image_ref(request.cache_to).name]
+        return argv
+
+    def builds_here(self) -> bool:
+        return not self.env.get("CONTAINER_HOST")
+
     def push_argv(self, tag: str, digestfile: Path) -> list[str]:
         return [self.program, "push", "--digestfile", str(digestfile), tag]
 
 
 class DockerClient(ImageBuildClient):
     kind = "docker"
+
+    def builds_here(self) -> bool:
+        return not self.env.get("DOCKER_HOST")
 
     def build_env(self) -> dict[str, str]:
         # BuildKit reads `<Dockerfile>.dockerignore` (our default ignores) and builds faster.
@@ -241,6 +283,10 @@ class DockerBuildxClient(DockerClient):
             target["labels"] = dict(request.labels)
         if request.cache_from:
             target["cache-from"] = list(request.cache_from)
+        if request.cache_to:
+            target["cache-to"] = ["type=inline"]
+        if request.ssh:
+            target["ssh"] = list(request.ssh)
         if request.platform:
             target["platforms"] = [request.platform]
         return {"target": {self.TARGET: target}}

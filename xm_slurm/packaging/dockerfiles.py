@@ -14,6 +14,8 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
+import shlex
 import tempfile
 from collections.abc import Sequence
 from functools import lru_cache
@@ -54,29 +56,112 @@ def has_ignorefile(context: Path) -> bool:
     return (context / ".dockerignore").exists() or (context / ".containerignore").exists()
 
 
-def entrypoint_argv(entrypoint: xm.ModuleName | xm.CommandList, *, python: str = "python3") -> list[str]:
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+# What makes an element a shell command line rather than one argv word.
+_SHELL_OPERATORS = frozenset({"&&", "||", ";", "|", "&", ">", ">>", "<", "2>", "2>&1"})
+_SHELL_MARKS = ("&&", "||", ";", "|", "`", "$", ">", "<")
+_PYTHONS = frozenset({"python", "python3"})
+
+
+def entrypoint_argv(
+    entrypoint: xm.ModuleName | xm.CommandList, *, python: str, what: str = "python_container"
+) -> list[str]:
     """The ENTRYPOINT argv for an XManager entry point; job arguments are appended by the runtime.
 
-    A module runs as `python -m module ARGS`. A command list runs as a shell script whose last
-    command gets the job's arguments (`"$@"`), as XManager's own packagers do.
+    As in xmanager-slurm 0.4.x, the elements of a command list are the interpreter's arguments, each one
+    argv word: `xm.CommandList(["main.py", "--fast"])` runs `python main.py --fast ARGS`, and
+    `xm.ModuleName("m")` runs `python -m m ARGS`. An element that reads as a shell command line is refused
+    (there is no shell here to run it), with the argv form to use instead.
     """
     if isinstance(entrypoint, xm.ModuleName):
-        if not entrypoint.module_name or any(c.isspace() for c in entrypoint.module_name):
+        module = entrypoint.module_name
+        if not isinstance(module, str) or not _MODULE.fullmatch(module):
             raise ValidationError(
-                f"entrypoint module {entrypoint.module_name!r} is not a module name; expected e.g. xm.ModuleName('train')"
+                f"{what}: entrypoint xm.ModuleName({module!r}) is not a module name; "
+                "expected a dotted Python name, e.g. xm.ModuleName('train') or xm.ModuleName('pkg.train')"
             )
-        return [python, "-m", entrypoint.module_name]
+        return [python, "-m", module]
     if isinstance(entrypoint, xm.CommandList):
-        commands = [c for c in entrypoint.commands if c.strip()]
-        if not commands:
-            raise ValidationError("entrypoint xm.CommandList([]) has no commands; give at least one")
-        script = "\n".join(commands)
-        if not script.rstrip().endswith(('"$@"', "$@")):
-            script += ' "$@"'
-        return ["/bin/sh", "-c", script, "xm-slurm-entrypoint"]
+        words = list(entrypoint.commands)
+        if not words:
+            raise ValidationError(
+                f"{what}: entrypoint xm.CommandList([]) is empty; give the script to run, "
+                "e.g. xm.CommandList(['main.py'])"
+            )
+        _check_argv(words, python=python, what=what)
+        return [python, *words]
     raise ValidationError(
-        f"entrypoint {entrypoint!r} is neither xm.ModuleName(...) nor xm.CommandList([...])"
+        f"{what}: entrypoint {entrypoint!r} is neither xm.ModuleName('module') nor "
+        "xm.CommandList(['script.py', ...])"
     )
+
+
+def _operator_in(word: str) -> bool:
+    """A shell operator as a word of its own (`a && b`), or a line break: no single argument reads so."""
+    return "\n" in word or any(part in _SHELL_OPERATORS for part in word.split())
+
+
+def _check_argv(words: list[object], *, python: str, what: str) -> None:
+    """Options, then the script (one path), then its arguments (free text, but no shell operators)."""
+    for word in words:
+        if not isinstance(word, str) or not word:
+            raise ValidationError(
+                f"{what}: entrypoint xm.CommandList({words!r}) holds {word!r}; each element is one non-empty "
+                f"argv word of `{python} <elements> ARGS`, e.g. xm.CommandList(['main.py', '--fast'])"
+            )
+    texts = [str(w) for w in words]
+    i = 0
+    while i < len(texts) and texts[i].startswith("-"):
+        if _operator_in(texts[i]):
+            _refuse(texts[i], texts, python=python, what=what)
+        if texts[i] in ("-c", "-m"):  # the code or module follows; the words after it are its arguments
+            i += 2
+            break
+        i += 2 if texts[i] in ("-W", "-X") else 1
+    else:
+        if i < len(texts):
+            script = texts[i]
+            if len(script.split()) > 1 or any(mark in script for mark in _SHELL_MARKS) or "\n" in script:
+                _refuse(script, texts, python=python, what=what)
+            i += 1
+    for word in texts[i:]:
+        if _operator_in(word):
+            _refuse(word, texts, python=python, what=what)
+
+
+def _refuse(word: str, words: list[str], *, python: str, what: str) -> None:
+    suggestion = _argv_form(words)
+    hint = (
+        f"did you mean xm.CommandList({suggestion!r})?"
+        if suggestion is not None
+        else "put shell steps in a script of your project and run that (xm.CommandList(['run.py'])), or "
+        "use docker_container with your own ENTRYPOINT"
+    )
+    raise ValidationError(
+        f"{what}: entrypoint element {word!r} of xm.CommandList({words!r}) reads as a shell command line, "
+        f"but each element is one argv word of `{python} <elements> ARGS` (no shell runs them, as in "
+        f"xmanager-slurm 0.4.x): {hint}"
+    )
+
+
+def _argv_form(words: list[str]) -> list[str] | None:
+    """The argv a command-line-looking list meant, when it is one plain `[python] script.py args` line."""
+    out: list[str] = []
+    for i, word in enumerate(words):
+        try:
+            parts = shlex.split(word)
+        except ValueError:
+            return None
+        if any(part in _SHELL_OPERATORS or "`" in part or "$(" in part for part in parts):
+            return None
+        if i > 0 and parts and parts[0] in _PYTHONS:
+            return None  # several commands, not one
+        out.extend(parts)
+    if out and out[0] in _PYTHONS:
+        out = out[1:]
+    if not out or not (out[0].endswith(".py") or out[0].startswith("-")):
+        return None
+    return out
 
 
 def project_file(project: Path, name: str | os.PathLike[str], *, what: str) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,12 +30,14 @@ from xmanager import xm
 
 from xm_slurm.errors import PackagingError, ValidationError
 from xm_slurm.executables import Dockerfile, DockerImage, ImageCredentials, RemoteImage
+from xm_slurm.executables.build_options import ssh_paths
 from xm_slurm.executors import SlurmSpec
 from xm_slurm.packaging.builder import ImageBuild, ImageBuilder
-from xm_slurm.packaging.client import BuildRequest
+from xm_slurm.packaging.client import BuildRequest, ImageBuildClient
 from xm_slurm.packaging.credentials import RegistryCredentials, find_credentials
 from xm_slurm.packaging.image_config import ImageConfig, run_fields
 from xm_slurm.packaging.image_ref import ImageReference, parse_image_ref, require_registry
+from xm_slurm.packaging.platforms import check_buildable
 
 # How long to wait for a registry when pinning an existing image before keeping its tag.
 RESOLVE_TIMEOUT_S = 10.0
@@ -46,6 +49,8 @@ class _Build:
     packageable: xm.Packageable
     build: ImageBuild
     workdir: str | None
+    # The platforms asked for with `platforms=` (empty: the client's default, not checked here).
+    platforms: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,14 +88,21 @@ def _build_plan(index: int, packageable: xm.Packageable, spec: Dockerfile | xm.D
     tag_ref = require_registry(executor_spec.tag, what=f"{where}: Slurm.Spec tag")
     if tag_ref.tag is None:
         tag_ref = dataclasses.replace(tag_ref, tag="latest")
+    ssh: tuple[str, ...] = ()
+    platforms: tuple[str, ...] = ()
     if isinstance(spec, Dockerfile):
         context, dockerfile = Path(spec.context), Path(spec.dockerfile)
         build_args = tuple(sorted(spec.build_args.items()))
         target, workdir = spec.target, spec.workdir
-        labels, cache_from = tuple(sorted(spec.labels.items())), tuple(spec.cache_from)
+        labels = tuple(sorted(spec.labels.items()))
+        # 0.4.x's default: the image's own push target, whose last push holds the cache.
+        cache_from = (str(tag_ref),) if spec.cache_from is None else tuple(spec.cache_from)
+        ssh, platforms = tuple(spec.ssh), tuple(spec.platforms)
     else:
         context, dockerfile = Path(spec.path), Path(spec.dockerfile)
         build_args, target, workdir, labels, cache_from = (), None, None, (), ()
+    # The build writes its cache back only where it reads it from: the push target's repository.
+    cache_to = str(tag_ref) if tag_ref.name in {parse_image_ref(c).name for c in cache_from} else None
     for path, what in ((context, "build context"), (dockerfile, "Dockerfile")):
         if not path.is_absolute():
             raise ValidationError(f"{where}: {what} path {str(path)!r} is relative; pass an absolute path")
@@ -106,8 +118,11 @@ def _build_plan(index: int, packageable: xm.Packageable, spec: Dockerfile | xm.D
         labels=labels,
         cache_from=cache_from,
         ignorefile=_ignorefile_for(dockerfile),
+        ssh=ssh,
+        cache_to=cache_to,
+        **({"platform": platforms[0]} if len(platforms) == 1 else {}),
     )
-    return _Build(index, packageable, ImageBuild(request=request, tag=str(tag_ref)), workdir)
+    return _Build(index, packageable, ImageBuild(request=request, tag=str(tag_ref)), workdir, platforms)
 
 
 def _plan(index: int, packageable: xm.Packageable) -> _Build | _Existing | RemoteImage:
@@ -126,6 +141,30 @@ def _plan(index: int, packageable: xm.Packageable) -> _Build | _Existing | Remot
         f"{_describe(index, packageable)}: the Slurm backend cannot package {type(spec).__name__}; use "
         "xm_slurm.docker_container, docker_image, python_container, uv_container or mamba_container"
     )
+
+
+def _check_build_inputs(build: _Build, client: ImageBuildClient) -> None:
+    """What the chosen client and this machine must provide: the platforms asked for, the SSH sockets and keys."""
+    where = _describe(build.index, build.packageable)
+    try:
+        if build.platforms:
+            client.check_platforms(build.platforms)
+            if client.builds_here():
+                check_buildable(build.platforms)
+        for option in build.build.request.ssh:
+            if option == "default" and not client.env.get("SSH_AUTH_SOCK"):
+                raise ValidationError(
+                    "ssh=True forwards the SSH agent named by SSH_AUTH_SOCK, which is not set; start an "
+                    "agent (eval $(ssh-agent); ssh-add) or pass ssh=['/path/to/agent.sock' or key]"
+                )
+        request_paths = ssh_paths(build.build.request.ssh)
+        if "default" in build.build.request.ssh:
+            request_paths.append(client.env["SSH_AUTH_SOCK"])
+        for path in request_paths:
+            if not os.path.exists(path):
+                raise ValidationError(f"ssh: {path!r} does not exist; name an agent socket or a private key")
+    except ValidationError as e:
+        raise ValidationError(f"{where}: {e}") from None
 
 
 def _check_auth_file(env: dict[str, str]) -> None:
@@ -171,8 +210,10 @@ async def package_async(
         builder = ImageBuilder()
     if builds:
         # Choose the client (and check XM_DOCKER_CLIENT) before anything runs; not needed otherwise.
-        builder.ensure_client()
+        client = builder.ensure_client()
         _check_auth_file(builder.env)
+        for build in builds:
+            _check_build_inputs(build, client)
     env = builder.env
 
     async def credentials_for(ref: ImageReference) -> RegistryCredentials | None:
