@@ -52,7 +52,7 @@ _BIND_VALUE = re.compile(r"[A-Za-z0-9_.:,/=+\-]+")
 MAX_TIME = dt.timedelta(days=365)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True)
 class SlurmSpec(xm.ExecutorSpec):
     """Where packaging pushes the image: `tag` is an image reference such as `registry/me/train:latest`."""
 
@@ -102,7 +102,11 @@ class Slurm(xm.Executor):
     gres_flags: str | Sequence[str] | None = None
     requeue_on_timeout: bool = False
 
-    Spec = SlurmSpec  # xm.Executor.Spec: the executor-spec type, called as Slurm.Spec(tag=...)
+    @classmethod
+    def Spec(cls, tag: str | None = None) -> SlurmSpec:  # XManager's name (capitalised)
+        """The executor spec, as XManager's `Executor.Spec()`: where packaging pushes the image
+        (`Slurm.Spec("registry/me/img:tag")`, or `tag=`)."""
+        return SlurmSpec(tag=tag)
 
     def __post_init__(self) -> None:
         if not isinstance(self.requirements, JobRequirements):

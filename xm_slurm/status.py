@@ -6,8 +6,21 @@ keeps the raw text: it counts as *active* (pending), so a watcher keeps polling 
 finished on a word it does not understand; the raw string appears in the status message. Use
 `SlurmJobState.parse(text, strict=True)` to get a `ValidationError` instead.
 
-Each state maps to one of five work-unit states (`SlurmWorkUnitStatusEnum`). `SlurmWorkUnitStatus` implements
-XManager's `xm.ExperimentUnitStatus` over several jobs (an array task, hetjob components, ...).
+Each state maps to one of five work-unit states (`SlurmWorkUnitStatusEnum`, an `IntEnum` as in 0.4.x:
+PENDING < RUNNING < COMPLETED < FAILED < CANCELLED). `SlurmWorkUnitStatus` implements XManager's
+`xm.ExperimentUnitStatus` over one or several jobs (an array task, hetjob components, a generator's jobs, ...).
+The sets `SlurmPendingJobStates`, `SlurmRunningJobStates`, `SlurmActiveJobStates`, `SlurmCompletedJobStates`,
+`SlurmFailedJobStates` and `SlurmCancelledJobStates` hold the job states of each kind.
+
+Aggregation of several jobs into one unit status (`SlurmWorkUnitStatus.aggregate`):
+  1. any job active -> the unit is active: RUNNING if one runs, else PENDING (its jobs may still produce
+     results; XManager's `is_active` means "not in a terminal state");
+  2. all terminal: any FAILED -> FAILED; else any CANCELLED -> CANCELLED; else COMPLETED.
+  No jobs at all is PENDING (not submitted yet).
+0.4.7 differs in three places, on purpose (docs/migrating-from-0.4.md): FAILED with CANCELLED is FAILED here
+(0.4.7: CANCELLED; a cancellation usually follows the failure), REVOKED is CANCELLED (0.4.7: FAILED; the
+federation removed this copy because another cluster runs the job) and RESIZING is RUNNING (0.4.7: PENDING;
+the job holds its allocation).
 """
 
 from __future__ import annotations
@@ -22,14 +35,35 @@ from xm_slurm.errors import ValidationError
 from xm_slurm.job_ids import SlurmJobId
 
 
-class SlurmWorkUnitStatusEnum(enum.Enum):
-    """What a work unit is doing, independent of Slurm's vocabulary."""
+class SlurmWorkUnitStatusEnum(enum.IntEnum):
+    """What a work unit is doing, independent of Slurm's vocabulary (numbered as XManager's local backend,
+    with PENDING first: `status >= COMPLETED` means terminal)."""
 
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
+    PENDING = 0
+    RUNNING = 1
+    COMPLETED = 2
+    FAILED = 3
+    CANCELLED = 4
+
+    @classmethod
+    def from_job_state(cls, state: SlurmJobState) -> SlurmWorkUnitStatusEnum:
+        """The work-unit status one job in `state` stands for (0.4.x's name)."""
+        if not isinstance(state, SlurmJobState):
+            raise ValidationError(f"{state!r} is not a SlurmJobState; parse it with SlurmJobState.from_str")
+        return _TO_WORK_UNIT[state]
+
+    @property
+    def label(self) -> str:
+        """The lower-case name shown to people and in JSON output: `pending`, `running`, ..."""
+        return self.name.lower()
+
+    def __str__(self) -> str:
+        return self.label
+
+    def __format__(self, spec: str) -> str:
+        return (
+            format(self.label, spec) if not spec or spec[-1] not in "bcdnoxX" else int.__format__(self, spec)
+        )
 
     @property
     def is_active(self) -> bool:
@@ -84,6 +118,23 @@ class SlurmJobState(enum.Enum):
     RECONFIG_FAIL = "RECONFIG_FAIL"
     # a string this library does not know (see module docstring)
     UNKNOWN = "UNKNOWN"
+
+    @classmethod
+    def from_str(cls, text: str) -> SlurmJobState:
+        """A state by its name (`"RUNNING"`, `"CANCELLED"`, or a squeue code `"R"`); unknown text is a
+        ValidationError (0.4.x's name)."""
+        return cls.parse(text, strict=True)
+
+    @classmethod
+    def from_slurm_str(cls, text: str) -> SlurmJobState:
+        """A state as sacct/squeue print it (`"CANCELLED by 0"`, `"RUNNING+"`, `"OOM"`); a word this library
+        does not know is UNKNOWN (an active state, see the module docstring) (0.4.x's name)."""
+        return cls.parse(text)
+
+    @property
+    def message(self) -> str:
+        """What the state means, in one sentence."""
+        return _MESSAGES[self]
 
     @classmethod
     def parse(cls, text: str, *, strict: bool = False) -> SlurmJobState:
@@ -143,6 +194,51 @@ _TO_WORK_UNIT: dict[SlurmJobState, SlurmWorkUnitStatusEnum] = {
     SlurmJobState.LAUNCH_FAILED: _F,
     SlurmJobState.RECONFIG_FAIL: _F,
 }
+
+_MESSAGES: dict[SlurmJobState, str] = {
+    SlurmJobState.PENDING: "Job is waiting for resources or its dependencies.",
+    SlurmJobState.CONFIGURING: "Job has its nodes and waits for them to boot or be configured.",
+    SlurmJobState.REQUEUED: "Job was requeued and waits to run again.",
+    SlurmJobState.REQUEUE_HOLD: "Job was requeued and is held until someone releases it.",
+    SlurmJobState.REQUEUE_FED: "Job is being requeued by its federation.",
+    SlurmJobState.RESV_DEL_HOLD: "Job is held because its reservation was deleted.",
+    SlurmJobState.POWER_UP_NODE: "Job waits for its powered-down nodes to start.",
+    SlurmJobState.RUNNING: "Job is running.",
+    SlurmJobState.COMPLETING: "Job is finishing: some of its processes are still ending.",
+    SlurmJobState.RESIZING: "Job is changing the size of its allocation.",
+    SlurmJobState.SUSPENDED: "Job is suspended and keeps its allocation.",
+    SlurmJobState.STOPPED: "Job is stopped (SIGSTOP) and keeps its allocation.",
+    SlurmJobState.SIGNALING: "Job is being sent a signal.",
+    SlurmJobState.STAGE_OUT: "Job ran and its files are being staged out.",
+    SlurmJobState.UPDATE_DB: "Job is being updated in the accounting database.",
+    SlurmJobState.COMPLETED: "Job finished with exit code 0.",
+    SlurmJobState.CANCELLED: "Job was cancelled by a user or an administrator.",
+    SlurmJobState.REVOKED: "Job was removed here because another cluster of its federation runs it.",
+    SlurmJobState.FAILED: "Job finished with a non-zero exit code or another failure.",
+    SlurmJobState.TIMEOUT: "Job reached its time limit.",
+    SlurmJobState.PREEMPTED: "Job was preempted and not requeued.",
+    SlurmJobState.NODE_FAIL: "Job ended because one of its nodes failed.",
+    SlurmJobState.BOOT_FAIL: "Job ended because a node failed to boot.",
+    SlurmJobState.DEADLINE: "Job reached its deadline before it could run.",
+    SlurmJobState.OUT_OF_MEMORY: "Job ran out of memory.",
+    SlurmJobState.SPECIAL_EXIT: "Job ended with a special exit code and is held for someone to release it.",
+    SlurmJobState.LAUNCH_FAILED: "Job could not be launched on its nodes.",
+    SlurmJobState.RECONFIG_FAIL: "Job failed when its nodes were reconfigured.",
+    SlurmJobState.UNKNOWN: "Job is in a state this version of xm_slurm does not know; it counts as pending.",
+}
+
+
+def _states(*kinds: SlurmWorkUnitStatusEnum) -> frozenset[SlurmJobState]:
+    return frozenset(state for state, kind in _TO_WORK_UNIT.items() if kind in kinds)
+
+
+#: Job states of each kind (0.4.x's names). Active = pending or running.
+SlurmPendingJobStates = _states(_P)
+SlurmRunningJobStates = _states(_R)
+SlurmActiveJobStates = _states(_P, _R)
+SlurmCompletedJobStates = _states(_C)
+SlurmFailedJobStates = _states(_F)
+SlurmCancelledJobStates = _states(_X)
 
 # squeue's compact codes (`%t`), from squeue(1) "JOB STATE CODES".
 _SHORT_CODES = {
@@ -208,16 +304,39 @@ class SlurmJobStatus:
 
 
 class SlurmWorkUnitStatus(xm.ExperimentUnitStatus):
-    """The status of a work unit made of one or more Slurm jobs.
+    """The status of a work unit made of one or more Slurm jobs (aggregated as the module docstring says).
 
-    Aggregation: any failed -> FAILED; else any cancelled -> CANCELLED; else any running -> RUNNING; else any
-    pending -> PENDING; else (all completed) -> COMPLETED. No jobs at all is PENDING (not submitted yet).
+    `SlurmWorkUnitStatus(jobs)` takes the jobs' `SlurmJobStatus`es; `SlurmWorkUnitStatus(state)` wraps one
+    `SlurmJobState` (0.4.x's form) and `SlurmWorkUnitStatus.aggregate(states)` several.
     """
 
-    def __init__(self, jobs: Iterable[SlurmJobStatus] = (), *, message: str = "") -> None:
+    def __init__(self, jobs: Iterable[SlurmJobStatus] | SlurmJobState = (), *, message: str = "") -> None:
+        if isinstance(jobs, SlurmJobState):
+            self._jobs: tuple[SlurmJobStatus, ...] = ()
+            self._status = jobs.work_unit_status
+            self._message = message or jobs.message
+            return
         self._jobs = tuple(jobs)
+        for job in self._jobs:
+            if not isinstance(job, SlurmJobStatus):
+                raise ValidationError(
+                    f"{job!r} is not a SlurmJobStatus; for job states use SlurmWorkUnitStatus.aggregate(states)"
+                )
         self._status = _aggregate(j.work_unit_status for j in self._jobs)
         self._message = message
+
+    @classmethod
+    def aggregate(cls, states: Iterable[SlurmJobState]) -> SlurmWorkUnitStatus:
+        """One unit status for jobs in `states` (0.4.x's form; the rule is in the module docstring)."""
+        states = list(states)
+        for state in states:
+            if not isinstance(state, SlurmJobState):
+                raise ValidationError(
+                    f"{state!r} is not a SlurmJobState; parse it with SlurmJobState.from_str"
+                )
+        status = cls((), message="; ".join(sorted({s.message for s in states})))
+        status._status = _aggregate(s.work_unit_status for s in states)
+        return status
 
     @classmethod
     def from_state(
@@ -273,7 +392,7 @@ class SlurmWorkUnitStatus(xm.ExperimentUnitStatus):
 
 def _aggregate(statuses: Iterable[SlurmWorkUnitStatusEnum]) -> SlurmWorkUnitStatusEnum:
     seen = set(statuses)
-    for status in (_F, _X, _R, _P):
+    for status in (_R, _P, _F, _X):  # active first, then the worst terminal state
         if status in seen:
             return status
     return _C if seen else _P

@@ -35,7 +35,7 @@ async def test_one_status_command_per_tick_for_many_tracked_jobs(
             before = counting.count("squeue"), counting.count("sacct")
             statuses = await asyncio.gather(*(u.get_status() for u in units))
             assert (counting.count("squeue"), counting.count("sacct")) == (before[0] + 1, before[1])
-            assert {s.status.value for s in statuses} == {"pending"}
+            assert {s.status.label for s in statuses} == {"pending"}
             # 1,000 work units waiting: ONE poll loop, one squeue per round that asked the cluster.
             watcher = experiment.connections.watcher(cluster.ssh)
             before, polls, reused = (

@@ -97,7 +97,7 @@ async def test_sweep_split_into_arrays_completes(
         expected = SlurmWorkUnitStatusEnum.FAILED if fails(i) else SlurmWorkUnitStatusEnum.COMPLETED
         code = FAIL_CODE if fails(i) else 0
         if status.status is not expected or finals[jid].exit_code != code:
-            wrong.append((i, str(jid), status.status.value, finals[jid].exit_code, status.message))
+            wrong.append((i, str(jid), status.status.label, finals[jid].exit_code, status.message))
     assert not wrong, f"{len(wrong)} of {TRIALS} work units in the wrong state, e.g. {wrong[:5]}"
     assert 0 < sum(map(fails, range(TRIALS))) < TRIALS  # both outcomes are really exercised
     stored = xm_slurm.api.client().get_experiment(experiment.experiment_id)

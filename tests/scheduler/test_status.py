@@ -91,7 +91,9 @@ def _job(state: str, n: int = 1, **kw: object) -> SlurmJobStatus:
         (["COMPLETED", "COMPLETED"], W.COMPLETED),
         (["COMPLETED", "PENDING"], W.PENDING),
         (["PENDING", "RUNNING"], W.RUNNING),
-        (["RUNNING", "FAILED"], W.FAILED),
+        (["RUNNING", "FAILED"], W.RUNNING),  # a job still runs: the unit is active (may produce results)
+        (["PENDING", "CANCELLED"], W.PENDING),
+        (["FAILED", "CANCELLED"], W.FAILED),  # 0.4.7: CANCELLED (docs/migrating-from-0.4.md)
         (["CANCELLED", "COMPLETED"], W.CANCELLED),
         (["CANCELLED", "TIMEOUT"], W.FAILED),
         (["OUT_OF_MEMORY", "COMPLETED"], W.FAILED),
@@ -117,5 +119,7 @@ def test_message_names_failed_job_and_exit_code() -> None:
     assert status.is_failed
     assert "2 FAILED (exit code 3)" in status.message
     assert "3 CANCELLED" not in status.message
+    running = SlurmWorkUnitStatus([_job("RUNNING", 1), _job("FAILED", 2, exit_code=3)])
+    assert running.is_active and not running.is_failed
     assert SlurmWorkUnitStatus.from_state(SlurmJobState.TIMEOUT, message="m").is_failed
     assert SlurmWorkUnitStatus.from_state(SlurmJobState.TIMEOUT, message="m").message == "m"

@@ -83,7 +83,7 @@ async def _wait_async(args: argparse.Namespace) -> int:
             {
                 "wid": unit.unit_id,
                 "identity": unit.identity,
-                "status": status.status.value if found else "no jobs",
+                "status": status.status.label if found else "no jobs",
                 "message": status.message if found else "",
                 "ok": status.is_completed or not found,
             }

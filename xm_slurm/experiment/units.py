@@ -227,7 +227,7 @@ class SlurmExperimentUnit(xm.ExperimentUnit):
             raise xm.ExperimentUnitFailedError(f"{self} failed: {status.message}", work_unit=wu)
         if not status.is_completed:
             raise xm.ExperimentUnitNotCompletedError(
-                f"{self} was {status.status.value}: {status.message}", work_unit=wu
+                f"{self} was {status.status.label}: {status.message}", work_unit=wu
             )
 
     def stop(
