@@ -40,6 +40,7 @@ from xm_slurm.rendering.steps import (
     MASTER_PORT_SPAN,
     RENDEZVOUS_VARS,
     group_environment,
+    group_variables,
     mount_options,
     needs_setup_step,
     rendezvous_sources,
@@ -116,7 +117,7 @@ def _component(request: JobScriptRequest, index: int, job: JobComponent) -> dict
         srun += [f"--output={log}", f"--error={log}", "--open-mode=append"]
     forward = [PAYLOAD_VAR, *RENDEZVOUS_VARS, DEBUG_VAR]
     if group:
-        forward.append(GROUP_VARS)
+        forward += group_variables(_member_names(request))
     if requirements.accelerator is not None:
         forward += GPU_VARS
     if request.cluster.proxy:
@@ -134,8 +135,13 @@ def _component(request: JobScriptRequest, index: int, job: JobComponent) -> dict
         "rendezvous": rendezvous_sources(index, group),
         "setup_step": needs_setup_step(request.cluster, requirements.replicas, group),
         "log": log,
-        "name": request.names[index] if request.names else str(index),
+        "name": _member_names(request)[index],
     }
+
+
+def _member_names(request: JobScriptRequest) -> list[str]:
+    """A job group's member names (their indices when the request names none)."""
+    return list(request.names) or [str(i) for i in range(len(request.jobs))]
 
 
 def render_job_script(request: JobScriptRequest) -> str:
@@ -200,9 +206,7 @@ def render_job_script(request: JobScriptRequest) -> str:
         "run_log": run_log,
         "host_environment": _expandable(cluster.host_environment),
         "cwd": _expandable({"cwd": cluster.cwd})[0][1] if cluster.cwd else None,
-        "group_environment": group_environment(request.names or [str(i) for i in range(len(request.jobs))])
-        if kind == "group"
-        else [],
+        "group_environment": group_environment(_member_names(request)) if kind == "group" else [],
         "master_port_base": MASTER_PORT_BASE,
         "master_port_span": MASTER_PORT_SPAN,
         "debug": request.debug,
