@@ -35,7 +35,6 @@ from xm_slurm.rendering.payload import (
 from xm_slurm.rendering.request import JobComponent, JobScriptRequest, Trial
 from xm_slurm.rendering.steps import (
     DEBUG_VAR,
-    GROUP_VARS,
     MASTER_PORT_BASE,
     MASTER_PORT_SPAN,
     RENDEZVOUS_VARS,
