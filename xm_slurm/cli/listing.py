@@ -115,10 +115,12 @@ async def pending_details(
     return parse_start_rows(result.stdout) if result.exit_status == 0 else {}
 
 
-def _detail(status: SlurmJobStatus | None, start: str | None, reason: str) -> str:
+def _detail(
+    status: SlurmJobStatus | None, start: str | None, reason: str, retry_of: SlurmJobId | None = None
+) -> str:
+    parts = [] if retry_of is None else [f"retry of {retry_of}"]  # the stored lineage, not the name
     if status is None:
-        return ""
-    parts = []
+        return "; ".join(parts)
     if status.exit_code or status.signal:
         parts.append(f"exit code {status.exit_code}" + (f", signal {status.signal}" if status.signal else ""))
     reason = reason or status.reason
@@ -173,6 +175,7 @@ async def _show_async(args: argparse.Namespace) -> int:
                 {
                     "name": job.name,
                     "slurm_job_id": str(job.job_id),
+                    "retry_of": None if job.retry_of is None else str(job.retry_of),
                     "cluster": job.ssh.destination,
                     "state": st.state.value if st else None,
                     "status": st.work_unit_status.label if st else None,
@@ -181,7 +184,7 @@ async def _show_async(args: argparse.Namespace) -> int:
                     "reason": reason or (st.reason if st else ""),
                     "expected_start": start,
                     "source": st.source if st else None,
-                    "detail": _detail(st, start, reason),
+                    "detail": _detail(st, start, reason, job.retry_of),
                 }
             )
         found = [s for j in unit.slurm_jobs if (s := states.get((j.ssh, j.job_id))) is not None]

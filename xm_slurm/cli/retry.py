@@ -23,12 +23,28 @@ examples:
 async def _retry_async(args: argparse.Namespace) -> int:
     async with opened(args.xid) as (experiment, _):
         units = select_units(experiment, args.wid, args.identity, auxiliary=False)
+        before = {u.unit_id: {j.job_id for j in u.slurm_jobs} for u in units}
         retried = await experiment.launcher.retry_failed(units, include_cancelled=args.cancelled)
-        rows = [{"wid": u.unit_id, "jobs": [str(j.job_id) for j in u.slurm_jobs[-1:]]} for u in retried]
+        rows = []
+        for u in retried:
+            new = [j for j in u.slurm_jobs if j.job_id not in before[u.unit_id]]
+            # `retry_of[i]` is the stored lineage of `jobs[i]`: the job it replaced.
+            rows.append(
+                {
+                    "wid": u.unit_id,
+                    "jobs": [str(j.job_id) for j in new],
+                    "retry_of": [str(j.retry_of) for j in new],
+                }
+            )
     if args.json:
         print_json({"xid": args.xid, "retried": rows})
     elif rows:
-        print_table(["unit", "new job"], [[f"wid {r['wid']}", " ".join(r["jobs"])] for r in rows])
+        table = [
+            [f"wid {r['wid']}", job, old]
+            for r in rows
+            for job, old in zip(r["jobs"], r["retry_of"], strict=True)
+        ]
+        print_table(["unit", "new job", "retry of"], table)
     else:
         print(f"experiment {args.xid}: nothing to retry (no failed work unit among those selected)")
     return exit_codes.OK
