@@ -135,7 +135,9 @@ def nvidia_mounts(prefix: str = "/usr/bin") -> list[MountSpec]:
     """The NVIDIA tools under `prefix` (read-only) and the persistenced socket (read-write), same paths
     inside, for GPU jobs only (for runtimes or sites that do not add them themselves)."""
     files = [
-        MountSpec(f"{prefix.rstrip('/')}/{name}", kind=MountKind.FILE, mode=MountMode.READ_ONLY, select=gpu_jobs)
+        MountSpec(
+            f"{prefix.rstrip('/')}/{name}", kind=MountKind.FILE, mode=MountMode.READ_ONLY, select=gpu_jobs
+        )
         for name in _NVIDIA_FILES
     ]
     socket = MountSpec(

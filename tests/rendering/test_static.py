@@ -71,9 +71,10 @@ def test_single_job_directives() -> None:
     d = _directives(script)
     assert "--output=/tmp/xm-slurm-render-tests/00000042/slurm-%j.out" in d
     assert "--error=/tmp/xm-slurm-render-tests/00000042/slurm-%j.out" in d
-    assert "--job-name=xm-render-test" in d and "--signal=USR2@90" in d and "--gres=gpu:1" in d
-    assert not any(x.startswith("--array") for x in d)
-    assert "exec podman" not in script and "podman run --rm --init --network=host" in script
+    assert "--job-name=xm-render-test" in d and "--signal=USR2@90" in d and "--gpus-per-task=1" in d
+    assert not any(x.startswith(("--array", "--gres")) for x in d)
+    # The batch shell never execs podman; a GPU step's task is a bash that picks its devices, then does.
+    assert not re.search(r"^\s*exec podman", script, re.M) and "xm-gpus --rm --init --network=host" in script
 
 
 def test_array_has_one_task_per_trial_and_array_logs() -> None:
@@ -150,9 +151,13 @@ def test_requeue_monitor_uses_the_executor_settings() -> None:
 def test_apptainer_fragment() -> None:
     cluster = cluster_config(ContainerRuntime.APPTAINER, mounts={"/data": "/mnt/data"})
     script = render_job_script(request(cluster, requirements={"A100": 1}))
-    assert "apptainer exec --containall" in script and "--nv" in script and "--bind=/data:/mnt/data" in script
+    assert (
+        "apptainer exec --containall" in script
+        and "--nv" in script
+        and '--bind="/data:/mnt/data:rw"' in script
+    )
     assert 'export "APPTAINERENV_$xm_v=${!xm_v}"' in script
-    assert "--gres=gpu:a100:1" in _directives(script)
+    assert "--gpus-per-task=a100:1" in _directives(script)
     singularity = render_job_script(request(cluster_config(ContainerRuntime.SINGULARITY)))
     assert "singularity exec" in singularity and "SINGULARITYENV_" in singularity
 

@@ -30,8 +30,24 @@ PAYLOAD_VAR = "XM_SLURM_PAYLOAD"
 # APPTAINERENV_; keep a margin.
 MAX_PAYLOAD_BYTES = 128 * 1024 - 128
 
-#: The constant in-container command (`/bin/sh -c BOOTSTRAP`): decode this task's entrypoint and run it.
-BOOTSTRAP = (
+#: Rendezvous variables for distributed training, from the task's Slurm variables (POSIX sh, in the
+#: container, before the task's own env vars, which may override them). MASTER_ADDR and MASTER_PORT come
+#: from the job script (one per job or group component). LOCAL_WORLD_SIZE is this node's entry of
+#: SLURM_STEP_TASKS_PER_NODE, which Slurm writes compressed: "2(x3),1" = 2, 2, 2 then 1 task per node.
+RENDEZVOUS = (
+    'export RANK="${SLURM_PROCID:-0}" LOCAL_RANK="${SLURM_LOCALID:-0}" NODE_RANK="${SLURM_NODEID:-0}" '
+    'WORLD_SIZE="${SLURM_STEP_NUM_TASKS:-${SLURM_NTASKS:-1}}" LOCAL_WORLD_SIZE=1; '
+    'xm_n="${SLURM_NODEID:-0}"; xm_ifs="$IFS"; IFS=,; '
+    "for xm_e in ${SLURM_STEP_TASKS_PER_NODE:-${SLURM_TASKS_PER_NODE:-1}}; do "
+    'xm_r=1; case "$xm_e" in *"(x"*) xm_r="${xm_e#*(x}"; xm_r="${xm_r%)}";; esac; '
+    'if [ "$xm_n" -lt "$xm_r" ]; then LOCAL_WORLD_SIZE="${xm_e%%(*}"; break; fi; '
+    "xm_n=$((xm_n - xm_r)); done; "
+    'IFS="$xm_ifs"; unset xm_n xm_ifs xm_e xm_r; '
+)
+
+#: The constant in-container command (`/bin/sh -c BOOTSTRAP`): set the rendezvous variables, decode this
+#: task's entrypoint and run it.
+BOOTSTRAP = RENDEZVOUS + (
     f'xm_p=$(printf "%s" "${PAYLOAD_VAR}" | base64 -d) || '
     "{ echo 'xm_slurm: cannot decode the job payload: the image needs /bin/sh and base64' >&2; exit 127; }; "
     'eval "$xm_p"'
@@ -59,6 +75,8 @@ def entrypoint_script(
         f"export XM_SLURM_WORK_UNIT_ID={work_unit_id}",
     ]
     lines += [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
+    # XM_SLURM_DEBUG=1: trace from here on (after the exports: their values stay out of the log).
+    lines.append('if [ "${XM_SLURM_DEBUG:-}" = 1 ]; then set -x; fi')
     if workdir:
         lines.append(f"cd {shlex.quote(workdir)} || exit 126")
     lines.append(f"exec {' '.join(command)}")
