@@ -29,21 +29,24 @@ EXPECTED_NAMES = [
     "vulcan",
 ]
 
+# The first endpoint each preset connects to (the full lists and keys: test_site_facts.py).
 LOGIN_HOSTS = {
     "mila": "login.server.mila.quebec",
-    "narval": "narval.alliancecan.ca",
-    "beluga": "beluga.alliancecan.ca",
-    "cedar": "cedar.alliancecan.ca",
-    "graham": "graham.alliancecan.ca",
-    "fir": "fir.alliancecan.ca",
-    "nibi": "nibi.alliancecan.ca",
-    "rorqual": "rorqual.alliancecan.ca",
+    "narval": "robot.narval.alliancecan.ca",
+    "beluga": "robot.beluga.alliancecan.ca",
+    "cedar": "robot.cedar.alliancecan.ca",
+    "graham": "robot.graham.alliancecan.ca",
+    "fir": "robot.fir.alliancecan.ca",
+    "nibi": "robot.nibi.alliancecan.ca",
+    "rorqual": "robot.rorqual.alliancecan.ca",
     "trillium": "trillium.alliancecan.ca",
     "trillium-gpu": "trillium-gpu.alliancecan.ca",
     "killarney": "killarney.alliancecan.ca",
     "vulcan": "vulcan.alliancecan.ca",
-    "tamia": "tamia.alliancecan.ca",
+    "tamia": "robot.tamia.ecpia.ca",
 }
+# Retired sites warn when built; their warning has its own test (test_site_facts.py).
+pytestmark = pytest.mark.filterwarnings("ignore::xm_slurm.contrib.clusters.factory.RetiredSiteWarning")
 
 
 def test_the_registry_holds_the_expected_presets() -> None:
@@ -59,8 +62,8 @@ def test_preset_constructs_and_validates(name: str) -> None:
     assert cluster.ssh.host == LOGIN_HOSTS[name]
     assert cluster.ssh.user == "someone"
     assert cluster.account == "def-pi"
-    # No host key is published in full at these sites: nothing is pinned, known_hosts decides.
-    assert cluster.ssh.host_public_key is None
+    # Pinned where the site's key is known (every site but Trillium's two); else known_hosts decides.
+    assert (cluster.ssh.host_public_key is None) == name.startswith("trillium")
     # Every preset is a real, re-validatable config.
     assert dataclasses.replace(cluster, partition="somepart").partition == "somepart"
 
@@ -84,19 +87,22 @@ def test_every_preset_documents_its_source(name: str) -> None:
 def test_alliance_presets_use_apptainer_with_its_module_and_binds(name: str) -> None:
     cluster = clusters.by_name(name)
     assert cluster.runtime is ContainerRuntime.APPTAINER
-    assert cluster.prolog == "module load apptainer"
-    assert dict(cluster.mounts) == {"/project": "/project", "/scratch": "/scratch"}
-    # The image cache stays off the networked (and, on Trillium, read-only) home directory.
-    assert cluster.host_environment["APPTAINER_CACHEDIR"].startswith("${SLURM_TMPDIR")
+    assert cluster.prolog is not None and cluster.prolog.startswith("module load apptainer")
+    assert {m.target: m.source for m in cluster.mount_specs}["/scratch"] == "/scratch/$USER"
+    # The image cache stays off the home directory (read-only on Trillium's compute nodes).
+    assert cluster.host_environment["APPTAINER_CACHEDIR"] == "$SCRATCH/.apptainer"
 
 
 def test_mila_preset() -> None:
     cluster = clusters.mila("me")
     assert (cluster.ssh.host, cluster.ssh.port, cluster.ssh.user) == ("login.server.mila.quebec", 2222, "me")
     assert cluster.runtime is ContainerRuntime.SINGULARITY
-    assert "/network/scratch" in cluster.mounts
+    assert {m.target: m.source for m in cluster.mount_specs}[
+        "/scratch"
+    ] == "/network/scratch/${USER:0:1}/$USER"
     assert cluster.resources[ResourceType.A100_80GIB] == "a100l"
-    assert cluster.features[ResourceType.L40S] == "lovelace"
+    assert cluster.resources[ResourceType.L40S] == "l40s"
+    assert not cluster.features
     # An ~/.ssh/config alias with its own Port: let the config decide.
     aliased = clusters.mila(host="mila", port=None)
     assert (aliased.ssh.host, aliased.ssh.port) == ("mila", None)
@@ -104,9 +110,10 @@ def test_mila_preset() -> None:
 
 
 def test_host_override_keeps_the_rest_of_the_preset() -> None:
-    robot = clusters.narval("me", host="robot.narval.alliancecan.ca")
-    assert robot.ssh.host == "robot.narval.alliancecan.ca"
-    assert robot.resources == clusters.narval("me").resources
+    login = clusters.narval("me", host="narval.alliancecan.ca")
+    assert login.ssh.host == "narval.alliancecan.ca"
+    assert login.resources == clusters.narval("me").resources
+    assert login.ssh.host_public_key == clusters.narval("me").ssh.host_public_key
 
 
 @pytest.mark.parametrize("bad_user", ["two words", "me@host", "-oProxyCommand=x", ""])

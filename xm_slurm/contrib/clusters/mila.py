@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
-from xm_slurm.config import ContainerRuntime, SlurmClusterConfig
+from xm_slurm.config import ContainerRuntime, MountSpec, SlurmClusterConfig
 from xm_slurm.contrib.clusters.factory import Validator, build
 from xm_slurm.contrib.clusters.sites import SITES
 
@@ -20,32 +20,26 @@ def mila(
     host: str | None = None,
     port: int | None = 2222,
     runtime: ContainerRuntime = ContainerRuntime.SINGULARITY,
-    mounts: Mapping[str, str] | None = None,
+    mounts: Mapping[str, str] | Sequence[MountSpec] | None = None,
     validate: Validator | None = None,
 ) -> SlurmClusterConfig:
     """The Mila cluster.
 
-    Facts and their sources:
-      * login `login.server.mila.quebec`, port 2222, public-key authentication
-        (https://docs.mila.quebec/Userguide_login.html).
-      * runtime: Singularity (`singularity exec --nv ...`, as in
-        https://docs.mila.quebec/Userguide_singularity_on_clusters.html). Whether a `module load` is needed
-        on Mila is unverified, so there is no prolog; pass `runtime=ContainerRuntime.APPTAINER` if your
-        account uses Apptainer.
-      * GPUs (https://mila-docs.readthedocs.io/en/latest/technical_reference/clusters/mila/nodes/):
-        the documented GRES types are `a100` (A100 40 GB) and `a100l` (A100 80 GB). The other GPU models are
-        selected through their documented, model-unique node features: RTX8000 -> `turing`,
-        V100 (32 GB) -> `volta`, L40S -> `lovelace`, H100 (80 GB) -> `hopper`
-        (renders `--gres=gpu:N --constraint=<feature>`). A6000 is left out: its nodes share their
-        features (`ampere,48gb`) with no single-word constraint, and its GRES name is unverified.
-      * mounts: `/network/scratch`, `/network/projects`, `/network/datasets`, `/network/weights`
-        (https://mila-docs.readthedocs.io/en/latest/technical_reference/clusters/mila/storage/).
+    Facts and their sources (https://docs.mila.quebec; as in xmanager-slurm 0.4.7 and 0.5.0's preset):
+      * login `login.server.mila.quebec`, port 2222, host key pinned (ssh-ed25519), public-key
+        authentication (https://docs.mila.quebec/Userguide_login.html).
+      * runtime Singularity, prolog `module load singularity`; its caches on `$SCRATCH` and `$SLURM_TMPDIR`.
+      * mounts: your scratch `/network/scratch/<u>/<user>` at `/scratch` (and `SCRATCH=/scratch` in the
+        container), your xm-slurm state folder at `/xm-slurm-state` (`XM_SLURM_STATE_DIR`), your `~/.ssh`;
+        GPU jobs also get the node's NVIDIA tools and `/dev/infiniband`.
+      * GPUs: RTX8000 -> `rtx8000`, V100 -> `v100`, A100 (40 GB) -> `a100`, A100_80GIB -> `a100l`,
+        A6000 -> `a6000`, L40S -> `l40s`, H100 -> `h100`; no recommended CPU or memory per GPU.
       * compute nodes have unrestricted internet access (https://docs.mila.quebec/Information.html).
-      * No SSH host key is pinned: none is published in full; `known_hosts` verification applies.
 
     user: your Mila user name; None lets `~/.ssh/config` (e.g. the `mila` entry written by `mila init`)
-    or the local user name decide. host: override the login host, e.g. with an `~/.ssh/config` alias;
-    port: None lets the OpenSSH config files decide. mounts: added to the preset's (see `factory.build`).
+    or the local user name decide. partition: None sends no `--partition`. host: override the login host,
+    e.g. with an `~/.ssh/config` alias; port: None lets the OpenSSH config files decide.
+    mounts: added to the preset's (see `factory.build`).
     """
     # As its first statement, locals() is exactly the parameters: the signature is the list of options.
     return build(SITES["mila"], **locals())

@@ -1,17 +1,19 @@
 """Pan-Canadian AI Compute Environment (PAICE) clusters of the Alliance: Killarney, Vulcan, tamIA.
 
 They run the Alliance software stack, so they share the DRAC set-up (Apptainer, `module load apptainer`,
-`/project` and `/scratch` binds; see `xm_slurm.contrib.clusters.drac`, whose options they take, except `proxy`).
-Jobs run under an AIP allocation: pass `account="aip-<pi>"`. GPU specifiers:
-https://docs.alliancecan.ca/wiki/Using_GPUs_with_Slurm/en. No SSH host key is pinned; `known_hosts`
-verification applies. The facts are records of `xm_slurm.contrib.clusters.sites.SITES`.
+the same environment and mounts; see `xm_slurm.contrib.clusters.drac`, whose options they take, except
+`proxy`). Jobs run under an AIP allocation: pass `account="aip-<pi>"`. GPU specifiers:
+https://docs.alliancecan.ca/wiki/Using_GPUs_with_Slurm/en. Each site's ssh-ed25519 host key is pinned.
+Killarney and Vulcan: login node only. tamIA: its automation node `robot.tamia.ecpia.ca` (documented on
+the site's page; upstream's preset has none) first, then `tamia.alliancecan.ca:22`. The facts are records of
+`xm_slurm.contrib.clusters.sites.SITES`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
-from xm_slurm.config import SlurmClusterConfig
+from xm_slurm.config import MountSpec, SlurmClusterConfig
 from xm_slurm.contrib.clusters.factory import Validator, build
 from xm_slurm.contrib.clusters.sites import SITES
 
@@ -27,7 +29,7 @@ def killarney(
     partition: str | None = None,
     qos: str | None = None,
     host: str | None = None,
-    mounts: Mapping[str, str] | None = None,
+    mounts: Mapping[str, str] | Sequence[MountSpec] | None = None,
     validate: Validator | None = None,
 ) -> SlurmClusterConfig:
     """Killarney (Vector Institute and SciNet, University of Toronto).
@@ -46,7 +48,7 @@ def vulcan(
     partition: str | None = None,
     qos: str | None = None,
     host: str | None = None,
-    mounts: Mapping[str, str] | None = None,
+    mounts: Mapping[str, str] | Sequence[MountSpec] | None = None,
     validate: Validator | None = None,
 ) -> SlurmClusterConfig:
     """Vulcan (University of Alberta and Amii).
@@ -65,7 +67,7 @@ def tamia(
     partition: str | None = None,
     qos: str | None = None,
     host: str | None = None,
-    mounts: Mapping[str, str] | None = None,
+    mounts: Mapping[str, str] | Sequence[MountSpec] | None = None,
     validate: Validator | None = None,
 ) -> SlurmClusterConfig:
     """tamIA (Université Laval, co-managed by Mila and Calcul Québec).
@@ -73,7 +75,7 @@ def tamia(
     Source: https://docs.alliancecan.ca/wiki/TamIA/en - login `tamia.alliancecan.ca` (automation node
     `robot.tamia.ecpia.ca`); nodes with 4 x H100-SXM 80 GB (`h100`) and 8 x H200 141 GB (`h200`);
     jobs get whole nodes and must use all of a node's GPUs, so each task asks for exactly H100=4 or
-    H200=8 (checked by `validate`); maximum job duration 24 hours (checked); no internet on compute
-    nodes; reachable only from Canada.
+    H200=8 (checked by `validate`); recommended 12 CPUs and 124 GiB per H100; maximum job duration 24 hours
+    (checked); no internet on compute nodes; reachable only from Canada.
     """
     return build(SITES["tamia"], **locals())

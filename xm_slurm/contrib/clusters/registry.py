@@ -52,7 +52,7 @@ class ClusterPreset:
 
     @property
     def retired(self) -> bool:
-        return self.site.retired
+        return self.site.retired is not None
 
     @property
     def compute_internet(self) -> bool | None:
