@@ -17,7 +17,7 @@ import sys
 from xmanager import xm
 
 import xm_slurm
-from xm_slurm.experimental import parameter_controller
+from xm_slurm.experimental.parameter_controller import parameter_controller
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import local_site  # the site-specific part: your cluster config and registry

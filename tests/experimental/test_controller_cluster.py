@@ -18,7 +18,7 @@ from xmanager import xm
 import xm_slurm
 from xm_slurm import api
 from xm_slurm.api import settings
-from xm_slurm.experimental import parameter_controller
+from xm_slurm.experimental.parameter_controller import parameter_controller
 
 pytestmark = pytest.mark.cluster
 

@@ -14,7 +14,7 @@ from xmanager import xm
 
 import xm_slurm
 from xm_slurm.errors import ValidationError
-from xm_slurm.experimental import parameter_controller
+from xm_slurm.experimental.parameter_controller import ParameterControllerMode, parameter_controller
 from xm_slurm.experimental.payload import PAYLOAD_ENV, decode, encode
 
 IMAGE = xm_slurm.RemoteImage(image="localhost:5000/xm/controller:latest")
@@ -39,12 +39,20 @@ async def controller(experiment: object, *, x: int) -> None:
 
 
 def test_call_returns_an_auxiliary_unit_job_running_the_runner() -> None:
-    decorated = parameter_controller(executable=IMAGE, executor=_executor(), name="ctl")(controller)
+    decorated = parameter_controller(
+        executable=IMAGE,
+        executor=_executor(),
+        controller_name="ctl",
+        controller_args={"seed": 3},
+        controller_env_vars={"MODE": "x"},
+    )(controller)
     job = decorated(x=2)
     assert isinstance(job, xm.AuxiliaryUnitJob)
     assert isinstance(job.role, xm.AuxiliaryUnitRole)
     template = decorated.job_template
     assert template.name == "ctl"
+    assert template.args.to_list() == ["--seed=3"]  # the runner's argv: sys.argv[1:] in the job
+    assert template.env_vars == {"MODE": "x"}
     assert template.executable.entrypoint.to_list() == [
         "python3",
         "-m",
@@ -69,6 +77,39 @@ def test_bad_decorator_arguments_are_refused(kwargs: dict[str, object], needle: 
         kwargs["executor"] = _executor()
     with pytest.raises(ValidationError, match=needle):
         parameter_controller(**kwargs)(controller)  # type: ignore[arg-type]
+
+
+def test_a_mode_the_launch_process_cannot_serve_is_refused_before_any_add(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("XM_SLURM_API_BACKEND", "sqlite")
+    decorated = parameter_controller(
+        executable=IMAGE, executor=_executor(), controller_mode=ParameterControllerMode.REST
+    )(controller)
+    with pytest.raises(ValidationError, match="controller_mode=REST needs XM_SLURM_API_BACKEND=rest"):
+        decorated(x=1)
+    with pytest.raises(ValidationError, match="controller_mode="):
+        parameter_controller(executable=IMAGE, executor=_executor(), controller_mode="rest")(controller)  # type: ignore[arg-type]
+
+
+def test_the_module_is_the_04x_module_and_calling_it_warns_once() -> None:
+    import types
+
+    import xm_slurm.experimental
+    from xm_slurm.experimental import parameter_controller as module
+
+    assert isinstance(xm_slurm.experimental.parameter_controller, types.ModuleType)
+    assert module.parameter_controller is parameter_controller
+    module_mod = sys.modules["xm_slurm.experimental.parameter_controller"]
+    module_mod._warned = False  # type: ignore[attr-defined]
+    with pytest.warns(DeprecationWarning, match="import parameter_controller"):
+        first = module(executable=IMAGE, executor=_executor())(controller)  # type: ignore[operator]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        second = module(executable=IMAGE, executor=_executor())(controller)  # type: ignore[operator]
+    assert isinstance(first(x=1), xm.AuxiliaryUnitJob) and isinstance(second(x=1), xm.AuxiliaryUnitJob)
 
 
 def test_a_plain_function_is_refused() -> None:

@@ -1,6 +1,8 @@
 """`parameter_controller`: an async function that runs ON THE CLUSTER as an auxiliary unit and adds work units.
 
-    @xm_slurm.experimental.parameter_controller(executable=image, executor=executor)
+    from xm_slurm.experimental.parameter_controller import parameter_controller
+
+    @parameter_controller(executable=image, executor=executor)
     async def controller(experiment: xm_slurm.SlurmExperiment, *, rounds: int) -> None:
         for i in range(rounds):
             wu = await experiment.add(train_job, args={"args": {"round": i}})
@@ -9,13 +11,19 @@
     async with xm_slurm.create_experiment("search") as experiment:
         await experiment.add(controller(rounds=2))       # one auxiliary unit, one Slurm job
 
+As in 0.4.x, `xm_slurm.experimental.parameter_controller` is this module; calling the module itself (the
+pre-0.6 spelling `from xm_slurm.experimental import parameter_controller; parameter_controller(...)`) still
+works and warns once.
+
 How it works: `controller(**kwargs)` cloudpickles `(function, kwargs)` (the function's own module by value)
 into the job's environment; the job runs `python -m xm_slurm.experimental.controller_runner` in `executable`
 (an image with xm_slurm installed, e.g. your project's image when it depends on xmanager-slurm), which
 rebuilds the experiment from the metadata store (`get_current_experiment()`) and awaits the function.
 
 What the job needs, and what is passed on:
-* the metadata store. The launch process's backend is forwarded: `rest` as the base URL plus a token FILE
+* the metadata store (`controller_mode`, `ParameterControllerMode`). The launch process's backend is
+  forwarded (AUTO; SQLITE or REST insist on one and refuse the other before anything is submitted): `rest` as
+  the base URL plus a token FILE
   (0600, in the experiment's state folder on the cluster; the script only names its path), `sqlite` as the
   folder of the database, which the job must see at the same path (launching from the login node, or a
   shared file system);
@@ -27,9 +35,13 @@ What the job needs, and what is passed on:
 
 from __future__ import annotations
 
+import enum
 import functools
 import inspect
 import os
+import sys
+import types
+import warnings
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
@@ -48,8 +60,27 @@ ControllerFunction = Callable[..., Coroutine[Any, Any, Any]]
 _REST_SETTINGS = ("XM_SLURM_REST_API_BASE_URL", "XM_SLURM_REST_API_CA_BUNDLE")
 
 
-def _backend() -> str:
-    return os.environ.get("XM_SLURM_API_BACKEND", "").strip().lower() or "sqlite"
+class ParameterControllerMode(enum.Enum):
+    """How the controller's job reaches the metadata store (it rebuilds the experiment from it)."""
+
+    AUTO = "auto"  # the launch process's backend, whichever it is
+    SQLITE = "sqlite"  # the SQLite file, at the same path in the job (login node or shared file system)
+    REST = "rest"  # the REST server, with the token in a private file on the cluster
+
+
+def _backend(mode: ParameterControllerMode) -> str:
+    """The backend the controller will use; a mode that does not match this process's backend is refused."""
+    backend = os.environ.get("XM_SLURM_API_BACKEND", "").strip().lower() or "sqlite"
+    if mode is not ParameterControllerMode.AUTO and backend != mode.value:
+        raise ValidationError(
+            f"controller_mode={mode.name} needs XM_SLURM_API_BACKEND={mode.value}, but this process uses {backend!r}; "
+            "set the backend or use ParameterControllerMode.AUTO"
+        )
+    if backend not in ("sqlite", "rest"):
+        raise ValidationError(
+            f"XM_SLURM_API_BACKEND={backend!r}: a parameter controller supports the sqlite and rest backends"
+        )
+    return backend
 
 
 class _ControllerJob(xm.AuxiliaryUnitJob):
@@ -71,16 +102,12 @@ class _ControllerJob(xm.AuxiliaryUnitJob):
         await aux_unit.add(attr.evolve(template, env_vars={**template.env_vars, **env}))
 
     async def _store_settings(self, aux_unit: Any) -> dict[str, str]:
-        backend = _backend()
+        backend = _backend(self._controller.mode)
         if backend == "sqlite":
             from xm_slurm.api.storage.engine import default_sqlite_path
 
             folder = default_sqlite_path().expanduser().resolve().parent
             return {"XM_SLURM_API_BACKEND": "sqlite", "XM_SLURM_STATE_DIR": str(folder)}
-        if backend != "rest":
-            raise ValidationError(
-                f"XM_SLURM_API_BACKEND={backend!r}: a parameter controller supports the sqlite and rest backends"
-            )
         token = os.environ.get("XM_SLURM_REST_API_TOKEN", "").strip()
         if not token:
             raise ValidationError("XM_SLURM_API_BACKEND=rest but XM_SLURM_REST_API_TOKEN is not set")
@@ -109,9 +136,11 @@ class ParameterController:
         *,
         executable: RemoteImage,
         executor: Slurm,
+        mode: ParameterControllerMode,
         name: str,
-        python: str,
+        args: Any,
         env_vars: Mapping[str, str],
+        python: str,
     ) -> None:
         if not inspect.iscoroutinefunction(function):
             raise ValidationError(
@@ -124,21 +153,28 @@ class ParameterController:
             )
         if not isinstance(executor, Slurm):
             raise ValidationError(f"executor={executor!r} must be an xm_slurm.Slurm executor")
+        if not isinstance(mode, ParameterControllerMode):
+            raise ValidationError(
+                f"controller_mode={mode!r} must be a ParameterControllerMode ({', '.join(m.name for m in ParameterControllerMode)})"
+            )
         if not isinstance(python, str) or not python or any(c.isspace() for c in python):
             raise ValidationError(f"python={python!r} must be the image's Python command, e.g. 'python3'")
         image = attr.evolve(executable, entrypoint=[python, "-m", RUNNER_MODULE], args=[])
         self.function = function
         self.executor = executor
+        self.mode = mode
         self.job_template = xm.Job(
             executable=image,
             executor=executor,
             name=name,
-            env_vars=dict(validate_env_vars(env_vars, field="parameter_controller env_vars")),
+            args=args if args is not None else {},  # the runner's command line: sys.argv[1:] in the job
+            env_vars=dict(validate_env_vars(env_vars, field="parameter_controller controller_env_vars")),
         )
         functools.update_wrapper(self, function)
 
     def __call__(self, **kwargs: Any) -> xm.AuxiliaryUnitJob:
         """The auxiliary unit job running `function(experiment, **kwargs)` on the cluster."""
+        _backend(self.mode)  # a mode the launch process cannot serve fails here, before any add
         # Encoded now, so that an unpicklable argument fails before anything is submitted.
         return _ControllerJob(self, encode(self.function, kwargs))
 
@@ -150,15 +186,20 @@ def parameter_controller(
     *,
     executable: RemoteImage,
     executor: Slurm,
-    name: str = "parameter_controller",
+    controller_mode: ParameterControllerMode = ParameterControllerMode.AUTO,
+    controller_name: str = "parameter_controller",
+    controller_args: Mapping[str, Any] | list[Any] | xm.SequentialArgs | None = None,
+    controller_env_vars: Mapping[str, str] | None = None,
     python: str = "python3",
-    env_vars: Mapping[str, str] | None = None,
 ) -> Callable[[ControllerFunction], ParameterController]:
     """Decorate `async def f(experiment, **kwargs)` to run it on the cluster as an auxiliary unit.
 
     executable: an image with xm_slurm (and what `f` imports) installed; its entrypoint is replaced by the
       controller runner. executor: where the controller itself runs (it mostly waits: 1 CPU is plenty).
-    name: the Slurm job's name. python: the image's Python command. env_vars: extra environment of the job.
+    controller_mode: how the job reaches the metadata store (`ParameterControllerMode`).
+    controller_name: the Slurm job's name. controller_args: the controller job's command-line arguments (as
+      a job's `args`: `{"flag": v}` gives `--flag=v`), which `f` reads as `sys.argv[1:]` (e.g. absl flags).
+    controller_env_vars: extra environment of the job. python: the image's Python command.
     """
 
     def decorate(function: ControllerFunction) -> ParameterController:
@@ -166,12 +207,35 @@ def parameter_controller(
             function,
             executable=executable,
             executor=executor,
-            name=name,
+            mode=controller_mode,
+            name=controller_name,
+            args=controller_args,
+            env_vars=controller_env_vars or {},
             python=python,
-            env_vars=env_vars or {},
         )
 
     return decorate
 
 
-__all__ = ["ParameterController", "parameter_controller"]
+_warned = False
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as the decorator it holds: the spelling before 0.6, warned once."""
+
+    def __call__(self, **kwargs: Any) -> Callable[[ControllerFunction], ParameterController]:
+        global _warned
+        if not _warned:
+            _warned = True
+            warnings.warn(
+                "calling the module xm_slurm.experimental.parameter_controller is deprecated; use "
+                "`from xm_slurm.experimental.parameter_controller import parameter_controller`",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        return parameter_controller(**kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
+
+__all__ = ["ParameterController", "ParameterControllerMode", "parameter_controller"]
