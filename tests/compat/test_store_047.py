@@ -14,6 +14,8 @@ import json
 import pathlib
 import sqlite3
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -96,7 +98,8 @@ async def test_both_experiments_read_as_0_4_7_wrote_them(state: pathlib.Path) ->
         assert [i.to_string() for i in ids] == ["3115_0", "3115_1"]
         assert [(i.job_id, i.array_task) for i in ids] == [(3115, 0), (3115, 1)]
         assert all(j.ssh == SSH_047 for wid in (1, 2) for j in units[wid].slurm_jobs)
-        assert [json.loads(xm_slurm.api.client().get_work_unit(2, w).args) for w in (1, 2)] == [
+        stored_args = [xm_slurm.api.client().get_work_unit(2, w).args for w in (1, 2)]
+        assert [json.loads(a or "null") for a in stored_args] == [
             {"args": {"lr": 0.1}},
             {"args": {"lr": 0.01}},
         ]
@@ -317,3 +320,46 @@ async def test_adopted_experiments_reopen_with_live_job_states(
         assert experiment.experiment_id == 3
     assert (await _final(unit)).is_completed
     assert [s.xid for s in sorted(xm_slurm.api.client().list_experiments(), key=lambda s: s.xid)] == [1, 2, 3]
+
+
+def test_a_0_4_7_store_in_wal_mode_is_adopted_and_backed_up_whole(state: pathlib.Path) -> None:
+    # An earlier version of ours switched the file to WAL before failing on `table experiments already exists`.
+    db = state / "db.sqlite3"
+    build_047(db)
+    writer = sqlite3.connect(db)
+    try:
+        writer.execute("PRAGMA journal_mode = WAL")
+        writer.execute("PRAGMA wal_autocheckpoint = 0")  # the next row stays in the -wal file
+        writer.execute("INSERT INTO experiments VALUES (5, 'only in the wal', NULL, NULL, 'w')")
+        writer.commit()
+        assert (state / "db.sqlite3-wal").stat().st_size > 0
+        reopen()
+    finally:
+        writer.close()
+    assert xm_slurm.api.client().get_experiment(5).tags == frozenset({"w"})
+    [backup] = backups(state)
+    with contextlib.closing(sqlite3.connect(backup)) as old:
+        assert old.execute("SELECT title FROM experiments WHERE id = 5").fetchone() == ("only in the wal",)
+
+
+def test_processes_opening_it_at_once_adopt_it_once(state: pathlib.Path) -> None:
+    db = state / "db.sqlite3"
+    build_047(db)
+    code = (
+        "import sys; from xm_slurm.api.sql import SqlClient; from xm_slurm.api.storage import sqlite_url; "
+        "c = SqlClient.open(sqlite_url(sys.argv[1])); print(len(c.list_experiments()))"
+    )
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for _ in range(3)
+    ]
+    outcomes = [(p.communicate(timeout=120), p.returncode) for p in runs]
+    assert [(out.strip(), rc) for (out, _), rc in outcomes] == [(b"2", 0)] * 3, [e for (_, e), _ in outcomes]
+    api = xm_slurm.api.client()
+    assert [(s.xid, s.tags) for s in sorted(api.list_experiments(), key=lambda s: s.xid)] == [
+        (1, frozenset({"old"})),
+        (2, frozenset({"a", "b"})),
+    ]
+    assert [len(wu.jobs) for wu in api.get_experiment(2).work_units] == [1, 1]

@@ -117,7 +117,7 @@ class AdoptedRows:
 def _refusal(path: pathlib.Path, problem: str) -> MetadataError:
     return MetadataError(
         f"cannot open the metadata store {path}: {problem}. The file is left unchanged. Move it aside "
-        f"(e.g. `mv {path} {path}.old`) to start a new store there, or point XM_SLURM_STATE_DIR elsewhere"
+        f"(e.g. `mv {path} {path}.old`) to start a new store there"
     )
 
 
