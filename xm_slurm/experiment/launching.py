@@ -28,6 +28,7 @@ import collections
 import concurrent.futures
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -157,6 +158,8 @@ class Launcher:
                 state_dir=roots[s.cluster.ssh],
                 dependency=s.dependency,
                 array=s.array,
+                names=[name for name, _ in s.adds[0].members] if len(s.components) > 1 else (),
+                debug=os.environ.get("XM_SLURM_DEBUG") == "1",  # the launching shell's, as for the CLI
             )
             out.append((s, render_job_script(request), request.experiment_dir))
         return out
