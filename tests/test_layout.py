@@ -24,6 +24,7 @@ LAYERS: tuple[frozenset[str], ...] = (
             "ssh_config",
             "resources",
             "resource_types",
+            "topology",
             "mounts",
             "executors",
             "executables",

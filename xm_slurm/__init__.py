@@ -28,6 +28,7 @@ _EXPORTS: dict[str, str] = {
     "JobRequirements": "xm_slurm.resources",
     "ResourceQuantity": "xm_slurm.resources",
     "ResourceType": "xm_slurm.resources",
+    "Topology": "xm_slurm.topology",
     "SlurmClusterConfig": "xm_slurm.config",
     "ContainerRuntime": "xm_slurm.config",
     "MountSpec": "xm_slurm.config",
@@ -106,6 +107,7 @@ __all__ = [
     "SlurmWorkUnit",
     "SlurmWorkUnitStatus",
     "SlurmWorkUnitStatusEnum",
+    "Topology",
     "XmSlurmError",
     "__version__",
     "api",
@@ -206,5 +208,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily
     from xm_slurm.resources import JobRequirements, ResourceQuantity, ResourceType
     from xm_slurm.ssh_config import Endpoint, PublicKey, SSHConfig, SlurmSSHConfig
     from xm_slurm.status import SlurmJobState, SlurmWorkUnitStatus, SlurmWorkUnitStatusEnum
+    from xm_slurm.topology import Topology
     from xm_slurm.types import JobArgs
     from xm_slurm.version import __version__

@@ -9,10 +9,12 @@ Directive rules (see `JobRequirements.to_directives`):
   MEMORY / RAM       -> --mem=<MiB>M when replicas == 1 (the one task owns the job's memory),
                         --mem-per-cpu=<ceil(MiB / cpus)>M when replicas > 1 (tasks may share nodes)
   EPHEMERAL_STORAGE  -> --tmp=<MiB>M
-  GPU                -> --gres=gpu:N (or the cluster's mapping for GPU)
-  named accelerator  -> --gres=gpu:<type>:N from cluster.resources, or --gres=gpu:N plus
-                        --constraint=<feature> from cluster.features
+  GPU                -> --gpus-per-task=N: per replica, as in XManager (GPU=2, replicas=4 is 8 GPUs)
+  named accelerator  -> --gpus-per-task=<type>:N from cluster.resources (MIG slices only this way), or
+                        --gpus-per-task=N plus --constraint=<feature> from cluster.features; a gres
+                        other than gpu ("shard:h100") -> --gres per node (see topology.py)
   replicas           -> --ntasks=N;  location -> --nodelist=...
+  nodes, tasks_per_node -> --nodes=N, --ntasks-per-node=N;  GPU=Topology("AxB") -> A per task x B tasks
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 from xm_slurm.config import SlurmClusterConfig
 from xm_slurm.errors import ValidationError
 from xm_slurm.resource_types import ResourceType  # public here too (users import it from here)
+from xm_slurm.topology import Topology, accelerator_directives, task_layout
 
 #: An amount as a launch script writes it: `CPU=4`, `RAM=16 * xm.GiB`, `GPU="2"` (0.4.x's name).
 ResourceQuantity = int | float | str
@@ -109,6 +112,9 @@ class JobRequirements:
     task_requirements: dict[ResourceType, float]
     accelerator: ResourceType | None
     replicas: int
+    nodes: int | None
+    tasks_per_node: int | None
+    topology: Topology | None
     location: str | None
     cluster: SlurmClusterConfig | None
 
@@ -119,10 +125,13 @@ class JobRequirements:
         replicas: int | None = None,
         location: str | None = None,
         cluster: SlurmClusterConfig | None = None,
+        nodes: int | None = None,
+        tasks_per_node: int | None = None,
         **kw_resources: Any,
     ) -> None:
         self.task_requirements = {}
         self.accelerator = None
+        self.topology = None
         for key, value in [*(resources or {}).items(), *kw_resources.items()]:
             if isinstance(key, str) and key.lower() == "replicas":
                 if replicas is not None:
@@ -132,6 +141,10 @@ class JobRequirements:
             resource = _resource_key(key)
             if resource in self.task_requirements:
                 raise ValidationError(f"{resource} given twice ({key!r}); give each resource once")
+            if isinstance(value, Topology):
+                if not resource.is_accelerator:
+                    raise ValidationError(f"{resource}={value!r}: a Topology is an accelerator's amount")
+                self.topology, value = value, value.gpus_per_task
             amount = _amount(resource, value)
             if resource.is_accelerator:
                 if self.accelerator is not None:
@@ -141,11 +154,9 @@ class JobRequirements:
                 self.accelerator = resource
             self.task_requirements[resource] = amount
 
-        if replicas is None:
-            replicas = 1
-        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
-            raise ValidationError(f"replicas={replicas!r} must be an integer >= 1")
-        self.replicas = replicas
+        self.replicas, self.nodes, self.tasks_per_node = task_layout(
+            replicas, nodes, tasks_per_node, self.topology
+        )
 
         if location is not None and (not isinstance(location, str) or not _NODELIST.fullmatch(location)):
             raise ValidationError(
@@ -157,7 +168,7 @@ class JobRequirements:
             if not isinstance(cluster, SlurmClusterConfig):
                 raise ValidationError(f"cluster={cluster!r} must be a SlurmClusterConfig")
             if self.accelerator is not None:
-                _accelerator_directives(self.accelerator, 1, cluster)  # raises if the cluster lacks it
+                self._accelerator_directives(cluster)  # raises if the cluster lacks it
         self.cluster = cluster
 
     @property
@@ -198,7 +209,7 @@ class JobRequirements:
 
     def to_directives(self) -> list[str]:
         """sbatch options (without `#SBATCH`) for these requirements, following the rules above."""
-        out = [f"--ntasks={self.replicas}"]
+        out = self._layout_directives()
         tr = self.with_recommended()
         cpus = int(tr[ResourceType.CPU]) if ResourceType.CPU in tr else None
         if cpus is not None:
@@ -212,10 +223,23 @@ class JobRequirements:
         if ResourceType.EPHEMERAL_STORAGE in tr:
             out.append(f"--tmp={math.ceil(tr[ResourceType.EPHEMERAL_STORAGE] / _MIB)}M")
         if self.accelerator is not None:
-            out += _accelerator_directives(self.accelerator, self.accelerator_count, self.cluster)
+            out += self._accelerator_directives(self.cluster)
         if self.location:
             out.append(f"--nodelist={self.location}")
         return out
+
+    def _layout_directives(self) -> list[str]:
+        out = [f"--ntasks={self.replicas}"]
+        if self.nodes is not None:
+            out.append(f"--nodes={self.nodes}")
+        if self.tasks_per_node is not None:
+            out.append(f"--ntasks-per-node={self.tasks_per_node}")
+        return out + (self.topology.directives() if self.topology is not None else [])
+
+    def _accelerator_directives(self, cluster: SlurmClusterConfig | None) -> list[str]:
+        assert self.accelerator is not None
+        gres = gres_request(self.accelerator, cluster)
+        return accelerator_directives(gres, self.accelerator_count, self.replicas, self.tasks_per_node)
 
     def replace(
         self,
@@ -243,9 +267,13 @@ class JobRequirements:
         )
 
     def __repr__(self) -> str:
-        parts = [f"{r.name}={v:g}" for r, v in self.task_requirements.items()]
-        if self.replicas != 1:
+        parts = [
+            f"{r.name}={self.topology!r}" if r is self.accelerator and self.topology else f"{r.name}={v:g}"
+            for r, v in self.task_requirements.items()
+        ]
+        if self.replicas != 1 and self.topology is None:
             parts.append(f"replicas={self.replicas}")
+        parts += [f"{f}={getattr(self, f)}" for f in ("nodes", "tasks_per_node") if getattr(self, f)]
         if self.location:
             parts.append(f"location={self.location!r}")
         if self.cluster is not None:
@@ -260,6 +288,10 @@ class JobRequirements:
             other.replicas,
             other.location,
             other.cluster,
+        ) and (self.nodes, self.tasks_per_node, self.topology) == (
+            other.nodes,
+            other.tasks_per_node,
+            other.topology,
         )
 
     __hash__ = None  # type: ignore[assignment]  # mutable-looking, like xm.JobRequirements
@@ -293,6 +325,15 @@ def gres_request(
         gres = resources[accelerator]
         name, _, gres_type = (gres if ":" in gres else f"gpu:{gres}").partition(":")
         return name, gres_type or None, None
+    if accelerator.is_mig:
+        # A MIG slice is its own gres type; a feature would only pick the node, then any whole GPU on it.
+        name = cluster.name if cluster is not None else "(no cluster given)"
+        mapped = ", ".join(sorted(str(r) for r in resources if r.is_mig)) or "none"
+        raise ValidationError(
+            f"MIG profile {accelerator} ({accelerator.mig_profile}) is not mapped on cluster {name!r} "
+            f"(its MIG gres types: {mapped}); add it to SlurmClusterConfig(resources={{ResourceType."
+            f"{accelerator}: '<the site's gres type, e.g. {accelerator.mig_profile}>'}})"
+        )
     if accelerator in features:
         return "gpu", None, features[accelerator]
     if accelerator is ResourceType.GPU:
@@ -303,11 +344,3 @@ def gres_request(
         f"accelerator {accelerator} is not available on cluster {name!r} (its gres/feature maps know: {known}); "
         f"request GPU=N or add {accelerator} to SlurmClusterConfig(resources=...)"
     )
-
-
-def _accelerator_directives(
-    accelerator: ResourceType, count: int, cluster: SlurmClusterConfig | None
-) -> list[str]:
-    name, gres_type, feature = gres_request(accelerator, cluster)
-    out = [f"--gres={name}:{gres_type}:{count}" if gres_type else f"--gres={name}:{count}"]
-    return out + ([f"--constraint={feature}"] if feature else [])

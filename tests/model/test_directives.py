@@ -30,17 +30,17 @@ def test_memory_rounds_up_to_mib() -> None:
 
 
 def test_generic_gpu() -> None:
-    assert "--gres=gpu:2" in JobRequirements(GPU=2).to_directives()
+    assert "--gpus-per-task=2" in JobRequirements(GPU=2).to_directives()
 
 
 def test_named_accelerator_through_gres_map(cluster: SlurmClusterConfig) -> None:
-    assert "--gres=gpu:a100:2" in JobRequirements(A100=2, cluster=cluster).to_directives()
+    assert "--gpus-per-task=a100:2" in JobRequirements(A100=2, cluster=cluster).to_directives()
     assert "--gres=shard:h100:1" in JobRequirements({"h100": 1}, cluster=cluster).to_directives()
 
 
 def test_named_accelerator_through_feature_map(cluster: SlurmClusterConfig) -> None:
     d = JobRequirements(L40S=1, cluster=cluster).to_directives()
-    assert "--gres=gpu:1" in d and "--constraint=l40s_node" in d
+    assert "--gpus-per-task=1" in d and "--constraint=l40s_node" in d
 
 
 def test_xm_resource_type_keys_map_by_name(cluster: SlurmClusterConfig) -> None:
