@@ -100,7 +100,9 @@ class ImageBuilder:
         """Build and push every item; results in the same order."""
         groups: dict[tuple[object, ...], tuple[BuildRequest, list[str]]] = {}
         for build in builds:
-            _, tags = groups.setdefault(build.request.key(), (build.request, []))
+            key = build.request.key()
+            request, tags = groups.setdefault(key, (build.request, []))
+            groups[key] = (request.merged_with(build.request), tags)
             if build.tag not in tags:
                 tags.append(build.tag)
         if not groups:

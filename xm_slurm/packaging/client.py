@@ -57,7 +57,8 @@ class BuildRequest:
     cache_to: str | None = None
 
     def key(self) -> tuple[object, ...]:
-        """Identity for deduplication: the Dockerfile's content, not its path, counts."""
+        """Identity for deduplication: the Dockerfile's content, not its path, counts. The cache settings do
+        not: they change how fast an image is built, not what it holds (`merged_with` joins them)."""
         digest = hashlib.sha256(self.dockerfile.read_bytes()).hexdigest()
         ignore = hashlib.sha256(self.ignorefile.read_bytes()).hexdigest() if self.ignorefile else None
         return (
@@ -66,12 +67,18 @@ class BuildRequest:
             tuple(sorted(self.build_args)),
             self.target,
             tuple(sorted(self.labels)),
-            self.cache_from,
             self.platform,
             ignore,
             self.network,
             self.ssh,
-            self.cache_to,
+        )
+
+    def merged_with(self, other: BuildRequest) -> BuildRequest:
+        """This build, reading the caches of both and writing its own (or else the other's)."""
+        return dataclasses.replace(
+            self,
+            cache_from=tuple(dict.fromkeys((*self.cache_from, *other.cache_from))),
+            cache_to=self.cache_to or other.cache_to,
         )
 
 
