@@ -37,6 +37,7 @@ LEGACY_VERSION = "0.4.7"
 #: The revision whose tables `convert` writes; the migrations after it run as for any store at it.
 ADOPTED_REVISION = "0001"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+BUSY_TIMEOUT_S = 60.0
 
 #: 0.4.7's tables and their columns, in an order that drops children before their parents.
 LEGACY_TABLES: dict[str, tuple[str, ...]] = {
@@ -181,7 +182,8 @@ def inspect_store(path: pathlib.Path) -> bool:
     if header != _SQLITE_MAGIC:
         raise _refusal(path, "it is not a SQLite database")
     try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        # The busy timeout: another process may hold the file a moment (switching it to WAL, adopting it).
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
     except sqlite3.Error as e:
         raise _refusal(path, f"SQLite cannot open it ({e})") from None
     try:
@@ -192,6 +194,13 @@ def inspect_store(path: pathlib.Path) -> bool:
         return True
     except _Refused as e:
         raise _refusal(path, str(e)) from None
+    except sqlite3.OperationalError as e:
+        if "locked" not in str(e) and "busy" not in str(e):
+            raise _refusal(path, f"SQLite cannot read it ({e})") from None
+        raise MetadataError(
+            f"the metadata store {path} stayed locked by another process for {BUSY_TIMEOUT_S:.0f} s ({e}); "
+            "try again when that process is done"
+        ) from None
     except sqlite3.DatabaseError as e:
         raise _refusal(path, f"SQLite cannot read it ({e})") from None
     finally:

@@ -23,7 +23,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from xm_slurm.api.storage import adoption
-from xm_slurm.errors import ConfigurationError
+from xm_slurm.errors import ConfigurationError, MetadataError
 from xm_slurm.paths import local_state_dir
 
 log = logging.getLogger(__name__)
@@ -147,14 +147,20 @@ def _sqlite_file(url: str) -> pathlib.Path | None:
     return pathlib.Path(parsed.database)
 
 
-def _adopt(engine: sa.Engine, path: pathlib.Path) -> None:
+def _adopt(engine: sa.Engine, path: pathlib.Path, backup: pathlib.Path) -> None:
     """Rewrite a 0.4.7 store into our tables and migrate it to head, in one write transaction."""
-    with engine.begin() as conn:
-        rows = adoption.convert(
-            conn, path, lambda c: command.upgrade(alembic_config(c), adoption.ADOPTED_REVISION)
-        )
-        if rows is not None:
-            command.upgrade(alembic_config(conn), "head")
+    try:
+        with engine.begin() as conn:
+            rows = adoption.convert(
+                conn, path, lambda c: command.upgrade(alembic_config(c), adoption.ADOPTED_REVISION)
+            )
+            if rows is not None:
+                command.upgrade(alembic_config(conn), "head")
+    except sa.exc.DBAPIError as e:  # rolled back: the store holds what it held
+        raise MetadataError(
+            f"adopting {path} (a store of xmanager-slurm {adoption.LEGACY_VERSION}) failed and was rolled "
+            f"back: {e.orig}. Its copy from before is {backup}"
+        ) from e
 
 
 def open_engine(url: str | None = None) -> sa.Engine:
@@ -167,10 +173,15 @@ def open_engine(url: str | None = None) -> sa.Engine:
     legacy = path if path is not None and adoption.inspect_store(path) else None  # before create_engine
     if legacy is not None:
         backup = adoption.write_backup(legacy)
-        log.warning("adopting %s, a store of xmanager-slurm 0.4.7 (backup: %s)", legacy, backup)
+        log.warning(
+            "adopting %s, a store of xmanager-slurm %s (its copy: %s)",
+            legacy,
+            adoption.LEGACY_VERSION,
+            backup,
+        )
     engine = create_engine(url)
     if legacy is not None:
-        _adopt(engine, legacy)
+        _adopt(engine, legacy, backup)
     if current_revision(engine) != head_revision():
         upgrade(engine)
     return engine
