@@ -15,9 +15,9 @@ import asyncssh
 import pytest
 from local_cluster import LocalCluster
 
-from xm_slurm.config import PublicKey, SlurmClusterConfig
+from xm_slurm.config import Endpoint, PublicKey, SlurmClusterConfig
 from xm_slurm.contrib.clusters.factory import build
-from xm_slurm.contrib.clusters.sites import SITES, Endpoint
+from xm_slurm.contrib.clusters.sites import SITES
 from xm_slurm.errors import HostKeyError
 from xm_slurm.transport import SSHTransport
 

@@ -211,14 +211,25 @@ def test_login_goes_to_the_first_endpoint_with_the_sites_pinned_key(name: str) -
 
 @pytest.mark.parametrize("name", sorted(ENDPOINTS))
 def test_every_endpoint_is_listed_in_order(name: str) -> None:
-    # What the transport's failover will try (robot node first, then the login node).
+    # What the transport's failover tries (robot node first, then the login node), one key for all.
+    cluster = _preset(name, user="me")
+    assert [(e.hostname, e.port) for e in cluster.ssh.endpoints] == ENDPOINTS[name]
+    assert cluster.ssh.user == "me"
     listed = endpoints(clusters.PRESETS[name].site)
-    assert [(e.host, e.port) for e in listed] == ENDPOINTS[name]
+    assert [(e.hostname, e.port) for e in listed] == ENDPOINTS[name]
+
+
+def test_a_job_row_stores_the_preset_as_0_4_19_does() -> None:
+    # sites.md, "Stored per job": keys in this order, default separators, robot endpoints with a null port.
+    assert clusters.narval().ssh.to_json() == (
+        '{"endpoints": [["robot.narval.alliancecan.ca", null], ["narval.alliancecan.ca", 22]], '
+        f'"public_key": ["ssh-ed25519", "{HOST_KEYS["narval"]}"], "user": null}}'
+    )
 
 
 def test_host_replaces_the_endpoints_and_keeps_the_pin() -> None:
     cluster = clusters.narval("me", host="narval.alliancecan.ca")
-    assert (cluster.ssh.host, cluster.ssh.port) == ("narval.alliancecan.ca", None)
+    assert [(e.hostname, e.port) for e in cluster.ssh.endpoints] == [("narval.alliancecan.ca", None)]
     assert cluster.ssh.host_public_key is not None
     assert cluster.ssh.host_public_key.key == HOST_KEYS["narval"]
 

@@ -10,11 +10,10 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from xm_slurm.config import SUBMISSION_HOST, MountSpec, SlurmClusterConfig
-from xm_slurm.contrib.clusters.sites import ALIASES, Endpoint, Site
+from xm_slurm.config import SUBMISSION_HOST, Endpoint, MountSpec, SlurmClusterConfig, SSHConfig
+from xm_slurm.contrib.clusters.sites import ALIASES, Site
 from xm_slurm.errors import ValidationError
 from xm_slurm.resources import ResourceType
-from xm_slurm.ssh_config import SlurmSSHConfig
 
 __all__ = ["RetiredSiteWarning", "Validator", "build", "resource_types", "site_limits"]
 
@@ -81,13 +80,12 @@ def endpoints(site: Site, host: str | None = None, port: Any = _SITES_PORT) -> t
     """The addresses tried in order: the site's, or `host` alone; a given `port` (None: the OpenSSH config
     files decide) replaces every endpoint's."""
     listed = site.endpoints if host is None else (Endpoint(host, None),)
-    return tuple(Endpoint(e.host, e.port if port is _SITES_PORT else port) for e in listed)
+    return tuple(Endpoint(e.hostname, e.port if port is _SITES_PORT else port) for e in listed)
 
 
-def _ssh(site: Site, user: str | None, host: str | None, port: Any) -> SlurmSSHConfig:
-    # One endpoint until the transport takes several: the first (the robot node where there is one).
-    first = endpoints(site, host, port)[0]
-    return SlurmSSHConfig(host=first.host, port=first.port, user=user, host_public_key=site.host_public_key)
+def _ssh(site: Site, user: str | None, host: str | None, port: Any) -> SSHConfig:
+    # Every endpoint, in order: the transport moves to the next when one cannot be reached.
+    return SSHConfig(endpoints=endpoints(site, host, port), public_key=site.host_public_key, user=user)
 
 
 def _prolog(site: Site, proxy: str | None) -> str | None:

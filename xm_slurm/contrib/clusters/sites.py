@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 from immutabledict import immutabledict
 
-from xm_slurm.config import ContainerRuntime, MountSpec, infiniband_mounts, nvidia_mounts
+from xm_slurm.config import ContainerRuntime, Endpoint, MountSpec, infiniband_mounts, nvidia_mounts
 from xm_slurm.ssh_config import PublicKey
 
 __all__ = [
@@ -36,13 +36,6 @@ OPTIONS = frozenset({"account", "partition", "qos", "host", "mounts", "validate"
 #: The DRAC presets that took `proxy=` in 0.4.7 (narval, beluga, graham) or take it upstream (narval, rorqual).
 PROXY_OPTIONS = OPTIONS | {"proxy"}
 MILA_OPTIONS = OPTIONS | {"port", "runtime"}
-
-
-class Endpoint(NamedTuple):
-    """A login address, tried in the order listed; port None: the OpenSSH config files, else 22."""
-
-    host: str
-    port: int | None = None
 
 
 class PerUnit(NamedTuple):
@@ -115,7 +108,7 @@ class Site:
     @property
     def login(self) -> str:
         """The login node (the last endpoint: the one every account may use)."""
-        return self.endpoints[-1].host
+        return self.endpoints[-1].hostname
 
     @property
     def port(self) -> int | None:
