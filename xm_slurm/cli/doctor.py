@@ -40,6 +40,24 @@ _RUNTIME_PROBE = (
 )
 
 
+#: sbatch options of the 0.5.0 job surface that Slurm 22.05 lacks (`Slurm(bind={"tres": ...})`, the newer
+#: `gres_flags`). Each is offered to the site's own sbatch with `--test-only` (which submits nothing): sbatch
+#: parses its options before anything else, so one it cannot parse is refused with these words.
+OPTION_PROBES = (
+    "--tres-bind=gres/gpu:closest",
+    "--gres-flags=multiple-tasks-per-sharing",
+    "--gres-flags=one-task-per-sharing",
+    "--gres-flags=allow-task-sharing",
+)
+_OPTION_REFUSED = re.compile(r"unrecognized option|invalid option|Invalid --", re.IGNORECASE)
+
+
+def option_supported(stderr: str) -> bool:
+    """Whether `sbatch --test-only OPTION` parsed OPTION (any later complaint, e.g. a missing account, is
+    not about the option)."""
+    return _OPTION_REFUSED.search(stderr) is None
+
+
 def ssh_config_hosts(files: list[str]) -> set[str]:
     """The literal (pattern-free) names of `Host` lines in OpenSSH config files."""
     hosts: set[str] = set()
@@ -121,13 +139,17 @@ async def probe(transport: Transport) -> dict[str, Any]:
         return await transport.run(argv, check=False, idempotent=True)
 
     await run("true")  # connect first, so a connection error is reported once and as itself
-    version, sacct, config, runtimes, partitions, root = await asyncio.gather(
+    version, sacct, config, runtimes, partitions, root, *options = await asyncio.gather(
         run(["sbatch", "--version"]),
         run(["sacct", "-n", "-X", "-P", "--format=JobID", "-S", "now"]),
         run(["scontrol", "show", "config"]),
         run(_RUNTIME_PROBE),
         run(["sinfo", "-h", "-o", "%P"]),
         state_root(transport),
+        *(
+            run(["sbatch", "--test-only", "--time=1", "--output=/dev/null", option, "--wrap=true"])
+            for option in OPTION_PROBES
+        ),
     )
     report: dict[str, Any] = {"slurm_found": version.exit_status == 0}
     settings = parse_config(config.stdout) if config.exit_status == 0 else {}
@@ -150,6 +172,10 @@ async def probe(transport: Transport) -> dict[str, Any]:
         if name in RUNTIMES:
             found[name] = {"path": path, "version": ver.strip() or None}
     report["runtimes"] = {name: found.get(name) for name in RUNTIMES}
+    report["sbatch_options"] = {
+        option: option_supported(result.stderr) if report["slurm_found"] else None
+        for option, result in zip(OPTION_PROBES, options, strict=True)
+    }
     folder: dict[str, Any] = {"path": root, "exists": False, "mode": None, "private": None}
     try:
         st = await transport.stat(root)
@@ -179,6 +205,12 @@ def warnings(report: dict[str, Any]) -> list[str]:
         )
     if not any(report["runtimes"].values()):
         out.append("no container runtime (apptainer, singularity, podman) on the login node's PATH")
+    refused = [option for option, ok in report.get("sbatch_options", {}).items() if ok is False]
+    if refused:
+        out.append(
+            f"this site's sbatch does not know {', '.join(refused)} (newer Slurm): a job whose executor sets "
+            "them (bind={'tres': ...}, gres_flags=...) would be refused at submission"
+        )
     folder = report["state_folder"]
     if not folder["exists"]:
         out.append(
@@ -208,6 +240,14 @@ def _print_report(report: dict[str, Any]) -> None:
         (
             "state folder",
             f"{folder['path']} ({'mode ' + folder['mode'] if folder['exists'] else 'does not exist yet'})",
+        ),
+        *(
+            (
+                f"sbatch {option.split('=')[0]}",
+                option.split("=", 1)[1] + (" supported" if ok else " not supported"),
+            )
+            for option, ok in report["sbatch_options"].items()
+            if ok is not None
         ),
         ("job states via", report["decisions"]["status_source"]),
         ("array chunk size", report["decisions"]["array_chunk_size"]),
@@ -252,7 +292,8 @@ def register(subparsers: Any) -> None:
         help="probe a cluster: Slurm version, sacct, limits, runtimes, state folder",
         description=(
             "Connect to a cluster's login node and report: the Slurm version, whether sacct works, "
-            "MaxArraySize and MaxJobCount, the container runtimes found, the xm_slurm state folder, and "
+            "MaxArraySize and MaxJobCount, the container runtimes found, the xm_slurm state folder, "
+            "whether its sbatch knows the newer options --tres-bind and --gres-flags=*-sharing, and "
             "what the library decides from them (job states via sacct or squeue, job array chunk size)."
         ),
         epilog=EPILOG,
