@@ -1,8 +1,9 @@
-"""The GPU tests build and run job scripts with the rendering tests' helpers (tests/rendering)."""
+"""The GPU tests use the rendering tests' helpers (tests/rendering) and the experiment tests' cluster config."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rendering"))
+for folder in ("rendering", "experiment"):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / folder))
