@@ -21,7 +21,9 @@ from xm_slurm.mounts import MountSpec
 
 MASTER_PORT_BASE = 10000
 MASTER_PORT_SPAN = 10000
-RENDEZVOUS_VARS = ("MASTER_ADDR", "MASTER_PORT")
+# SLURMD_NODENAME: which Slurm node a task runs on (the host name may not say: a node can be one of
+# several slurmd on a machine); not a SLURM_* name, so forwarded by name.
+RENDEZVOUS_VARS = ("MASTER_ADDR", "MASTER_PORT", "SLURMD_NODENAME")
 DEBUG_VAR = "XM_SLURM_DEBUG"
 
 
