@@ -33,9 +33,8 @@ _Model = TypeVar("_Model")
 #: `pending:<submission token>:<unix seconds>[_<array task> | +<component>]`.
 PENDING_JOB_ID = re.compile(r"pending:xms-[0-9a-f]{24}:\d+(?:_\d+|\+\d+)?")
 
-#: How versions before the `retry_of` field (store revision 0006) recorded a retry: the job's name was
+#: How versions before the `retry_of` field (store revision 0006) named a retry:
 #: `<name> [retry of <old Slurm job id>]`. Only ever read (`legacy_retry_lineage`), never written.
-LEGACY_RETRY_MARK = " [retry of "
 _LEGACY_RETRY_NAME = re.compile(r"(.*) \[retry of (\d+(?:_\d+|\+\d+)?)\]", re.DOTALL)
 
 CONFIG_ARTIFACT_NAMES: tuple[str, ...] = ("GRAPHVIZ", "PYTHON")
