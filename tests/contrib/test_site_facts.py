@@ -416,9 +416,10 @@ def test_an_accelerator_the_site_does_not_list_is_refused(name: str, kind: str) 
 @pytest.mark.parametrize("name", sorted(RETIRED))
 def test_retired_sites_import_build_and_warn_that_they_are_retired(name: str) -> None:
     function = getattr(clusters.drac, name)
-    with pytest.warns(RetiredSiteWarning, match=rf"'{name}' is retired"):
+    with pytest.warns(RetiredSiteWarning, match=rf"'{name}' is retired") as caught:
         cluster = function(user="me")
     assert cluster.name == name
+    assert [w.filename for w in caught] == [__file__]  # the warning points at the caller's line
 
 
 @pytest.mark.parametrize("name", sorted(set(ENDPOINTS) - RETIRED))

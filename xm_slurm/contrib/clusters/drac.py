@@ -22,10 +22,11 @@ hook, run after the site's checks) and, on narval, rorqual, beluga and graham, `
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 
 from xm_slurm.config import MountSpec, SlurmClusterConfig
-from xm_slurm.contrib.clusters.factory import Validator, build
+from xm_slurm.contrib.clusters.factory import RetiredSiteWarning, Validator, build
 from xm_slurm.contrib.clusters.sites import SITES
 
 __all__ = [
@@ -242,7 +243,17 @@ def all(  # 0.4.7's name (shadows the builtin here), kept for its launch scripts
 ) -> list[SlurmClusterConfig]:
     """The configs of 0.4.7's `drac.all()`: narval, beluga, cedar and graham (the last three are retired).
 
-    Kept for 0.4.7 launch scripts (it warns once per retired site); new scripts name the cluster they want
-    (e.g. `drac.rorqual`).
+    Kept for 0.4.7 launch scripts; it warns (one RetiredSiteWarning, at the caller's line) that three of them
+    are retired. New scripts name the cluster they want (e.g. `drac.rorqual`).
     """
-    return [build(SITES[name], user, account=account, mounts=mounts) for name in ALL_047]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RetiredSiteWarning)  # said once below, for all three
+        configs = [build(SITES[name], user, account=account, mounts=mounts) for name in ALL_047]
+    retired = [name for name in ALL_047 if SITES[name].retired]
+    warnings.warn(
+        f"drac.all() (0.4.7's list) includes the retired clusters {', '.join(retired)}: "
+        + "; ".join(f"{name}: {SITES[name].retired}" for name in retired),
+        RetiredSiteWarning,
+        stacklevel=2,
+    )
+    return configs

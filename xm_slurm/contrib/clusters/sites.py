@@ -323,7 +323,7 @@ PAICE = (
 
 # --- Retired: 0.4.7's presets, kept so that its launch scripts still import (and are told) ------------------
 
-RETIRED = (
+_RETIRED_PAGES = (
     _alliance(
         "beluga",
         "B%C3%A9luga/en",
@@ -366,7 +366,7 @@ RETIRED = (
 # Retired sites logged in to the robot node only, on port 22, in 0.4.7.
 RETIRED = tuple(
     dataclasses.replace(site, endpoints=(Endpoint(f"robot.{site.name}.alliancecan.ca", 22),))
-    for site in RETIRED
+    for site in _RETIRED_PAGES
 )
 
 #: Every known site, by preset name.
