@@ -245,9 +245,27 @@ class SlurmExperimentUnit(xm.ExperimentUnit):
         del mark_as_failed, mark_as_completed, message  # Slurm records the final state itself
         return self._host.cancel_soon(list(self._jobs))
 
-    async def logs(self, *, num_lines: int = 10, follow: bool = False) -> AsyncIterator[str]:
+    async def logs(
+        self,
+        *,
+        num_lines: int = 10,
+        block_size: int = 1024,
+        wait: bool = True,
+        follow: bool = False,
+        raw: bool = False,
+    ) -> AsyncIterator[str]:
         """The last `num_lines` lines of each job's log; with `follow=True`, then new lines until the jobs
-        end. With several logs (several jobs), lines are prefixed `[job name] ` and interleaved."""
+        end. With several logs (several jobs), lines are prefixed `[job name] ` and interleaved.
+
+        wait: a log with nothing in it yet (the job is pending) is waited for until its first line or the
+          job's end (a job cancelled while pending writes none); False: what is there now, maybe nothing.
+        raw: the text as written (newlines kept, no prefixes) in pieces of at most `block_size` characters
+          instead of lines (0.4.8's `raw=`)."""
+        _check_log_options(block_size=block_size, wait=wait, follow=follow, raw=raw)
+        if raw:
+            async for piece in _pieces(self.logs(num_lines=num_lines, wait=wait, follow=follow), block_size):
+                yield piece
+            return
         files: dict[tuple[Any, str], list[str]] = {}
         connections = self._host.connections
         for job in self._jobs:
@@ -259,7 +277,11 @@ class SlurmExperimentUnit(xm.ExperimentUnit):
         if not follow:
             for (ssh, path), names in files.items():
                 prefix = f"[{'+'.join(names)}] " if labelled else ""
-                for line in await tail(connections.transport(ssh), path, num_lines):
+                lines = await tail(connections.transport(ssh), path, num_lines)
+                if not lines and wait:
+                    await self._log_started(ssh, path)
+                    lines = await tail(connections.transport(ssh), path, num_lines)
+                for line in lines:
                     yield prefix + line
             return
 
@@ -278,8 +300,37 @@ class SlurmExperimentUnit(xm.ExperimentUnit):
         async for line in interleave(streams):
             yield line
 
+    async def _log_started(self, ssh: Any, path: str) -> None:
+        """Until the log has a line or every job of this unit on `ssh` has ended (one follow channel)."""
+        connections = self._host.connections
+        ids = [j.job_id for j in self._jobs if j.ssh == ssh]
+        lines = scheduler.follow(
+            connections.transport(ssh), path, num_lines=1, until=connections.watcher(ssh).wait(ids)
+        )
+        try:
+            async for _ in lines:
+                break
+        finally:
+            await lines.aclose()  # type: ignore[attr-defined]  # an async generator
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(experiment_id={self.experiment_id}, id={self._unit_id})"
+
+
+def _check_log_options(*, block_size: object, **flags: object) -> None:
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+        raise ValidationError(f"block_size={block_size!r} must be an integer >= 1 (characters per piece)")
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise ValidationError(f"{name}={value!r} must be True or False")
+
+
+async def _pieces(lines: AsyncIterator[str], size: int) -> AsyncIterator[str]:
+    """The lines as text (newline-terminated), in pieces of at most `size` characters."""
+    async for line in lines:
+        text = line + "\n"
+        for start in range(0, len(text), size):
+            yield text[start : start + size]
 
 
 def _failed_state() -> Any:
