@@ -49,7 +49,7 @@ async def _logs_async(args: argparse.Namespace) -> int:
         prefixes = {u.unit_id: (f"[{label(u)}] " if len(units) > 1 else "") for u in units}
         if not args.follow:
             for unit in units:  # one unit after the other: stable output
-                async for line in unit.logs(num_lines=args.lines, follow=False):
+                async for line in unit.logs(num_lines=args.lines, wait=False, follow=False):  # a snapshot
                     _emit(prefixes[unit.unit_id] + line)
             return 0
 
