@@ -237,7 +237,7 @@ class SlurmSSHConfig:
         if endpoints is None:
             if host is None:
                 raise ValidationError("SlurmSSHConfig needs host= (or endpoints=(Endpoint(host, port), ...))")
-            found = (Endpoint(host, port),)
+            found: tuple[Endpoint, ...] = (Endpoint(host, port),)
         else:
             found = _as_endpoints(endpoints)
             if host is not None or port is not None:

@@ -8,6 +8,11 @@
   reads, stats, mkdir, the write (a whole file to a fresh temporary name, then renamed over the target, so a
   repeat only writes it again), commands marked `idempotent=True` (sacct, squeue, scancel), and any command
   whose channel never opened. Never `sbatch`.
+* The connection goes to the first endpoint of the config that answers (`ssh_connect`: failover on a refused
+  or silent endpoint, never on a wrong host key or a refused login). A server that asks for keyboard-interactive
+  (a second factor) is logged in to once per machine and session by a session holder (`ssh_session`), whose
+  socket this process and the next ones use; prompts are answered by the config's `prompt_handler`, else on
+  the terminal, else refused with an error saying what to do (`ssh_auth`).
 * Host keys are always verified (see `xm_slurm.ssh_config`). No asyncssh or socket error escapes: each becomes
   an `xm_slurm.errors.TransportError` (`ConnectionLostError`, `HostKeyError`, ...) naming the host, the
   operation and what is safe to do next, with the real error chained as its cause. File operations keep the
@@ -19,23 +24,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import posixpath
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import asyncssh
 
 from xm_slurm.errors import (
-    AuthenticationError,
     ConnectionLostError,
-    HostKeyError,
     RemoteCommandError,
     TransportError,
     ValidationError,
 )
 from xm_slurm.ssh_config import SlurmSSHConfig
+from xm_slurm.transport import ssh_session
 from xm_slurm.transport.base import (
     Command,
     CommandResult,
@@ -44,6 +47,8 @@ from xm_slurm.transport.base import (
     Transport,
     join_command,
 )
+from xm_slurm.transport.ssh_auth import PROMPT_TIMEOUT, SecondFactorWanted, make_answerer
+from xm_slurm.transport.ssh_connect import connect
 from xm_slurm.transport.ssh_parts import (
     COMMAND_HINT,
     FILE_HINT,
@@ -51,8 +56,7 @@ from xm_slurm.transport.ssh_parts import (
     Lost,
     NotSent,
     SSHProcess,
-    host_key_message,
-    pinned_algorithm_message,
+    address_of,
     real_cause,
     reason_of,
     returncode_of,
@@ -64,18 +68,23 @@ T = TypeVar("T")
 
 
 class SSHTransport(Transport):
-    """The transport over SSH. `connect_timeout`: seconds allowed to open a connection (TCP, SSH handshake
-    and authentication), after which the call fails with a `ConnectionLostError` saying so. `max_retries`:
-    how many times a safe call is repeated after its connection was lost."""
+    """The transport over SSH. `connect_timeout`: seconds one endpoint has to finish the SSH handshake (TCP,
+    key exchange, host key), then the next endpoint is tried, or the call fails with a `ConnectionLostError`
+    saying so; the login after it gets as long again, plus `prompt_timeout` per keyboard-interactive answer.
+    `max_retries`: how many times a safe call is repeated after its connection was lost. `persist`: seconds
+    a session holder outlives its last client (None: `XM_SLURM_SSH_PERSIST`, else 600; 0: none, each
+    process answers its own prompts)."""
 
     def __init__(
         self,
         config: SlurmSSHConfig,
         *,
         max_sessions: int = 8,
-        connect_timeout: float = 30.0,
+        connect_timeout: float = 15.0,
         max_retries: int = 3,
         keepalive_interval: float = 30.0,
+        prompt_timeout: float = PROMPT_TIMEOUT,
+        persist: float | None = None,
     ) -> None:
         if (
             isinstance(connect_timeout, bool)
@@ -86,6 +95,9 @@ class SSHTransport(Transport):
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise ValidationError(f"max_retries={max_retries!r} must be an integer >= 0")
         self.config = config
+        self._prompt_timeout = prompt_timeout
+        self._persist = ssh_session.persist_seconds() if persist is None else persist
+        self.via_session = False  # the connection goes through a session holder (for tests and logs)
         self._max_retries = max_retries
         self._connect_timeout = connect_timeout
         self._keepalive = keepalive_interval
@@ -102,31 +114,6 @@ class SSHTransport(Transport):
 
     # --- connection ---
 
-    def _options(self) -> dict[str, Any]:
-        c = self.config
-        options: dict[str, Any] = {
-            "config": [p for p in c.openssh_config_files() if os.path.isfile(p)],
-            "connect_timeout": self._connect_timeout,
-            "keepalive_interval": self._keepalive,
-            "keepalive_count_max": 3,
-            "errors": "replace",
-        }
-        if c.port is not None:
-            options["port"] = c.port
-        if c.user is not None:
-            options["username"] = c.user
-        if c.client_keys is not None:
-            options["client_keys"] = [os.path.expanduser(k) for k in c.client_keys]
-        if c.host_public_key is not None:
-            # Trust exactly this key for this connection: a different server key is refused.
-            key = asyncssh.import_public_key(c.host_public_key.to_openssh())
-            options["known_hosts"] = ([key], [], [])
-        elif c.known_hosts is not None:
-            options["known_hosts"] = os.path.expanduser(c.known_hosts)
-        # Otherwise asyncssh uses UserKnownHostsFile or ~/.ssh/known_hosts. It is never None: that would
-        # switch verification off.
-        return options
-
     async def _connection(self) -> asyncssh.SSHClientConnection:
         if self._closed:
             raise ConnectionLostError(f"the transport to {self.config.destination} was closed")
@@ -142,65 +129,38 @@ class SSHTransport(Transport):
             return self._conn
 
     async def _open(self) -> asyncssh.SSHClientConnection:
-        c = self.config
+        """This machine's session of the cluster if one is held, else a login of our own; a server that
+        asks for a second factor gets a session holder (unless `persist` is 0)."""
+        if self._persist > 0 and (conn := await ssh_session.attach(self.config)) is not None:
+            self.via_session = True
+            return conn
+        answer = make_answerer(self.config, timeout=self._prompt_timeout)
         try:
-            return await asyncssh.connect(c.host, **self._options())
-        except asyncssh.HostKeyNotVerifiable as e:
-            raise HostKeyError(await host_key_message(self.config, self._probe_host_key, e)) from e
-        except asyncssh.PermissionDenied as e:
-            keys = ", ".join(c.client_keys) if c.client_keys else "your default keys / ssh-agent"
-            raise AuthenticationError(
-                f"SSH server {c.destination} refused authentication ({e.reason}); tried {keys}. Check "
-                "`user`, the IdentityFile in your ssh config or `client_keys`, and that the public key is in "
-                "the server's authorized_keys"
-            ) from e
-        except (OSError, asyncssh.Error, asyncio.TimeoutError) as e:
-            if isinstance(e, asyncio.TimeoutError):
-                try_it = f"ssh -p {c.port} {c.host}" if c.port else f"ssh {c.host}"
-                raise ConnectionLostError(
-                    f"connecting to {self._address()} timed out after {self._connect_timeout:g} s: no SSH "
-                    "server answered. Check the host and port, that sshd runs there and that no firewall or "
-                    f"VPN drops the traffic (`{try_it}` from this machine); a slow "
-                    "link may need a longer connect_timeout. Nothing ran on the cluster: retrying is safe"
-                ) from e
-            # A server that offers no key of the pinned algorithm drops the key exchange, which looks like
-            # a reset: ask it which key it has, to say so instead.
-            if (
-                c.host_public_key is not None
-                and not isinstance(e, ConnectionRefusedError)
-                and (
-                    message := await pinned_algorithm_message(
-                        self.config, self._address(), self._probe_host_key
-                    )
-                )
-                is not None
-            ):
-                raise HostKeyError(message) from e
-            raise ConnectionLostError(
-                f"could not connect to {self._address()}: {reason_of(e)}. Check the host, port and that sshd "
-                "runs there; nothing ran on the cluster, so retrying is safe"
-            ) from e
+            conn = await connect(
+                self.config,
+                timeout=self._connect_timeout,
+                answer=None if self._persist > 0 else answer,
+                keepalive=self._keepalive,
+                prompt_timeout=self._prompt_timeout,
+            )
+            self.via_session = False
+            return conn
+        except SecondFactorWanted:
+            conn = await ssh_session.start(
+                self.config,
+                answer,
+                connect_timeout=self._connect_timeout,
+                prompt_timeout=self._prompt_timeout,
+                persist=self._persist,
+            )
+            self.via_session = True
+            return conn
 
     def _address(self) -> str:
-        """`host:port` for messages (the port of the ssh config or 22 when the config gives none)."""
-        c = self.config
-        return f"{c.host}:{c.port}" if c.port else f"{c.host} (port 22 unless your ssh config says otherwise)"
-
-    async def _probe_host_key(self, algorithms: Sequence[str] = ()) -> asyncssh.SSHKey | None:
-        """The key the server presents (restricted to `algorithms` if given), or None. Only for messages:
-        never trusted."""
-        c = self.config
-        with contextlib.suppress(Exception):
-            return await asyncio.wait_for(
-                asyncssh.get_server_host_key(
-                    c.host,
-                    c.port or (),
-                    config=self._options()["config"],
-                    server_host_key_algs=list(algorithms) or (),
-                ),
-                min(self._connect_timeout, 10),
-            )
-        return None
+        """Where the connection goes, for messages."""
+        if len(self.config.endpoints) == 1:
+            return address_of(self.config.endpoints[0])
+        return self.config.destination
 
     async def _sftp_client(self, conn: asyncssh.SSHClientConnection) -> asyncssh.SFTPClient:
         if self._sftp is not None and self._sftp_conn is conn:

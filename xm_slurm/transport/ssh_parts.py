@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 import asyncssh
 
 from xm_slurm.errors import ConnectionLostError, TransportError
-from xm_slurm.ssh_config import SlurmSSHConfig
+from xm_slurm.ssh_config import Endpoint, SlurmSSHConfig
 from xm_slurm.transport.base import StreamingProcess
 
 FILE_HINT = (
@@ -109,42 +109,59 @@ class SSHProcess(StreamingProcess):
 Probe = Callable[[Sequence[str]], Awaitable["asyncssh.SSHKey | None"]]
 
 
-async def pinned_algorithm_message(c: SlurmSSHConfig, address: str, probe: Probe) -> str | None:
+def address_of(endpoint: Endpoint) -> str:
+    """`host:port` for messages (the port of the ssh config or 22 when the endpoint gives none)."""
+    if endpoint.port:
+        return f"{endpoint.hostname}:{endpoint.port}"
+    return f"{endpoint.hostname} (port 22 unless your ssh config says otherwise)"
+
+
+def _scan(endpoint: Endpoint) -> str:
+    return f"ssh-keyscan -p {endpoint.port or 22} {endpoint.hostname}"
+
+
+async def pinned_algorithm_message(c: SlurmSSHConfig, endpoint: Endpoint, probe: Probe) -> str | None:
     """Why a connection with a pinned key failed, if the server offers no key of its algorithm."""
-    assert c.host_public_key is not None
-    pinned = asyncssh.import_public_key(c.host_public_key.to_openssh())
+    assert c.public_key is not None
+    pinned = asyncssh.import_public_key(c.public_key.to_openssh())
     presented = await probe(())
     if presented is None:  # the server does not answer a key exchange at all: not a host-key problem
         return None
     if await probe([a.decode() for a in pinned.sig_algorithms]) is not None:
         return None  # it offers that algorithm: the failure was something else
-    scan = f"ssh-keyscan -p {c.port or 22} {c.host}"
     return (
-        f"the pinned host_public_key's algorithm {c.host_public_key.algorithm} is not among the host key "
-        f"algorithms SSH server {address} offered (it presents {presented.get_algorithm()} "
+        f"the pinned host_public_key's algorithm {c.public_key.algorithm} is not among the host key "
+        f"algorithms SSH server {address_of(endpoint)} offered (it presents {presented.get_algorithm()} "
         f"{presented.get_fingerprint()}), so its key cannot match the pin. Check the pinned key: list the "
-        f"server's keys with `{scan}`, confirm the fingerprint with the cluster's admins and pin that key. "
-        "Nothing ran on the cluster"
+        f"server's keys with `{_scan(endpoint)}`, confirm the fingerprint with the cluster's admins and pin "
+        "that key. Nothing ran on the cluster"
     )
 
 
-async def host_key_message(c: SlurmSSHConfig, probe: Probe, error: asyncssh.HostKeyNotVerifiable) -> str:
-    port = c.port or 22
+async def host_key_message(
+    c: SlurmSSHConfig, endpoint: Endpoint, probe: Probe, error: asyncssh.HostKeyNotVerifiable
+) -> str:
     presented = ""
     key = await probe(())
     if key is not None:
         presented = f" The server presented {key.get_algorithm()} {key.get_fingerprint()}."
-    scan = f"ssh-keyscan -p {port} {c.host}"
-    if c.host_public_key is not None:
+    scan = _scan(endpoint)
+    who = f"{c.user}@{endpoint}" if c.user else str(endpoint)
+    not_tried = (
+        " The other endpoints were not tried: a wrong key is never a reason to fail over."
+        if len(c.endpoints) > 1
+        else ""
+    )
+    if c.public_key is not None:
         return (
-            f"SSH host key of {c.destination} does not match the pinned host_public_key "
-            f"({c.host_public_key.algorithm}).{presented} If the server's key really changed, check the "
-            f"new fingerprint with the cluster's admins (`{scan}`) and update host_public_key."
+            f"SSH host key of {who} does not match the pinned host_public_key "
+            f"({c.public_key.algorithm}).{presented} If the server's key really changed, check the "
+            f"new fingerprint with the cluster's admins (`{scan}`) and update host_public_key.{not_tried}"
         )
     where = c.known_hosts or "~/.ssh/known_hosts"
     return (
-        f"SSH host key of {c.destination} could not be verified against {where} ({error.reason}): the "
+        f"SSH host key of {who} could not be verified against {where} ({error.reason}): the "
         f"host is unknown or its key changed.{presented} Verify the fingerprint, then add it with "
-        f"`{scan} >> {where}` (or `ssh {c.host}` once), or pin it with "
-        "SlurmSSHConfig(host_public_key=PublicKey(algorithm, key))."
+        f"`{scan} >> {where}` (or `ssh {endpoint.hostname}` once), or pin it with "
+        f"SlurmSSHConfig(host_public_key=PublicKey(algorithm, key)).{not_tried}"
     )
