@@ -23,6 +23,7 @@ from xm_slurm.config import SlurmClusterConfig
 from xm_slurm.contrib.clusters import cc, drac
 from xm_slurm.contrib.clusters.factory import RetiredSiteWarning
 from xm_slurm.contrib.clusters.mila import mila
+from xm_slurm.errors import ValidationError
 from xm_slurm.executables import RemoteImage
 from xm_slurm.executors import Slurm
 from xm_slurm.rendering import JobComponent, JobScriptRequest, Trial, render_job_script
@@ -138,3 +139,9 @@ def test_drac_all_is_047s_four_clusters_and_warns_for_the_retired_ones() -> None
     [warning] = caught  # one, pointing at the caller's line
     assert warning.category is RetiredSiteWarning and warning.filename == __file__
     assert "retired clusters beluga, cedar, graham" in str(warning.message)
+
+
+@pytest.mark.parametrize("bad", ["", "two words"])
+def test_a_bad_proxy_is_refused_naming_it(bad: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(f"proxy={bad!r}")):
+        drac.narval(proxy=bad)

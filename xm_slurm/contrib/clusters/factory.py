@@ -54,7 +54,9 @@ def build(site: Site, /, user: str | None = None, **options: Any) -> SlurmCluste
             RetiredSiteWarning,
             stacklevel=3,
         )
-    proxy = options.get("proxy") or site.default_proxy
+    proxy = options.get("proxy")
+    if proxy is None:
+        proxy = site.default_proxy
     return SlurmClusterConfig(
         name=site.name,
         ssh=_ssh(site, user, options.get("host"), options.get("port", _SITES_PORT)),
