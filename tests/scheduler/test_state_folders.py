@@ -86,12 +86,20 @@ def test_experiment_dir_and_its_bad_ids() -> None:
             paths.experiment_dir("/state", bad)  # type: ignore[arg-type]
 
 
+def test_a_later_group_component_logs_apart() -> None:
+    jid = SlurmJobId.parse("123+2")
+    assert paths.log_name(jid) == "slurm-123+2.out"
+    assert _shell(f"printf %s {paths.component_log_name(2)}", SLURM_JOB_ID="123", PATH=os.defpath) == (
+        "slurm-123+2.out"
+    )
+
+
 @pytest.mark.parametrize(
     ("job_id", "array", "slurm_env", "name"),
     [
         ("123", False, {"SLURM_JOB_ID": "123"}, "slurm-123.out"),
-        # Every component of a job group writes the leader's log (its batch script has the leader's id).
-        ("123+1", False, {"SLURM_JOB_ID": "123"}, "slurm-123.out"),
+        # A job group's first component writes the leader's log (its batch script has the leader's id).
+        ("123+0", False, {"SLURM_JOB_ID": "123"}, "slurm-123.out"),
         ("123_4", True, {"SLURM_ARRAY_JOB_ID": "123", "SLURM_ARRAY_TASK_ID": "4"}, "slurm-123_4.out"),
     ],
 )

@@ -20,6 +20,7 @@ from xmanager import xm
 from xm_slurm.api import SlurmJob
 from xm_slurm.errors import ValidationError
 from xm_slurm.job_ids import SlurmJobId
+from xm_slurm.paths import log_name  # one rule for log names (a group's later components log apart)
 from xm_slurm.scheduler import experiment_dir
 from xm_slurm.ssh_config import SlurmSSHConfig
 
@@ -71,13 +72,6 @@ class PendingJob:
 
 def is_pending(record: SlurmJob) -> bool:
     return record.slurm_job_id.startswith(PENDING_PREFIX)
-
-
-def log_name(job_id: SlurmJobId) -> str:
-    """`slurm-%j.out` (a job, or every component of a job group) or `slurm-%A_%a.out` (an array task)."""
-    if job_id.array_task is not None:
-        return f"slurm-{job_id.job_id}_{job_id.array_task}.out"
-    return f"slurm-{job_id.job_id}.out"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
