@@ -253,6 +253,8 @@ class JobRequirements:
         current resources, as in 0.4.x: `req.replace(other_cluster, GPU=2)` keeps CPU and memory. Checked
         again, e.g. against the new cluster's accelerators."""
         resources: dict[Any, Any] = dict(self.task_requirements)
+        if self.topology is not None and self.accelerator is not None:
+            resources[self.accelerator] = self.topology  # keeps its switches; a new amount replaces it
         for key, value in kw_resources.items():
             resource = _resource_key(key)
             if resource.is_accelerator:  # a job uses one kind: a new one replaces the old
@@ -264,6 +266,8 @@ class JobRequirements:
             replicas=self.replicas if replicas is _KEEP else replicas,
             location=self.location if location is _KEEP else location,
             cluster=self.cluster if cluster is _KEEP else cluster,
+            nodes=self.nodes,
+            tasks_per_node=self.tasks_per_node,
         )
 
     def __repr__(self) -> str:

@@ -192,3 +192,12 @@ def test_podman_step_passes_exactly_its_gpus_renumbered(
     ).stdout.splitlines()
     passed = [f"--device=nvidia.com/gpu={d}" for d in devices]
     assert out == ["run", *passed, "--rm", "img", "-c", "x", f"CVD={ordinals} GDO={ordinals}"]
+
+
+def test_replace_keeps_the_layout() -> None:
+    req = JobRequirements(GPU=Topology("2x2", switches=1), CPU=2, nodes=1)
+    again = req.replace(CPU=4)
+    assert again.topology == req.topology and again.nodes == 1 and again.cpus == 4
+    assert _layout(again) == ["--ntasks=2", "--nodes=1", "--switches=1", "--gpus-per-task=2"]
+    plain = req.replace(GPU=1)  # a new amount replaces the topology; the tasks and nodes stay
+    assert plain.topology is None and _layout(plain) == ["--ntasks=2", "--nodes=1", "--gpus-per-task=1"]
