@@ -28,7 +28,7 @@ def packageable(base_image: str) -> xm.Packageable:
     return xm_slurm.mamba_container(
         executor_spec=xm_slurm.Slurm.Spec(tag=local_site.image_tag("conda-simulate")),
         entrypoint=xm.ModuleName("simulate"),
-        path=os.path.dirname(os.path.abspath(__file__)),
+        context=os.path.dirname(os.path.abspath(__file__)),
         environment="environment.yml",
         base_image=base_image,
     )

@@ -30,7 +30,7 @@ async def main() -> None:
                 xm_slurm.python_container(
                     executor_spec=xm_slurm.Slurm.Spec(tag=local_site.image_tag("pip-evaluate")),
                     entrypoint=xm.ModuleName("evaluate"),
-                    path=".",
+                    context=".",
                     requirements="requirements.txt",
                     base_image=local_site.python_image(),
                     # The local base image is Debian's bare python3, without pip; images such as

@@ -34,7 +34,7 @@ async def main(base_image: str) -> None:
                 xm_slurm.uv_container(
                     executor_spec=xm_slurm.Slurm.Spec(tag=local_site.image_tag("uv-sweeper")),
                     entrypoint=xm.ModuleName("sweeper.train"),
-                    path=".",  # this folder: relative to the launch script
+                    context=".",  # this folder: relative to the launch script
                     base_image=base_image,
                     uv_image=uv_image.image,
                 )

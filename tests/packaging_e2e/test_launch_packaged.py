@@ -45,7 +45,7 @@ async def test_uv_container_runs_and_an_unchanged_rebuild_uses_the_cache(
     packageable = xm_slurm.uv_container(
         executor_spec=xm_slurm.Slurm.Spec(tag=tag),
         entrypoint=xm.ModuleName("hello"),
-        path=project,
+        context=project,
         base_image=local_cluster.python_image,
         uv_image=uv_image.image,
         env_vars={"XM_APP": "uv-app"},
@@ -107,7 +107,7 @@ async def test_python_and_dockerfile_containers_and_a_pushed_docker_image(
     python_pkg = xm_slurm.python_container(
         executor_spec=xm_slurm.Slurm.Spec(tag=f"{registry}/{unique}/py:latest"),
         entrypoint=xm.ModuleName("hello"),
-        path=project,
+        context=project,
         base_image=local_cluster.python_image,
         env_vars={"XM_APP": "python-app"},
     )

@@ -37,7 +37,7 @@ def test_missing_files_and_tags_without_registry(local_cluster: LocalCluster, tm
     with pytest.raises(
         ValidationError, match=r"uv project file uv\.lock '.*/uvproj/uv\.lock' does not exist"
     ):
-        xm_slurm.uv_container(executor_spec=spec, entrypoint=xm.ModuleName("x"), path=project)
+        xm_slurm.uv_container(executor_spec=spec, entrypoint=xm.ModuleName("x"), context=project)
     with pytest.raises(
         ValidationError, match=r"'me/train:latest' names no registry.*registry\.example\.org/me/train"
     ):
