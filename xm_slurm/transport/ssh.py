@@ -145,10 +145,11 @@ class SSHTransport(Transport):
             )
             self.via_session = False
             return conn
-        except SecondFactorWanted:
+        except SecondFactorWanted as wanted:
             conn = await ssh_session.start(
                 self.config,
                 answer,
+                first=wanted.endpoint,
                 connect_timeout=self._connect_timeout,
                 prompt_timeout=self._prompt_timeout,
                 persist=self._persist,

@@ -23,7 +23,7 @@ from typing import TypeVar
 import asyncssh
 
 from xm_slurm.errors import AuthenticationError
-from xm_slurm.ssh_config import SlurmSSHConfig
+from xm_slurm.ssh_config import Endpoint, SlurmSSHConfig
 
 #: Seconds one prompt may wait for its answer (a person reading a code off a phone, or a callback).
 PROMPT_TIMEOUT = 180.0
@@ -163,8 +163,12 @@ async def in_daemon_thread(fn: Callable[[], T]) -> T:
 
 
 class SecondFactorWanted(Exception):
-    """Internal: the server asks for keyboard-interactive and this attempt was told to leave it to a
-    session holder (one login shared by this machine's processes)."""
+    """Internal: the server at `endpoint` asks for keyboard-interactive and this attempt was told to leave
+    it to a session holder (one login shared by this machine's processes)."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        super().__init__(str(endpoint))
+        self.endpoint = endpoint
 
 
 class LoginClient(asyncssh.SSHClient):

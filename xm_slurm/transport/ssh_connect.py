@@ -149,7 +149,7 @@ async def _attempt(
         raise HostKeyError(await host_key_message(config, endpoint, probe, e)) from e
     except asyncssh.PermissionDenied as e:
         if answer is None and client.kbdint_asked and client.error is None:
-            raise SecondFactorWanted() from e
+            raise SecondFactorWanted(endpoint) from e
         raise login_error(config, client, e) from e
     except asyncio.TimeoutError as e:
         raise _Unreachable(

@@ -321,6 +321,17 @@ async def _main() -> int:
     await parent.open()
     settings = await parent.receive()
     config = config_from_wire(settings["config"])
+    if settings.get("first"):  # the endpoint that just answered the parent goes first
+        first = Endpoint(*settings["first"])
+        ordered = (first, *(e for e in config.endpoints if e != first))
+        config = SlurmSSHConfig(
+            endpoints=ordered,
+            public_key=config.public_key,
+            user=config.user,
+            client_keys=config.client_keys,
+            known_hosts=config.known_hosts,
+            config_files=config.config_files,
+        )
     path, key_path = settings["socket"], settings["key"]
     try:
         upstream = await connect(

@@ -35,7 +35,7 @@ import asyncssh
 
 from xm_slurm.errors import AuthenticationError, ConnectionLostError, HostKeyError, ValidationError
 from xm_slurm.paths import PRIVATE_DIR_MODE, local_state_dir
-from xm_slurm.ssh_config import SlurmSSHConfig
+from xm_slurm.ssh_config import Endpoint, SlurmSSHConfig
 from xm_slurm.transport.ssh_auth import MAX_CHALLENGES, Answerer, in_daemon_thread
 from xm_slurm.transport.ssh_holder import config_to_wire
 
@@ -74,9 +74,12 @@ def _private_dir(path: Path) -> Path:
 
 def paths_for(config: SlurmSSHConfig) -> dict[str, Path]:
     """The socket, key, lock and log files of the session holder of `config`'s cluster."""
-    where = [list(e) for e in config.endpoints], config.user, list(config.public_key or ())
+    state = local_state_dir()
+    # The state folder is part of the name: two of them (two stores) never share a holder, even when both
+    # fall back to the folder under $TMPDIR.
+    where = [list(e) for e in config.endpoints], config.user, list(config.public_key or ()), str(state)
     digest = hashlib.sha256(json.dumps(where).encode()).hexdigest()[:20]
-    folder = local_state_dir() / "ssh"
+    folder = state / "ssh"
     if len(str(folder / f"{digest}.sock")) > _MAX_SOCKET_PATH:
         folder = Path(tempfile.gettempdir()) / f"xm-slurm-{os.getuid()}" / "ssh"
         _private_dir(folder.parent)
@@ -123,8 +126,10 @@ async def start(
     connect_timeout: float,
     prompt_timeout: float,
     persist: float,
+    first: Endpoint | None = None,
 ) -> asyncssh.SSHClientConnection:
-    """Start the cluster's session holder (one process at a time), answer its prompts here, then attach."""
+    """Start the cluster's session holder (one process at a time), answer its prompts here, then attach.
+    `first`: the endpoint that just answered (the holder tries it first: no second wait on a silent one)."""
     files = paths_for(config)
     budget = connect_timeout * (len(config.endpoints) + 1) + prompt_timeout * MAX_CHALLENGES
     fd = os.open(files["lock"], os.O_RDWR | os.O_CREAT, 0o600)
@@ -141,6 +146,7 @@ async def start(
                     "connect_timeout": connect_timeout,
                     "prompt_timeout": prompt_timeout,
                     "persist": persist,
+                    "first": list(first) if first is not None else None,
                 },
                 budget=budget,
             )

@@ -1,0 +1,261 @@
+"""Keyboard-interactive logins and endpoint failover against the local cluster's real sshds.
+
+sshd-mfa (scripts/local-cluster) asks for the key, then a TOTP code through PAM (pam_google_authenticator),
+like the Alliance sites; its log counts each second factor answered. Failover runs against the plain sshd
+behind a closed port, a black-holed one (accepts, never answers) and a server with another host key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from local_cluster import LocalCluster
+from second_factor_helpers import (
+    SecondFactorSSHD,
+    accepted_second_factors,
+    black_hole,
+    free_port,
+    mfa_config,
+    second_factor_sshd,
+    stop_session_holder,
+    totp,
+)
+
+from xm_slurm.errors import AuthenticationError, ConnectionLostError, HostKeyError
+from xm_slurm.ssh_config import Endpoint, PublicKey, SSHConfig
+from xm_slurm.transport import SSHTransport, ssh_session
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture
+def sshd(local_cluster: LocalCluster) -> SecondFactorSSHD:
+    return second_factor_sshd()
+
+
+@pytest.fixture(autouse=True)
+def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private state folder (so a private session holder) per test; its holder is ended afterwards."""
+    folder = tmp_path / "state"
+    monkeypatch.setenv("XM_SLURM_STATE_DIR", str(folder))
+    monkeypatch.setenv("XM_SLURM_SSH_PERSIST", "60")
+    yield folder
+
+
+def plain_config(lc: LocalCluster, *endpoints: Endpoint, **overrides: object) -> SSHConfig:
+    fields: dict[str, object] = {
+        "endpoints": endpoints,
+        "user": lc.ssh_user,
+        "client_keys": (lc.ssh_key,),
+        "known_hosts": lc.known_hosts,
+        "config_files": (),
+    }
+    fields.update(overrides)
+    return SSHConfig(**fields)  # type: ignore[arg-type]
+
+
+async def test_the_callback_answering_the_current_code_logs_in_once_for_every_transport(
+    local_cluster: LocalCluster, sshd: SecondFactorSSHD
+) -> None:
+    asked: list[tuple[str, bool]] = []
+
+    def answer(prompt: str, echo: bool) -> str:
+        asked.append((prompt, echo))
+        return totp(sshd.secret_file)
+
+    config = mfa_config(local_cluster, sshd, prompt_handler=answer)
+    before = accepted_second_factors(sshd)
+    path = f"/tmp/xm-mfa-{uuid.uuid4().hex[:12]}"
+    try:
+        async with SSHTransport(config) as transport:
+            result = await transport.run("id -un; echo to-stderr >&2; exit 3", check=False)
+            assert (result.exit_status, result.stdout, result.stderr) == (3, f"{sshd.user}\n", "to-stderr\n")
+            await transport.mkdir(path)
+            await transport.write_text(f"{path}/f", "a\nb\n", mode=0o640)
+            assert await transport.read_text(f"{path}/f") == "a\nb\n"
+            assert (await transport.stat(f"{path}/f")).permissions == 0o640
+            async with await transport.start(["cat", f"{path}/f"]) as process:
+                assert [line async for line in process.lines()] == ["a", "b"]
+            assert transport.via_session and transport.connects == 1
+        assert asked == [("Verification code: ", False)]
+        assert accepted_second_factors(sshd) == before + 1
+        # Another transport (as another process would) uses the held login: nothing to answer, no new login.
+        async with SSHTransport(mfa_config(local_cluster, sshd)) as again:
+            assert (await again.run(["rm", "-r", path])).ok and again.via_session
+        assert accepted_second_factors(sshd) == before + 1
+    finally:
+        stop_session_holder(config)
+
+
+async def test_a_wrong_code_is_refused_with_a_clear_error(
+    local_cluster: LocalCluster, sshd: SecondFactorSSHD
+) -> None:
+    current = {totp(sshd.secret_file, time.time() + d) for d in (-90, -60, -30, 0, 30, 60, 90)}
+    wrong = next(code for code in ("000000", "111111", "222222") if code not in current)
+    calls: list[str] = []
+
+    def answer(prompt: str, echo: bool) -> str:
+        calls.append(prompt)
+        return wrong
+
+    config = mfa_config(local_cluster, sshd, prompt_handler=answer)
+    before = accepted_second_factors(sshd)
+    started = time.monotonic()
+    with pytest.raises(AuthenticationError) as info:
+        async with SSHTransport(config) as transport:
+            await transport.run("true")
+    message = str(info.value)
+    assert "refused the answer to its keyboard-interactive prompt 'Verification code:'" in message, message
+    assert f"{sshd.user}@127.0.0.1:{sshd.port}" in message and "wrong or expired" in message, message
+    assert wrong not in message
+    assert calls == ["Verification code: "]  # asked once: declined, not re-answered until MaxAuthTries
+    assert time.monotonic() - started < 10
+    assert accepted_second_factors(sshd) == before
+    assert not ssh_session.paths_for(config)["sock"].exists()  # no holder was left serving
+
+
+def test_no_prompt_handler_and_no_terminal_is_a_clear_error_not_a_hang(
+    local_cluster: LocalCluster, sshd: SecondFactorSSHD, tmp_path: Path
+) -> None:
+    # A batch job or CI: a new session (no controlling terminal), stdin not a terminal either.
+    code = (
+        "import asyncio, json, sys\n"
+        "from xm_slurm.ssh_config import SSHConfig, Endpoint, PublicKey\n"
+        "from xm_slurm.transport import SSHTransport\n"
+        "a = json.loads(sys.argv[1])\n"
+        "c = SSHConfig(endpoints=[Endpoint('127.0.0.1', a['port'])], public_key=PublicKey(*a['key']),"
+        " user=a['user'], client_keys=[a['client_key']], config_files=())\n"
+        "async def main():\n"
+        "    async with SSHTransport(c) as t:\n"
+        "        await t.run('true')\n"
+        "asyncio.run(main())\n"
+    )
+    args = {"port": sshd.port, "key": list(sshd.host_key), "user": sshd.user, "client_key": local_cluster.ssh_key}
+    before = accepted_second_factors(sshd)
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(args)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        start_new_session=True,
+        check=False,
+    )
+    elapsed = time.monotonic() - started
+    assert result.returncode != 0
+    assert "AuthenticationError" in result.stderr or "NoAnswer" in result.stderr, result.stderr
+    assert "no terminal and no prompt_handler" in result.stderr, result.stderr
+    assert f"127.0.0.1:{sshd.port}" in result.stderr and "'Verification code:'" in result.stderr
+    assert "XM_SLURM_SSH_PERSIST" in result.stderr and "prompt_handler=" in result.stderr  # what to do
+    assert elapsed < 30, elapsed  # no wait for an answer that cannot come
+    assert accepted_second_factors(sshd) == before
+
+
+async def test_a_closed_first_endpoint_fails_over_to_the_second(local_cluster: LocalCluster) -> None:
+    config = plain_config(
+        local_cluster, Endpoint("127.0.0.1", free_port()), Endpoint("127.0.0.1", local_cluster.ssh_port)
+    )
+    started = time.monotonic()
+    async with SSHTransport(config, connect_timeout=5) as transport:
+        assert (await transport.run(["echo", "second"])).stdout == "second\n"
+    assert time.monotonic() - started < 5
+
+
+async def test_a_black_holed_first_endpoint_fails_over_within_connect_timeout(
+    local_cluster: LocalCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with black_hole() as silent:
+        config = plain_config(
+            local_cluster, Endpoint("127.0.0.1", silent), Endpoint("127.0.0.1", local_cluster.ssh_port)
+        )
+        started = time.monotonic()
+        async with SSHTransport(config, connect_timeout=3) as transport:
+            assert (await transport.run(["echo", "second"])).stdout == "second\n"
+        elapsed = time.monotonic() - started
+    assert 3 <= elapsed < 3 + 3, elapsed
+    with capsys.disabled():
+        print(f"\n[figure] failover past a black-holed endpoint, connect_timeout=3: {elapsed:.2f} s")
+
+
+async def test_a_black_holed_endpoint_then_a_second_factor_login(
+    local_cluster: LocalCluster, sshd: SecondFactorSSHD, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with black_hole() as silent:
+        config = mfa_config(
+            local_cluster,
+            sshd,
+            endpoints=(Endpoint("127.0.0.1", silent), Endpoint("127.0.0.1", sshd.port)),
+            prompt_handler=lambda prompt, echo: totp(sshd.secret_file),
+        )
+        started = time.monotonic()
+        try:
+            async with SSHTransport(config, connect_timeout=3) as transport:
+                assert (await transport.run(["id", "-un"])).stdout == f"{sshd.user}\n"
+            elapsed = time.monotonic() - started
+        finally:
+            stop_session_holder(config)
+    # One wait on the silent endpoint: the session holder logs in at the endpoint that answered.
+    assert 3 <= elapsed < 3 + 3, elapsed
+    with capsys.disabled():
+        print(f"\n[figure] black-holed robot node, then key + TOTP on the next endpoint: {elapsed:.2f} s")
+
+
+async def test_a_host_key_mismatch_on_the_first_endpoint_is_an_error_not_a_failover(
+    local_cluster: LocalCluster, sshd: SecondFactorSSHD
+) -> None:
+    # The plain sshd's key is pinned; the first endpoint (sshd-mfa) presents another one. The second
+    # endpoint would accept this login: reaching it would be a silent failover past a wrong key.
+    plain_key = Path(local_cluster.known_hosts).read_text().split()[1:3]
+    config = plain_config(
+        local_cluster,
+        Endpoint("127.0.0.1", sshd.port),
+        Endpoint("127.0.0.1", local_cluster.ssh_port),
+        public_key=PublicKey(*plain_key),
+        known_hosts=None,
+    )
+    with pytest.raises(HostKeyError) as info:
+        async with SSHTransport(config, connect_timeout=5) as transport:
+            await transport.run("true")
+    message = str(info.value)
+    assert f"127.0.0.1:{sshd.port} does not match the pinned host_public_key" in message, message
+    assert "other endpoints were not tried" in message, message
+
+
+async def test_every_endpoint_failing_names_each(local_cluster: LocalCluster) -> None:
+    with black_hole() as silent:
+        config = plain_config(local_cluster, Endpoint("127.0.0.1", free_port()), Endpoint("127.0.0.1", silent))
+        with pytest.raises(ConnectionLostError) as info:
+            async with SSHTransport(config, connect_timeout=1, max_retries=0) as transport:
+                await transport.run("true")
+    message = str(info.value)
+    assert "could not connect to any of the 2 endpoints" in message and "connection refused" in message
+    assert f"127.0.0.1:{silent}: no SSH server answered within 1 s" in message, message
+
+
+def test_persist_must_be_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XM_SLURM_SSH_PERSIST", "ten minutes")
+    with pytest.raises(Exception, match="XM_SLURM_SSH_PERSIST='ten minutes' must be a number of seconds"):
+        ssh_session.persist_seconds()
+
+
+async def test_a_session_holder_ends_after_its_idle_time(
+    local_cluster: LocalCluster, sshd: SecondFactorSSHD, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XM_SLURM_SSH_PERSIST", "1")
+    config = mfa_config(local_cluster, sshd, prompt_handler=lambda prompt, echo: totp(sshd.secret_file))
+    socket_path = ssh_session.paths_for(config)["sock"]
+    async with SSHTransport(config) as transport:
+        assert (await transport.run("true")).ok and socket_path.exists()
+    deadline = time.monotonic() + 30
+    while socket_path.exists():
+        assert time.monotonic() < deadline, "the holder outlived its idle time"
+        await asyncio.sleep(0.1)
