@@ -59,6 +59,11 @@ def _apt_instructions(packages: Sequence[str]) -> list[str]:
     ]
 
 
+def _as_root(instructions: list[str]) -> list[str]:
+    """micromamba images build as $MAMBA_USER; system packages need root for their step only."""
+    return ["USER root", *instructions, "USER $MAMBA_USER"] if instructions else []
+
+
 def _python_packages(packages: Sequence[str]) -> str:
     """`extra_python_packages` as pip/uv arguments (requirement specifiers, e.g. 'numpy>=2')."""
     if isinstance(packages, str):
@@ -262,6 +267,7 @@ def mamba_container(
     context: PathArg | None = None,
     environment: PathArg = "environment.yml",
     base_image: str = DEFAULT_MAMBA_IMAGE,
+    extra_system_packages: Sequence[str] = (),
     extra_instructions: Sequence[str] = (),
     ssh: SshOption = None,
     cache_from: str | Sequence[str] | None = None,
@@ -290,7 +296,7 @@ def mamba_container(
         env_vars=env_vars,
         base_image=_base_image(base_image, default=DEFAULT_MAMBA_IMAGE),
         environment=environment_rel,
-        pre_instructions=[],
+        pre_instructions=_as_root(_apt_instructions(extra_system_packages)),
         post_instructions=dockerfiles.instructions(extra_instructions, what="extra_instructions"),
         entrypoint=dockerfiles.json_argv(argv),
     )

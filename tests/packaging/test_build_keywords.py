@@ -164,3 +164,14 @@ def test_platforms(ctx: Path, tmp_path: Path) -> None:
     (binfmt / "qemu-aarch64").write_text("enabled\ninterpreter /usr/bin/qemu-aarch64-static\n")
     assert registered_emulators(binfmt) == {"aarch64"}
     check_buildable(["linux/arm64"], machine="x86_64", binfmt_dir=binfmt)
+
+
+def test_mamba_installs_system_packages_as_root(ctx: Path) -> None:
+    (ctx / "environment.yml").write_text("name: base\n")
+    packageable = pk.mamba_container(
+        SlurmSpec(tag=TAG), xm.ModuleName("m"), context=ctx, extra_system_packages=["git"]
+    )
+    text = Path(packageable.executable_spec.dockerfile).read_text()  # type: ignore[attr-defined]
+    # micromamba images build as $MAMBA_USER: root for the apt step only, then back.
+    assert "USER root\nRUN apt-get update && apt-get install -y --no-install-recommends git" in text
+    assert text.index("USER $MAMBA_USER") < text.index("micromamba install")
