@@ -23,7 +23,7 @@ task = os.environ.get('SLURM_PROCID', '0')
 seen = {
     'devices': sorted(os.path.basename(d) for d in glob.glob('/dev/xmgpu*')),
     'env': {k: os.environ.get(k) for k in ('CUDA_VISIBLE_DEVICES', 'GPU_DEVICE_ORDINAL', 'SLURM_STEP_GPUS',
-                                           'SLURM_JOB_GPUS', 'SLURM_STEP_NODELIST', 'SLURM_JOB_ID')},
+                                           'SLURM_JOB_GPUS', 'SLURM_STEP_NODELIST', 'SLURM_NODEID', 'SLURM_JOB_ID')},
 }
 name = '/out/%s-%s.json' % (os.environ['XM_SLURM_WORK_UNIT_ID'], task)
 open(name + '.part', 'w').write(json.dumps(seen))

@@ -112,3 +112,20 @@ def test_a_mig_slice_is_allocated_and_seen(local_cluster: LocalCluster, tmp_path
         check=True,
     ).stdout
     assert "gpu:1g.10gb:1" in shown, shown + logs
+
+
+def test_one_task_per_node_on_two_nodes_each_sees_its_gpu(
+    local_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    tmp_path.chmod(0o755)
+    out, state = shared_dir(tmp_path / "out"), str(shared_dir(tmp_path / "state"))
+    cluster = cluster_config(partition=local_cluster.partition, mounts={str(out): "/out"})
+    job = _gpu_request(local_cluster, cluster, state, 5, 0, GPU=1, nodes=2, tasks_per_node=1)
+    logs = _run(tmp_path, job)
+
+    seen = read_seen(out)
+    assert sorted(seen) == ["5-0", "5-1"], logs
+    for view in seen.values():
+        _assert_sees_exactly_its_gpus(view, 1)
+    assert seen["5-0"].env["SLURM_STEP_NODELIST"] == "node[1-2]", seen
+    assert {v.env["SLURM_NODEID"] for v in seen.values()} == {"0", "1"}, seen  # one task on each node
