@@ -138,8 +138,9 @@ class SlurmClusterConfig:
     mounts: host path -> container path, or a list of `MountSpec` (kind, read-only/read-write, which jobs);
       both paths absolute, without ':', ',' or a '..' segment (the runtimes' bind syntax; `$USER` and
       `${USER:0:1}` are expanded by the job's bash); the destination is not '/' and appears once.
-    resources: accelerator -> GRES type (`{ResourceType.A100: "a100"}` renders `--gres=gpu:a100:N`).
-    features: accelerator -> node feature (renders `--gres=gpu:N --constraint=<feature>`).
+    resources: accelerator -> GRES type (`{ResourceType.A100: "a100"}` renders `--gpus-per-task=a100:N`; MIG
+      slices are requested only through this map).
+    features: accelerator -> node feature (renders `--gpus-per-task=N --constraint=<feature>`).
     proxy: None, "submission-host" (SOCKS tunnel to $SLURM_SUBMIT_HOST) or "[user@]host".
     host_environment: exported by the job script on the node; values are expanded by its bash (`$HOME/bin:$PATH`).
     container_environment: set inside the container, literally (no expansion).

@@ -3,7 +3,7 @@
     from xm_slurm.contrib import clusters
 
     cluster = clusters.narval("me", account="def-mypi")    # or clusters.by_name("narval", "me", ...)
-    requirements = xm_slurm.JobRequirements(A100=1, cluster=cluster)   # --gres=gpu:a100:1
+    requirements = xm_slurm.JobRequirements(A100=1, cluster=cluster)   # --gpus-per-task=a100:1
 
 Presets: Mila (`mila`); DRAC general-purpose clusters (`narval`, `fir`, `nibi`, `rorqual`, `trillium`,
 `trillium_gpu`, and the retired `beluga`, `cedar`, `graham`; also as `drac.<name>` and its 0.4.7 alias
