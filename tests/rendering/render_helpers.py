@@ -94,11 +94,12 @@ def request(
     components: int = 1,
     state_dir: str = "/tmp/xm-slurm-render-tests",
     requirements: Mapping[str, Any] | None = None,
+    time: dt.timedelta = dt.timedelta(minutes=5),
     **executor_kw: Any,
 ) -> JobScriptRequest:
     executor = Slurm(
         requirements=JobRequirements(**{"CPU": 1, **(requirements or {})}, cluster=cluster),
-        time=dt.timedelta(minutes=5),
+        time=time,
         **executor_kw,
     )
     job = JobComponent(executable=RemoteImage(image=image, entrypoint=list(entrypoint)), executor=executor)
