@@ -213,3 +213,65 @@ async def test_platforms(
             builder=builder,
         )
     assert recorder.calls == []  # refused before any build
+
+
+def _wheel(folder: Path, name: str) -> str:
+    """A minimal pure-Python wheel (no build backend, no network): `import <name>` prints a line."""
+    import base64
+    import hashlib
+    import zipfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {
+        f"{name}/__init__.py": "",
+        f"{name}/__main__.py": f"print('{name} is installed in', __file__)\n",
+        f"{name}-0.1.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n",
+        f"{name}-0.1.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: xm-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    record.append(f"{name}-0.1.dist-info/RECORD,,")
+    wheel = folder / f"{name}-0.1-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        for path, text in files.items():
+            z.writestr(path, text)
+        z.writestr(f"{name}-0.1.dist-info/RECORD", "\n".join(record) + "\n")
+    return wheel.name
+
+
+async def test_extra_python_packages_are_installed_in_the_uv_environment(
+    local_cluster, builder: ImageBuilder, unique, tmp_path
+) -> None:
+    from packaging_helpers import uv_binary, uv_lock
+
+    uv = uv_binary()
+    if uv is None:
+        pytest.skip("no uv executable on this machine to build the local uv image from")
+    uv_ctx = tmp_path / "uvimage"
+    uv_ctx.mkdir()
+    shutil.copy(uv, uv_ctx / "uv")
+    (uv_ctx / "Dockerfile").write_text('FROM scratch\nCOPY uv /uv\nCMD ["/uv"]\n')
+    [uv_image] = await package_async(
+        [pk.docker_container(SlurmSpec(tag=f"{local_cluster.registry}/{unique}/uv:latest"), context=uv_ctx)],
+        builder=builder,
+    )
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "p"\nversion = "0.1.0"\nrequires-python = ">=3.9"\n'
+    )
+    uv_lock(uv, project)
+    wheel = _wheel(project / "vendor", f"xmextra_{unique[-6:]}")
+    packageable = pk.uv_container(
+        SlurmSpec(tag=f"{local_cluster.registry}/{unique}/app:latest"),
+        pk.xm.CommandList(["-m", f"xmextra_{unique[-6:]}"]),
+        context=project,
+        base_image=local_cluster.python_image,
+        uv_image=uv_image.image,  # type: ignore[attr-defined]
+        extra_python_packages=[f"./vendor/{wheel}"],  # not in uv.lock: installed after the sync
+    )
+    [image] = await package_async([packageable], builder=builder)
+    out = podman_run(image.image)  # type: ignore[attr-defined]
+    assert out.startswith(f"xmextra_{unique[-6:]} is installed in /opt/venv/lib/"), out
