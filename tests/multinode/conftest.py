@@ -8,3 +8,7 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parent.parent
 for folder in ("rendering", "experiment", "cli"):
     sys.path.insert(0, str(TESTS / folder))
+
+from experiment_fixtures import cluster, store  # noqa: E402  (a private store per test; the local cluster)
+
+__all__ = ["cluster", "store"]
