@@ -102,11 +102,8 @@ class Slurm(xm.Executor):
     gres_flags: str | Sequence[str] | None = None
     requeue_on_timeout: bool = False
 
-    @classmethod
-    def Spec(cls, tag: str | None = None) -> SlurmSpec:  # XManager's name (capitalised)
-        """The executor spec, as XManager's `Executor.Spec()`: where packaging pushes the image
-        (`Slurm.Spec("registry/me/img:tag")`, or `tag=`)."""
-        return SlurmSpec(tag=tag)
+    # xm.Executor.Spec: the executor-spec type, called as Slurm.Spec("registry/me/img:tag") or Slurm.Spec(tag=...)
+    Spec = SlurmSpec
 
     def __post_init__(self) -> None:
         if not isinstance(self.requirements, JobRequirements):
