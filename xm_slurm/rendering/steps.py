@@ -27,9 +27,13 @@ RENDEZVOUS_VARS = ("MASTER_ADDR", "MASTER_PORT", "SLURMD_NODENAME")
 DEBUG_VAR = "XM_SLURM_DEBUG"
 
 
+#: Backslash, double quote and backquote escaped: inside double quotes only `$` stays special.
+_DOUBLE_QUOTED: dict[str, str | int | None] = {"\\": "\\\\", '"': '\\"', "`": "\\`"}
+
+
 def expandable(value: str) -> str:
     """Double-quoted for the job's bash: `$VARS` expand (a site's `/scratch/$USER`), nothing else does."""
-    return '"' + value.translate(str.maketrans({"\\": "\\\\", '"': '\\"', "`": "\\`"})) + '"'
+    return '"' + value.translate(str.maketrans(_DOUBLE_QUOTED)) + '"'
 
 
 def mount_options(mounts: Sequence[MountSpec], requirements: Any, runtime: ContainerRuntime) -> list[str]:
