@@ -44,6 +44,8 @@ _EXPORTS: dict[str, str] = {
     "Dockerfile": "xm_slurm.executables",
     "DockerImage": "xm_slurm.executables",
     "RemoteImage": "xm_slurm.executables",
+    "Secret": "xm_slurm.executables.secret",
+    "RunTracking": "xm_slurm.experiment.tracking",
     "docker_image": "xm_slurm.packageables",
     "docker_container": "xm_slurm.packageables",
     "python_container": "xm_slurm.packageables",
@@ -92,7 +94,9 @@ __all__ = [
     "RemoteImage",
     "ResourceQuantity",
     "ResourceType",
+    "RunTracking",
     "SSHConfig",
+    "Secret",
     "Slurm",
     "SlurmAuxiliaryUnit",
     "SlurmClusterConfig",
@@ -186,6 +190,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily
     from xm_slurm.dependencies import SlurmDependency, SlurmJobDependency
     from xm_slurm.errors import XmSlurmError
     from xm_slurm.executables import Dockerfile, DockerImage, RemoteImage
+    from xm_slurm.executables.secret import Secret
     from xm_slurm.executors import Slurm, SlurmSpec
     from xm_slurm.experiment.access import (
         create_experiment,
@@ -196,6 +201,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily
     from xm_slurm.experiment.connections import local_transport_factory
     from xm_slurm.experiment.experiment import SlurmExperiment
     from xm_slurm.experiment.handles import SlurmLaunchedJob
+    from xm_slurm.experiment.tracking import RunTracking
     from xm_slurm.experiment.units import SlurmAuxiliaryUnit, SlurmExperimentUnit, SlurmWorkUnit
     from xm_slurm.packageables import (
         conda_container,
@@ -206,7 +212,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily
         uv_container,
     )
     from xm_slurm.resources import JobRequirements, ResourceQuantity, ResourceType
-    from xm_slurm.ssh_config import Endpoint, PublicKey, SSHConfig, SlurmSSHConfig
+    from xm_slurm.ssh_config import Endpoint, PublicKey, SlurmSSHConfig, SSHConfig
     from xm_slurm.status import SlurmJobState, SlurmWorkUnitStatus, SlurmWorkUnitStatusEnum
     from xm_slurm.topology import Topology
     from xm_slurm.types import JobArgs

@@ -30,6 +30,7 @@ from xmanager.xm import core as xm_core
 from xm_slurm.api import Experiment, ExperimentPatch, XManagerAPI, client
 from xm_slurm.dependencies import SlurmDependency
 from xm_slurm.errors import ValidationError, XmSlurmError
+from xm_slurm.experiment import provenance_git
 from xm_slurm.experiment.batch import AddBatch, Slot
 from xm_slurm.experiment.connections import ClusterConnections, TransportFactory
 from xm_slurm.experiment.context import ExperimentContext
@@ -45,6 +46,7 @@ from xm_slurm.experiment.planning import (
 )
 from xm_slurm.experiment.recovery import SUBMISSION_GRACE_SECONDS, Resolution
 from xm_slurm.experiment.registry import UnitMap, UnitRegistry
+from xm_slurm.experiment.tracking import TrackingSetting
 from xm_slurm.experiment.unit_ids import UnitIdReserver
 from xm_slurm.experiment.units import SlurmAuxiliaryUnit, SlurmExperimentUnit, SlurmWorkUnit
 from xm_slurm.text_rules import check_line
@@ -85,9 +87,12 @@ class SlurmExperiment(xm.Experiment):
         if record is not None:
             self._context = ExperimentContext.from_experiment(self._client, record)
             self._launcher = Launcher(self._client, record.xid, self.connections)
+            self._launcher.provenance.seed({a.name: a.uri for a in record.artifacts})
             self._unit_ids = UnitIdReserver(self._client, record.xid)
             for wu in record.work_units:
                 self._units.adopt(wu)
+
+    tracking = TrackingSetting()  # opt-in W&B / MLflow run identity: `experiment.tracking = RunTracking(...)`
 
     # --- identity ---
 
@@ -308,18 +313,11 @@ class SlurmExperiment(xm.Experiment):
 
     @classmethod
     def package(cls, packageables: Sequence[xm.Packageable] = ()) -> Sequence[xm.Executable]:
-        from xm_slurm.packaging import package
-
-        return package(list(packageables))
+        return provenance_git.package(list(packageables))
 
     @classmethod
     def package_async(cls, packageable: xm.Packageable) -> Awaitable[xm.Executable]:
-        from xm_slurm.packaging import package_async
-
-        async def one() -> xm.Executable:
-            return (await package_async([packageable]))[0]
-
-        return asyncio.ensure_future(one())
+        return asyncio.ensure_future(provenance_git.package_one(packageable))
 
     # --- lifetime ---
 

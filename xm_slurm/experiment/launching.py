@@ -45,11 +45,13 @@ from xm_slurm.experiment.dry_run import DryRunTransport
 from xm_slurm.experiment.handles import SlurmLaunchedJob
 from xm_slurm.experiment.planning import PendingAdd, Submission, plan
 from xm_slurm.experiment.preflight import ids_of, preflight
+from xm_slurm.experiment.provenance_record import ProvenanceRecorder
 from xm_slurm.experiment.retrying import current_jobs, retry_failed
 from xm_slurm.experiment.submission import Member, submit_recorded
 from xm_slurm.job_ids import SlurmJobId
 from xm_slurm.packaging.cluster_auth import upload_registry_auth
 from xm_slurm.rendering import JobScriptRequest, render_job_script
+from xm_slurm.rendering.run_identity import RunIdentity
 from xm_slurm.scheduler import cancel
 from xm_slurm.scheduler.limits import ClusterLimits, cached_limits
 from xm_slurm.scheduler.preflight import unknown_job_ids
@@ -91,6 +93,8 @@ class Launcher:
         #: Lowers every cluster's MaxArraySize for this launcher's sweeps (None: the cluster's own limit).
         self.max_array_size: int | None = None
         self._limits: dict[SlurmSSHConfig, asyncio.Task[ClusterLimits]] = {}
+        #: Records the experiment's provenance and picks its run identity (docs/provenance.md).
+        self.provenance = ProvenanceRecorder(client, experiment_id)
         self._sbatch_slots = asyncio.Semaphore(MAX_CONCURRENT_SBATCH)
         self._in_flight: set[asyncio.Task[None]] = set()
         self._dependency_checks: dict[
@@ -143,7 +147,9 @@ class Launcher:
             raise ValidationError(f"max_array_size={cap!r} must be None or an integer >= 1")
         return (await asyncio.shield(task)).capped(cap)
 
-    async def _render(self, submissions: Sequence[Submission]) -> list[tuple[Submission, str, str]]:
+    async def _render(
+        self, submissions: Sequence[Submission], run: RunIdentity | None = None
+    ) -> list[tuple[Submission, str, str]]:
         roots = {}
         for ssh in {s.cluster.ssh for s in submissions}:
             roots[ssh] = await self.connections.state_root(ssh)
@@ -160,6 +166,7 @@ class Launcher:
                 array=s.array,
                 names=[name for name, _ in s.adds[0].members] if len(s.components) > 1 else (),
                 debug=os.environ.get("XM_SLURM_DEBUG") == "1",  # the launching shell's, as for the CLI
+                run=run,
             )
             out.append((s, render_job_script(request), request.experiment_dir))
         return out
@@ -185,7 +192,8 @@ class Launcher:
             submissions = plan(adds, lambda cluster: limits[cluster.ssh].max_array_size)
             # read-only, before any write
             await preflight(submissions, self.limits, self.connections, self.unknown_ids)
-            rendered = await self._render(submissions)
+            # Provenance artifacts are written before any sbatch; the run identity goes into the scripts.
+            rendered = await self._render(submissions, await self.provenance.prepare(submissions))
             # Registry logins reach the cluster as private files (never in a script or command line);
             # an upload failure fails the batch before any sbatch.
             for s, _, folder in rendered:

@@ -37,6 +37,7 @@ from xm_slurm.dependencies import (
 )
 from xm_slurm.errors import ValidationError
 from xm_slurm.executables import RemoteImage
+from xm_slurm.executables.secret import redact_secrets
 from xm_slurm.executors import Slurm
 from xm_slurm.job_ids import SlurmJobId
 from xm_slurm.rendering import JobComponent, Trial
@@ -91,7 +92,8 @@ def display_args(job: object, args: Mapping[str, Any] | None) -> Any:
 
 
 def encode_args(value: Any) -> str:
-    return json.dumps(value, default=str, ensure_ascii=False)
+    # A `Secret` env value is stored as `<secret>`: the store never holds it (docs/provenance.md).
+    return json.dumps(redact_secrets(value), default=str, ensure_ascii=False)
 
 
 def job_component(job: object, where: str) -> tuple[SlurmClusterConfig, JobComponent]:

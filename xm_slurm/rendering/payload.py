@@ -66,13 +66,16 @@ def entrypoint_script(
     env: dict[str, str],
     workdir: str | None,
     command: Sequence[str],
+    run: Sequence[str] = (),
 ) -> str:
-    """One task's POSIX sh entrypoint (built as a string: a template per task costs ~10x more at 1,000 tasks)."""
+    """One task's POSIX sh entrypoint (built as a string: a template per task costs ~10x more at 1,000 tasks).
+    `run`: the run identity's exports (`run_identity.run_lines`), before the task's own env vars."""
     lines = [
         f"# xm_slurm container entrypoint: experiment {experiment_id}, work unit {work_unit_id} (POSIX sh).",
         f"unset {PAYLOAD_VAR}",
         f"export XM_SLURM_EXPERIMENT_ID={experiment_id}",
         f"export XM_SLURM_WORK_UNIT_ID={work_unit_id}",
+        *run,
     ]
     lines += [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
     # XM_SLURM_DEBUG=1: trace from here on (after the exports: their values stay out of the log).

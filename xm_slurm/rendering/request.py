@@ -16,6 +16,7 @@ from xm_slurm.errors import ValidationError
 from xm_slurm.executables import RemoteImage, validate_env_vars
 from xm_slurm.executors import Slurm
 from xm_slurm.paths import experiment_dir
+from xm_slurm.rendering.run_identity import RunIdentity
 
 _JOB_NAME = re.compile(r"[A-Za-z0-9_.:+@=\-]{1,200}")
 _STATE_DIR = re.compile(r"/[A-Za-z0-9_./+@\-]*")
@@ -112,6 +113,7 @@ class JobScriptRequest:
     array: bool = False
     names: Sequence[str] = ()  # a job group's member names, one per job (XM_SLURM_JOB_GROUP_NAME)
     debug: bool = False  # XM_SLURM_DEBUG=1 in the job: `set -x` in the script, its steps and the entrypoint
+    run: RunIdentity | None = None  # XM_SLURM_RUN_ID / XM_SLURM_ATTEMPT (and W&B/MLflow) in every task
 
     def __post_init__(self) -> None:
         if not isinstance(self.cluster, SlurmClusterConfig):
@@ -157,6 +159,8 @@ class JobScriptRequest:
             )
         if not isinstance(self.debug, bool):
             raise ValidationError(f"debug={self.debug!r} must be a bool")
+        if self.run is not None and not isinstance(self.run, RunIdentity):
+            raise ValidationError(f"run={self.run!r} must be a rendering.run_identity.RunIdentity")
         if self.dependency is not None and not isinstance(self.dependency, SlurmDependency):
             raise ValidationError(f"dependency={self.dependency!r} must be an xm_slurm.dependencies value")
         for job in self.jobs:

@@ -33,6 +33,7 @@ from xm_slurm.rendering.payload import (
     task_table,
 )
 from xm_slurm.rendering.request import JobComponent, JobScriptRequest, Trial
+from xm_slurm.rendering.run_identity import GENERATION_VAR, run_lines
 from xm_slurm.rendering.steps import (
     DEBUG_VAR,
     MASTER_PORT_BASE,
@@ -93,6 +94,9 @@ def _task_payload(request: JobScriptRequest, job: JobComponent, trials: Sequence
                     env=env,
                     workdir=image.workdir,
                     command=entrypoint + quote_args(args),
+                    run=run_lines(request.run, request.experiment_id, trial.work_unit_id)
+                    if request.run is not None
+                    else (),
                 ),
                 work_unit_id=trial.work_unit_id,
             )
@@ -114,7 +118,7 @@ def _component(request: JobScriptRequest, index: int, job: JobComponent) -> dict
     if group and index > 0:  # each component its own log (component 0 shares the job's, see paths.py)
         log = f"{shlex.quote(request.experiment_dir)}/{component_log_name(index)}"
         srun += [f"--output={log}", f"--error={log}", "--open-mode=append"]
-    forward = [PAYLOAD_VAR, *RENDEZVOUS_VARS, DEBUG_VAR]
+    forward = [PAYLOAD_VAR, *RENDEZVOUS_VARS, DEBUG_VAR, GENERATION_VAR]
     if group:
         forward += group_variables(_member_names(request))
     if requirements.accelerator is not None:
