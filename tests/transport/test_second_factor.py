@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import stat
 import subprocess
 import sys
 import time
@@ -85,6 +86,12 @@ async def test_the_callback_answering_the_current_code_logs_in_once_for_every_tr
             async with await transport.start(["cat", f"{path}/f"]) as process:
                 assert [line async for line in process.lines()] == ["a", "b"]
             assert transport.via_session and transport.connects == 1
+        # The holder's files are private: its folder and the state folder 0700, socket and key not for others.
+        files = ssh_session.paths_for(config)
+        for folder in (files["sock"].parent, files["sock"].parent.parent):
+            assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+        for name in ("sock", "pub", "log", "lock"):
+            assert stat.S_IMODE(files[name].stat().st_mode) & 0o077 == 0, files[name]
         assert asked == [("Verification code: ", False)]
         assert accepted_second_factors(sshd) == before + 1
         # Another transport (as another process would) uses the held login: nothing to answer, no new login.

@@ -63,7 +63,11 @@ def persist_seconds() -> float:
 
 
 def _private_dir(path: Path) -> Path:
-    path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    """Create `path` and any missing parent 0700 (as the store does), and check it is ours."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir(mode=PRIVATE_DIR_MODE)
     st = path.lstat()
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
         raise ConnectionLostError(f"{path} is not a folder of this user: refusing to keep SSH sessions there")
@@ -72,8 +76,9 @@ def _private_dir(path: Path) -> Path:
     return path
 
 
-def paths_for(config: SlurmSSHConfig) -> dict[str, Path]:
-    """The socket, key, lock and log files of the session holder of `config`'s cluster."""
+def paths_for(config: SlurmSSHConfig, *, create: bool = False) -> dict[str, Path]:
+    """The socket, key, lock and log files of the session holder of `config`'s cluster (`create`: make
+    their folder, private, if missing)."""
     state = local_state_dir()
     # The state folder is part of the name: two of them (two stores) never share a holder, even when both
     # fall back to the folder under $TMPDIR.
@@ -82,8 +87,9 @@ def paths_for(config: SlurmSSHConfig) -> dict[str, Path]:
     folder = state / "ssh"
     if len(str(folder / f"{digest}.sock")) > _MAX_SOCKET_PATH:
         folder = Path(tempfile.gettempdir()) / f"xm-slurm-{os.getuid()}" / "ssh"
-        _private_dir(folder.parent)
-    _private_dir(folder)
+    if create:
+        _private_dir(folder.parent)  # the state folder, or the one under $TMPDIR: ours and 0700 too
+        _private_dir(folder)
     return {ext: folder / f"{digest}.{ext}" for ext in ("sock", "pub", "lock", "log")}
 
 
@@ -130,7 +136,7 @@ async def start(
 ) -> asyncssh.SSHClientConnection:
     """Start the cluster's session holder (one process at a time), answer its prompts here, then attach.
     `first`: the endpoint that just answered (the holder tries it first: no second wait on a silent one)."""
-    files = paths_for(config)
+    files = paths_for(config, create=True)
     budget = connect_timeout * (len(config.endpoints) + 1) + prompt_timeout * MAX_CHALLENGES
     fd = os.open(files["lock"], os.O_RDWR | os.O_CREAT, 0o600)
     try:
