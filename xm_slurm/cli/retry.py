@@ -24,7 +24,9 @@ async def _retry_async(args: argparse.Namespace) -> int:
     async with opened(args.xid) as (experiment, _):
         units = select_units(experiment, args.wid, args.identity, auxiliary=False)
         before = {u.unit_id: {j.job_id for j in u.slurm_jobs} for u in units}
-        retried = await experiment.launcher.retry_failed(units, include_cancelled=args.cancelled)
+        retried = await experiment.launcher.retry_failed(
+            units, include_cancelled=args.cancelled, resume=args.resume
+        )
         rows = []
         for u in retried:
             new = [j for j in u.slurm_jobs if j.job_id not in before[u.unit_id]]
@@ -67,5 +69,11 @@ def register(subparsers: Any) -> None:
     )
     add_experiment_arguments(p)
     p.add_argument("--cancelled", action="store_true", help="retry cancelled work units too")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep each job's run identity (XM_SLURM_RUN_ID, WANDB_RUN_ID): W&B/MLflow continue the run "
+        "(default: the retry starts a new run identity)",
+    )
     p.add_argument("--json", action="store_true", help="print what was resubmitted as JSON")
     p.set_defaults(func=_retry)

@@ -87,13 +87,11 @@ class SlurmExperiment(xm.Experiment):
         if record is not None:
             self._context = ExperimentContext.from_experiment(self._client, record)
             self._launcher = Launcher(self._client, record.xid, self.connections)
-            self._launcher.provenance.seed({a.name: a.uri for a in record.artifacts})
             self._unit_ids = UnitIdReserver(self._client, record.xid)
             for wu in record.work_units:
                 self._units.adopt(wu)
 
     tracking = TrackingSetting()  # opt-in W&B / MLflow run identity: `experiment.tracking = RunTracking(...)`
-
     # --- identity ---
 
     @property
@@ -272,14 +270,19 @@ class SlurmExperiment(xm.Experiment):
         return units
 
     async def retry_failed(
-        self, work_units: Sequence[SlurmExperimentUnit] | None = None, *, include_cancelled: bool = False
+        self,
+        work_units: Sequence[SlurmExperimentUnit] | None = None,
+        *,
+        include_cancelled: bool = False,
+        resume: bool = False,
     ) -> list[SlurmExperimentUnit]:
         """Resubmit only the failed jobs of these work units (default: all of them), reusing the units.
 
-        Returns the units that were retried; see `Launcher.retry_failed` and docs/scale.md.
+        Returns the units that were retried; see `Launcher.retry_failed`, docs/scale.md (and, for `resume`,
+        docs/provenance.md: a retry starts a new run identity unless it resumes).
         """
         units = list(work_units) if work_units is not None else list(self.work_units.values())
-        return await self.launcher.retry_failed(units, include_cancelled=include_cancelled)
+        return await self.launcher.retry_failed(units, include_cancelled=include_cancelled, resume=resume)
 
     def cancel_soon(self, jobs: Sequence[SlurmLaunchedJob]) -> Any:
         """scancel `jobs` without waiting (XManager's `unit.stop()` is a plain call); returns an awaitable

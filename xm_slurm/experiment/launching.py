@@ -306,10 +306,12 @@ class Launcher:
                 done = False
         return done
 
-    async def retry_failed(self, units: Sequence[Any], *, include_cancelled: bool = False) -> list[Any]:
+    async def retry_failed(
+        self, units: Sequence[Any], *, include_cancelled: bool = False, resume: bool = False
+    ) -> list[Any]:
         """Resubmit the failed jobs of these units (and only those); returns the units that were retried
-        (see `xm_slurm.experiment.retrying`)."""
-        return await retry_failed(self, units, include_cancelled=include_cancelled)
+        (see `xm_slurm.experiment.retrying`; `resume`: keep their run identity)."""
+        return await retry_failed(self, units, include_cancelled=include_cancelled, resume=resume)
 
 
 def cancel_in_thread(

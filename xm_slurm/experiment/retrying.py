@@ -26,6 +26,7 @@ from xm_slurm.experiment.connections import ClusterConnections
 from xm_slurm.experiment.handles import SlurmLaunchedJob
 from xm_slurm.experiment.submission import Member, submit_recorded
 from xm_slurm.job_ids import SlurmJobId
+from xm_slurm.rendering.run_identity import generation_of, with_run_generation
 from xm_slurm.scheduler.resubmit import resubmit, submitted_scripts
 from xm_slurm.ssh_config import SlurmSSHConfig
 from xm_slurm.status import SlurmWorkUnitStatusEnum
@@ -62,9 +63,12 @@ def current_jobs(jobs: Sequence[SlurmLaunchedJob]) -> list[SlurmLaunchedJob]:
 
 
 async def retry_failed(
-    host: RetryHost, units: Sequence[Any], *, include_cancelled: bool = False
+    host: RetryHost, units: Sequence[Any], *, include_cancelled: bool = False, resume: bool = False
 ) -> list[Any]:
-    """Resubmit the failed jobs of these units (and only those); returns the units that were retried."""
+    """Resubmit the failed jobs of these units (and only those); returns the units that were retried.
+
+    Each retried job starts a new run identity (`XM_SLURM_RUN_ID` ending in `-r<n>`); with `resume`, it
+    keeps the one of the job it retries (W&B / MLflow continue that run)."""
     wanted = {SlurmWorkUnitStatusEnum.FAILED}
     if include_cancelled:
         wanted.add(SlurmWorkUnitStatusEnum.CANCELLED)
@@ -91,18 +95,23 @@ async def retry_failed(
                 )
             groups[script].append((unit, job))
         for script, members in groups.items():
-            for unit in await _retry_one(host, ssh, _Resubmission(script, members)):
+            for unit in await _retry_one(host, ssh, _Resubmission(script, members), resume):
                 if unit not in retried:
                     retried.append(unit)
     return retried
 
 
-async def _retry_one(host: RetryHost, ssh: SlurmSSHConfig, r: _Resubmission) -> list[Any]:
+def _fresh_run(script: str) -> str:
+    return with_run_generation(script, generation_of(script) + 1)
+
+
+async def _retry_one(host: RetryHost, ssh: SlurmSSHConfig, r: _Resubmission, resume: bool) -> list[Any]:
     """Resubmit one script's failed jobs through the one submission path; returns their units."""
     transport = host.connections.transport(ssh)
+    edit = None if resume else _fresh_run
 
     async def sbatch(token: str) -> SlurmJobId:
-        return await resubmit(transport, r.script, array_tasks=r.array_tasks, token=token)
+        return await resubmit(transport, r.script, array_tasks=r.array_tasks, token=token, edit=edit)
 
     members = [Member(unit.unit_id, job.name, job.job_id, retry_of=job.job_id) for unit, job in r.members]
     new_id = await submit_recorded(host.client, host.experiment_id, host.connections, ssh, members, sbatch)

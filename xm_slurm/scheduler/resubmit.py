@@ -16,7 +16,7 @@ import asyncio
 import re
 import shlex
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from xm_slurm.errors import StatusUnavailableError, ValidationError
 from xm_slurm.job_ids import SlurmJobId
@@ -117,15 +117,19 @@ async def resubmit(
     *,
     array_tasks: Sequence[int] | None = None,
     token: str | None = None,
+    edit: Callable[[str], str] | None = None,
 ) -> SlurmJobId:
     """Submit `script` again (only `array_tasks` of it, for an array script), without its dependency.
 
     The script is copied next to itself under a new name and submitted with `submit` (exactly once, like
     any submission, with `token` if given); its `SubmitLine` then names the copy, so a retry can be retried.
+    `edit` changes the copy's text (a retry's fresh run identity, `rendering.run_identity`).
     """
     if not isinstance(script, str) or not script.startswith("/") or "\n" in script:
         raise ValidationError(f"script path {script!r} must be an absolute path on the cluster")
     text = await transport.read_text(script)
+    if edit is not None:
+        text = edit(text)
     args = ["--dependency="]
     if array_tasks is not None:
         throttle = _THROTTLE.search(text)
