@@ -29,7 +29,7 @@ from xm_slurm.executables.build_options import SshOption
 from xm_slurm.executors import SlurmSpec
 from xm_slurm.packaging import dockerfiles
 from xm_slurm.packaging.image_ref import parse_image_ref
-from xm_slurm.packaging.project import build_context, resolve_from_launcher
+from xm_slurm.packaging.project import build_context
 
 DEFAULT_PYTHON_IMAGE = "docker.io/python:3.11-slim"
 DEFAULT_UV_IMAGE = "ghcr.io/astral-sh/uv:python3.11-bookworm-slim"
@@ -39,6 +39,13 @@ WORKDIR = dockerfiles.DEFAULT_WORKDIR
 _NO_ENV: Mapping[str, Any] = immutabledict.immutabledict()
 Entrypoint: TypeAlias = xm.ModuleName | xm.CommandList
 PathArg: TypeAlias = str | os.PathLike[str]
+
+
+def _path(value: object, field: str) -> Path:
+    """A path argument, `~` expanded (an absolute one stays as it is when joined to a folder)."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise ValidationError(f"{field}={value!r} must be a path (str or pathlib.Path)")
+    return Path(os.path.expanduser(os.fspath(value)))
 
 
 def _base_image(value: str, *, default: str) -> str:
@@ -139,11 +146,11 @@ def docker_container(
     args: xm.UserArgs | None = None,
     env_vars: Mapping[str, Any] = _NO_ENV,
 ) -> xm.Packageable:
-    """Build `dockerfile` (default: `<context>/Dockerfile`; a relative one is taken from the launch
-    script's folder) with `context` (default: the project root)."""
+    """Build `dockerfile` (default: `<context>/Dockerfile`; a relative one is a file of the context, as in
+    docker compose and bake) with `context` (default: the project root)."""
     context_path = build_context(context, what="docker_container")
-    dockerfile_path = (
-        resolve_from_launcher(dockerfile) if dockerfile is not None else context_path / "Dockerfile"
+    dockerfile_path = context_path / _path(
+        dockerfile if dockerfile is not None else "Dockerfile", "dockerfile"
     )
     spec = Dockerfile(
         dockerfile=dockerfile_path,

@@ -25,7 +25,7 @@ async def main() -> None:
             [
                 xm_slurm.docker_container(
                     executor_spec=xm_slurm.Slurm.Spec(tag=local_site.image_tag("custom-dockerfile")),
-                    dockerfile="Dockerfile",  # relative to this script's folder, like context
+                    dockerfile="Dockerfile",  # a file of the context (default: <context>/Dockerfile)
                     context=".",
                     build_args={"BASE_IMAGE": local_site.python_image()},
                     env_vars={"MODE": "train"},  # baked into the executable, not the image

@@ -49,6 +49,10 @@ def test_default_context_is_the_project_root(proj: Path) -> None:
     assert _spec(pk.mamba_container(SPEC, xm.ModuleName("m"))).context == proj
     docker = _spec(pk.docker_container(SPEC))
     assert (docker.context, docker.dockerfile) == (proj, proj / "Dockerfile")
+    # A relative dockerfile is a file of the context (as in docker compose and bake), wherever the script is.
+    (proj / "docker").mkdir()
+    gpu = _spec(pk.docker_container(SPEC, dockerfile=Path("docker/Dockerfile.gpu")))
+    assert (gpu.context, gpu.dockerfile) == (proj, proj / "docker" / "Dockerfile.gpu")
     # A relative context is taken from the launch script's folder, as XManager does.
     assert _spec(pk.docker_container(SPEC, context="..")).context == proj
     assert _spec(pk.docker_container(SPEC, context=proj)).context == proj
