@@ -292,7 +292,7 @@ def _check_bind(bind: Mapping[Any, str]) -> immutabledict[str, str]:
 
 
 def _check_gres_flags(flags: str | Sequence[str] | None) -> tuple[str, ...]:
-    if flags is None:
+    if flags is None or (isinstance(flags, (list, tuple)) and not flags):  # () once normalised
         return ()
     values = [flags] if isinstance(flags, str) else flags
     if not isinstance(values, (list, tuple)) or not values:
