@@ -144,12 +144,20 @@ def test_first_attempt_empties_a_log_left_by_an_older_job_with_its_id(
         **shape[kind],  # type: ignore[arg-type]
     )
     pattern = "%A_%a" if kind == "array" else "%j"
-    [(job_id, rc)] = sbatch_wait(write_script(tmp_path, req), before_release=_stale_log(req, pattern))
-    name = f"slurm-{job_id}_0.out" if kind == "array" else f"slurm-{job_id}.out"
-    log = Path(req.experiment_dir, name).read_text()
-    assert rc == 0, log
-    assert STALE not in log
-    assert log.count("fresh output") == (2 if kind == "group" else 1), log
+    seed = _stale_log(req, pattern)
+
+    def seed_all(job_id: str) -> None:
+        seed(job_id)
+        if kind == "group":  # the second component's own log too
+            seed(f"{job_id}+1")
+
+    [(job_id, rc)] = sbatch_wait(write_script(tmp_path, req), before_release=seed_all)
+    names = {"array": [f"slurm-{job_id}_0.out"], "group": [f"slurm-{job_id}.out", f"slurm-{job_id}+1.out"]}
+    for name in names.get(kind, [f"slurm-{job_id}.out"]):
+        log = Path(req.experiment_dir, name).read_text()
+        assert rc == 0, log
+        assert STALE not in log, name
+        assert log.count("fresh output") == 1, (name, log)  # a group's components log apart
 
 
 def _job_alive(job_id: str) -> bool:
