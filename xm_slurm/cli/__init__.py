@@ -19,7 +19,16 @@ import sys
 from xm_slurm.cli import exit_codes
 from xm_slurm.cli.output import one_line
 
-_SUBCOMMAND_MODULES: tuple[str, ...] = ("listing", "logs", "control", "retry", "preview", "doctor", "server")
+_SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "listing",
+    "logs",
+    "control",
+    "retry",
+    "diff",
+    "preview",
+    "doctor",
+    "server",
+)
 
 _EPILOG = """\
 examples:

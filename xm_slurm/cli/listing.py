@@ -132,6 +132,8 @@ def _detail(
 
 
 async def _show_async(args: argparse.Namespace) -> int:
+    from xm_slurm.experiment.provenance import PREFIX as PROVENANCE_PREFIX
+    from xm_slurm.experiment.provenance import provenance_of, summary
     from xm_slurm.status import SlurmJobState, SlurmWorkUnitStatus
 
     async with opened(args.xid) as (experiment, record):
@@ -215,6 +217,7 @@ async def _show_async(args: argparse.Namespace) -> int:
                 "tags": sorted(record.tags),
                 "created_at": record.created_at,
                 "artifacts": {a.name: a.uri for a in record.artifacts},
+                "provenance": provenance_of({a.name: a.uri for a in record.artifacts}),
                 "work_units": out_units,
             }
         )
@@ -229,7 +232,10 @@ async def _show_async(args: argparse.Namespace) -> int:
         facts.append(f"cluster {clusters[0].destination}")
     print("  " + " · ".join(facts))
     for a in record.artifacts:
-        print(f"  artifact {a.name}: {a.uri}")
+        if not a.name.startswith(PROVENANCE_PREFIX):  # provenance: one summary line each (whole in --json)
+            print(f"  artifact {a.name}: {a.uri}")
+    for line in summary({a.name: a.uri for a in record.artifacts}):
+        print(f"  {line}")
     several = len({c.destination for c in clusters}) > 1
     rows = []
     for u in out_units:

@@ -248,7 +248,7 @@ def summary(artifacts: Mapping[str, str]) -> list[str]:
     """One line per provenance artifact, for `xm-slurm show`."""
     lines = []
     for name, value in provenance_of(artifacts).items():
-        if not isinstance(value, Mapping) and not isinstance(value, list):
+        if not isinstance(value, Mapping):
             lines.append(f"{name}: {value}")
         elif name.startswith(CODE):
             commit = (value.get("commit") or "no commit")[:12]

@@ -41,7 +41,7 @@ _lock = threading.Lock()
 _by_image: dict[str, tuple[str, CodeState | None]] = {}  # pinned image -> (build context, its state)
 
 
-def _git(root: str, *args: str, ok: tuple[int, ...] = (0,)) -> str | None:
+def git(root: str, *args: str, ok: tuple[int, ...] = (0,)) -> str | None:
     env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "GIT_PAGER": "cat", "LC_ALL": "C"}
     argv = ["git", "-c", "core.fsmonitor=false", "-c", "core.quotepath=off", "-C", root, *args]
     try:
@@ -56,7 +56,7 @@ def _git(root: str, *args: str, ok: tuple[int, ...] = (0,)) -> str | None:
 
 def _untracked_diff(root: str, path: str) -> str:
     # `git diff --no-index` exits 1 when the files differ, which they do.
-    out = _git(
+    out = git(
         root,
         "diff",
         "--no-color",
@@ -74,15 +74,15 @@ def _untracked_diff(root: str, path: str) -> str:
 def read_code_state(context: str | Path) -> CodeState | None:
     """The git state of `context`, None when it is not inside a git work tree."""
     context = str(Path(context).resolve())
-    top = _git(context, "rev-parse", "--show-toplevel")
+    top = git(context, "rev-parse", "--show-toplevel")
     if top is None or not top.strip():
         return None
     root = top.strip()
-    commit = (_git(root, "rev-parse", "--verify", "-q", "HEAD") or "").strip() or None
-    branch = (_git(root, "symbolic-ref", "--short", "-q", "HEAD") or "").strip() or None
+    commit = (git(root, "rev-parse", "--verify", "-q", "HEAD") or "").strip() or None
+    branch = (git(root, "symbolic-ref", "--short", "-q", "HEAD") or "").strip() or None
     rel = os.path.relpath(context, root)
     spec = "." if rel == "." else rel
-    status = _git(root, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--", spec)
+    status = git(root, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--", spec)
     if status is None:
         return CodeState(context, root, commit, branch, note="git status failed: changes unknown")
     changes = parse_status(status)
@@ -113,7 +113,7 @@ def _diff(root: str, commit: str | None, kept: Sequence[Change]) -> str:
             "--",
             *paths,
         ]
-        parts.append(_git(root, *args) or "")
+        parts.append(git(root, *args) or "")
     size = sum(map(len, parts))
     for change in kept:
         if change.untracked and size <= DIFF_CAP:
