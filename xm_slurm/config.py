@@ -145,9 +145,10 @@ class SlurmClusterConfig:
     host_environment: exported by the job script on the node; values are expanded by its bash (`$HOME/bin:$PATH`).
     container_environment: set inside the container, literally (no expansion).
     validate: called by the experiment layer with each job before submission; raise to refuse it.
-    cwd: the folder on the cluster the job script runs in (`cd` before the prolog; the container runtimes
-      start from there): an absolute path, or one starting with a variable the job's bash expands
-      (`$SCRATCH/runs`). None: Slurm's default, the folder sbatch ran in (the login's home).
+    cwd: the folder on the cluster the job script runs in (`cd` before the prolog: relative paths of the
+      prolog and epilog start there; the container keeps its image's working folder): an absolute path, or
+      one starting with a variable the job's bash expands (`$SCRATCH/runs`). None: Slurm's default, the
+      folder sbatch ran in (the login's home).
     """
 
     name: str
