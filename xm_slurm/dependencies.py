@@ -4,7 +4,7 @@
     after("12", time=dt.timedelta(minutes=5)) | singleton()  ->  after:12+5?singleton
 
 The classes take a sequence of job handles, as in 0.4.x (`SlurmJobDependencyAfterOK([job])`, where a handle is
-a job id string or int, a `SlurmJobId`, or anything with a `job_id`, such as a unit's `slurm_jobs`); the short
+a job id string or int, a `SlurmJobId`, a unit's `slurm_jobs` or `launched_jobs`); the short
 constructors take ids as arguments (`afterok("12", "13")`). `dep.to_directive()` is the sbatch option,
 `dep.traverse()` walks the tree.
 
@@ -38,7 +38,8 @@ class NoChainingException(SlurmDependencyException):
 
 
 def _job_id(handle: object) -> str:
-    job_id = getattr(handle, "job_id", handle)  # a launched job's handle carries its SlurmJobId
+    # A launched job's handle carries its SlurmJobId; XManager's LaunchedJob (unit.launched_jobs) its address.
+    job_id = getattr(handle, "job_id", None) or getattr(handle, "address", None) or handle
     if isinstance(job_id, SlurmJobId) or (isinstance(job_id, int) and not isinstance(job_id, bool)):
         job_id = str(job_id)
     if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):

@@ -265,6 +265,8 @@ def test_dependencies_take_sequences_of_handles_and_render_directives() -> None:
     for cls in (d.SlurmJobDependencyAfterAny, d.SlurmJobDependencyAfterOK, d.SlurmJobDependencyAfterNotOK):
         bind(cls, handles)
     assert d.SlurmJobDependencyAfter(handles).to_directive() == "--dependency=after:12:13_4"
+    launched = [h.to_launched_job() for h in handles]  # XManager's LaunchedJob: unit.launched_jobs
+    assert d.SlurmJobDependencyAfterOK(launched).to_directive() == "--dependency=afterok:12:13_4"
     after = d.SlurmJobDependencyAfter(handles, time=dt.timedelta(seconds=90))
     assert after.to_directive() == "--dependency=after:12+2:13_4+2"  # minutes, rounded up
     assert d.SlurmJobDependencyAfterAny(handles).to_directive() == "--dependency=afterany:12:13_4"
