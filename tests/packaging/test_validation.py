@@ -117,7 +117,9 @@ def test_generated_dockerfiles(tmp_path: Path, isolated_env) -> None:
     def text(p: xm.Packageable) -> str:
         return Path(p.executable_spec.dockerfile).read_text()  # type: ignore[attr-defined]
 
-    py = text(pk.python_container(spec, xm.ModuleName("train"), context=project, extra_system_packages=["git"]))
+    py = text(
+        pk.python_container(spec, xm.ModuleName("train"), context=project, extra_system_packages=["git"])
+    )
     assert py.startswith("FROM docker.io/python:3.11-slim\n")
     assert "COPY requirements.txt /tmp/xm-slurm/requirements.txt" in py
     assert "apt-get install -y --no-install-recommends git" in py

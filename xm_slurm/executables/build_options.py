@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from immutabledict import immutabledict
 
@@ -100,7 +101,7 @@ def platform_list(value: object) -> tuple[str, ...]:
     return tuple(out)
 
 
-def label_map(value: Mapping[object, object] | None) -> immutabledict[str, str]:
+def label_map(value: Mapping[Any, Any] | None) -> immutabledict[str, str]:
     """`labels`: name -> value, both as text; a name is non-empty and holds no '=' (it would split)."""
     if value is None:
         return immutabledict()

@@ -233,7 +233,8 @@ class ImageDescriptor:
     def __get__(self, obj: object, objtype: type | None = None) -> ImageURI | None:
         if obj is None:
             return self  # type: ignore[return-value]  # the descriptor itself, as dataclasses expect
-        return getattr(obj, self.private, None)  # type: ignore[no-any-return]
+        uri: ImageURI | None = getattr(obj, self.private, None)
+        return uri
 
     def __set__(self, obj: object, value: str | ImageURI | None) -> None:
         uri = None

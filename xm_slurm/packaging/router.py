@@ -25,6 +25,7 @@ import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 from xmanager import xm
 
@@ -96,8 +97,9 @@ def _build_plan(index: int, packageable: xm.Packageable, spec: Dockerfile | xm.D
         target, workdir = spec.target, spec.workdir
         labels = tuple(sorted(spec.labels.items()))
         # 0.4.x's default: the image's own push target, whose last push holds the cache.
-        cache_from = (str(tag_ref),) if spec.cache_from is None else tuple(spec.cache_from)
-        ssh, platforms = tuple(spec.ssh), tuple(spec.platforms)
+        # Dockerfile.__post_init__ normalised these three to tuples of str (or None for cache_from).
+        cache_from = (str(tag_ref),) if spec.cache_from is None else cast(tuple[str, ...], spec.cache_from)
+        ssh, platforms = cast(tuple[str, ...], spec.ssh), cast(tuple[str, ...], spec.platforms)
     else:
         context, dockerfile = Path(spec.path), Path(spec.dockerfile)
         build_args, target, workdir, labels, cache_from = (), None, None, (), ()
