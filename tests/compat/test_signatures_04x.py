@@ -157,6 +157,25 @@ def test_parameter_controller_is_a_module_after_importing_the_package() -> None:
     assert issubclass(module.ParameterControllerMode, enum.Enum)
 
 
+# --- items 4-9: the experiment surface (owned by the experiment-layer issue; bound here too) -------------
+
+
+async def test_experiment_surface_of_04x() -> None:
+    from xm_slurm.experiment import SlurmExperimentUnit
+
+    assert xm_slurm.get_current_experiment() is None  # outside a job
+    assert xm_slurm.get_current_work_unit() is None
+    bind(SlurmExperimentUnit.stop, None, mark_as_failed=False, mark_as_completed=False, message=None)
+    assert not inspect.iscoroutinefunction(SlurmExperimentUnit.stop)
+    bind(xm_slurm.SlurmExperiment.add, None, None, args=[{}], identity="job")
+    async with xm_slurm.create_experiment("surface") as experiment:
+        assert experiment.experiment_title == "surface"
+        assert experiment.work_units() == {}  # a method returning {work_unit_id: unit}
+    xid = api.client().insert_experiment(api.ExperimentPatch(title="stored"))
+    async with xm_slurm.get_experiment(xid) as reopened:  # an async context manager, as in 0.4.x
+        assert reopened.experiment_title == "stored" and reopened.work_units() == {}
+
+
 # --- signatures: cluster config, executor spec, requirements -------------------------------------------
 
 
