@@ -148,7 +148,7 @@ def compare(first: Experiment, second: Experiment) -> dict[str, Any]:
         if images_a.get(name) != images_b.get(name)
     ]
     launch_a, launch_b = _launch(first), _launch(second)
-    launch = {
+    launch: dict[str, Any] = {
         key: [launch_a.get(key), launch_b.get(key)]
         for key in ("argv", "versions", "script_path")
         if launch_a.get(key) != launch_b.get(key)
