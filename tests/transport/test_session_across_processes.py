@@ -55,10 +55,14 @@ async def main():
         image = xm_slurm.RemoteImage(image=a["image"], entrypoint=["sh", "-c", "echo hello-from-mfa"])
         wu = await experiment.add(xm.Job(executable=image, executor=executor))
         first_job = time.monotonic() - started
-        print(json.dumps({"xid": experiment.experiment_id, "job": wu.launched_jobs[0].address,
-                          "seconds_to_first_job": first_job}))
+        if a.get("wait"):  # the same experiment's handle: status polls over the same login
+            await wu.wait_until_complete()
+            print("waited:", (await wu.get_status()).status.name.lower())
+        return json.dumps({"xid": experiment.experiment_id, "job": wu.launched_jobs[0].address,
+                           "seconds_to_first_job": first_job})
 
-asyncio.run(main())
+out = asyncio.run(main())
+print(out)
 '''
 
 
@@ -135,3 +139,40 @@ def test_a_launch_then_the_cli_in_new_processes_answer_the_second_factor_once(
             f"{launched['seconds_to_first_job']:.2f} s, second process in the session "
             f"{relaunched['seconds_to_first_job']:.2f} s"
         )
+
+
+def test_without_a_session_holder_one_launch_process_still_logs_in_once(
+    local_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    # XM_SLURM_SSH_PERSIST=0: the process answers its own prompt; every command, upload and poll of the
+    # launch (state folder, mkdir, script upload, sbatch, status) goes over that one login.
+    sshd = second_factor_sshd()
+    env = {**os.environ, "XM_SLURM_STATE_DIR": str(tmp_path / "state"), "XM_SLURM_SSH_PERSIST": "0"}
+    script = tmp_path / "launch.py"
+    script.write_text(LAUNCH)
+    settings = {
+        "port": sshd.port,
+        "key": list(sshd.host_key),
+        "user": sshd.user,
+        "client_key": local_cluster.ssh_key,
+        "secret_file": sshd.secret_file,
+        "helpers": str(Path(__file__).parent),
+        "tests": str(Path(__file__).parents[1]),
+        "partition": local_cluster.partition,
+        "image": local_cluster.image,
+        "code": True,
+        "wait": True,
+    }
+    before = accepted_second_factors(sshd)
+    launched = _run([sys.executable, str(script), json.dumps(settings)], env)
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    assert "waited: completed" in launched.stdout, launched.stdout
+    assert accepted_second_factors(sshd) == before + 1
+    assert not (tmp_path / "state" / "ssh").exists()  # no holder was involved
+
+    # `xm-slurm wait` later, in a new process with no terminal and no holder: a clear error, soon.
+    xid = str(json.loads(launched.stdout.strip().splitlines()[-1])["xid"])
+    started = time.monotonic()
+    waited = _run([sys.executable, "-m", "xm_slurm.cli", "wait", xid], env, timeout=120)
+    assert waited.returncode != 0 and time.monotonic() - started < 60
+    assert "no terminal and no prompt_handler" in waited.stderr, waited.stderr[-3000:]

@@ -34,7 +34,7 @@ import random
 import time
 from collections.abc import Iterable
 
-from xm_slurm.errors import StatusUnavailableError
+from xm_slurm.errors import AuthenticationError, HostKeyError, StatusUnavailableError
 from xm_slurm.job_ids import SlurmJobId
 from xm_slurm.scheduler.states import SUBMISSION_GRACE_SECONDS, resolve
 from xm_slurm.scheduler.status_query import query_rows
@@ -249,7 +249,9 @@ class JobWatcher:
             try:
                 # Half the interval: our own previous round is always older; one a `poll` just made is not.
                 await self.poll(max_age=self._interval / 2)
-            except StatusUnavailableError as e:
+            # A refused login or host key (e.g. a second factor nobody can answer here) does not heal by
+            # polling again: the waiters get the error.
+            except (StatusUnavailableError, AuthenticationError, HostKeyError) as e:
                 for w in self._waiters:
                     if not w.future.done():
                         w.future.set_exception(e)
