@@ -49,7 +49,9 @@ def totp(secret_file: str, at: float | None = None) -> str:
     """The current RFC 6238 code (SHA-1, 30 s, 6 digits), as an authenticator app shows it."""
     secret = Path(secret_file).read_text().strip()
     key = base64.b32decode(secret + "=" * (-len(secret) % 8))
-    digest = hmac.new(key, struct.pack(">Q", int(time.time() if at is None else at) // 30), hashlib.sha1).digest()
+    digest = hmac.new(
+        key, struct.pack(">Q", int(time.time() if at is None else at) // 30), hashlib.sha1
+    ).digest()
     offset = digest[-1] & 15
     return f"{(struct.unpack('>I', digest[offset : offset + 4])[0] & 0x7FFFFFFF) % 1_000_000:06d}"
 

@@ -63,6 +63,11 @@ def plain_config(lc: LocalCluster, *endpoints: Endpoint, **overrides: object) ->
     return SSHConfig(**fields)  # type: ignore[arg-type]
 
 
+def _plain_host_key(lc: LocalCluster) -> list[str]:
+    """The plain sshd's key, from its known_hosts line `[127.0.0.1]:port,... ssh-ed25519 AAAA...`."""
+    return Path(lc.known_hosts).read_text().split()[1:3]
+
+
 async def test_the_callback_answering_the_current_code_logs_in_once_for_every_transport(
     local_cluster: LocalCluster, sshd: SecondFactorSSHD
 ) -> None:
@@ -145,7 +150,12 @@ def test_no_prompt_handler_and_no_terminal_is_a_clear_error_not_a_hang(
         "        await t.run('true')\n"
         "asyncio.run(main())\n"
     )
-    args = {"port": sshd.port, "key": list(sshd.host_key), "user": sshd.user, "client_key": local_cluster.ssh_key}
+    args = {
+        "port": sshd.port,
+        "key": list(sshd.host_key),
+        "user": sshd.user,
+        "client_key": local_cluster.ssh_key,
+    }
     before = accepted_second_factors(sshd)
     started = time.monotonic()
     result = subprocess.run(
@@ -221,7 +231,7 @@ async def test_a_host_key_mismatch_on_the_first_endpoint_is_an_error_not_a_failo
 ) -> None:
     # The plain sshd's key is pinned; the first endpoint (sshd-mfa) presents another one. The second
     # endpoint would accept this login: reaching it would be a silent failover past a wrong key.
-    plain_key = Path(local_cluster.known_hosts).read_text().split()[1:3]
+    plain_key = _plain_host_key(local_cluster)
     config = plain_config(
         local_cluster,
         Endpoint("127.0.0.1", sshd.port),
@@ -239,7 +249,9 @@ async def test_a_host_key_mismatch_on_the_first_endpoint_is_an_error_not_a_failo
 
 async def test_every_endpoint_failing_names_each(local_cluster: LocalCluster) -> None:
     with black_hole() as silent:
-        config = plain_config(local_cluster, Endpoint("127.0.0.1", free_port()), Endpoint("127.0.0.1", silent))
+        config = plain_config(
+            local_cluster, Endpoint("127.0.0.1", free_port()), Endpoint("127.0.0.1", silent)
+        )
         with pytest.raises(ConnectionLostError) as info:
             async with SSHTransport(config, connect_timeout=1, max_retries=0) as transport:
                 await transport.run("true")

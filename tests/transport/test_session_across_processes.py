@@ -20,7 +20,7 @@ from second_factor_helpers import accepted_second_factors, mfa_config, second_fa
 
 pytestmark = pytest.mark.cluster
 
-LAUNCH = '''
+LAUNCH = """
 import time
 started = time.monotonic()
 import asyncio, datetime as dt, json, sys
@@ -63,7 +63,7 @@ async def main():
 
 out = asyncio.run(main())
 print(out)
-'''
+"""
 
 
 def _run(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
