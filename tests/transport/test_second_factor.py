@@ -278,3 +278,42 @@ async def test_a_session_holder_ends_after_its_idle_time(
     while socket_path.exists():
         assert time.monotonic() < deadline, "the holder outlived its idle time"
         await asyncio.sleep(0.1)
+
+
+async def test_a_holder_whose_key_changed_is_not_trusted(
+    local_cluster: LocalCluster, sshd: SecondFactorSSHD
+) -> None:
+    # The local hop is SSH with the holder's key pinned: a socket answering with another key is not used;
+    # the process logs in again (the prompt comes back) instead of talking to an impostor.
+    calls: list[str] = []
+
+    def answer(prompt: str, echo: bool) -> str:
+        calls.append(prompt)
+        return totp(sshd.secret_file)
+
+    config = mfa_config(local_cluster, sshd, prompt_handler=answer)
+    files = ssh_session.paths_for(config)
+    try:
+        async with SSHTransport(config) as transport:
+            assert (await transport.run("true")).ok and transport.via_session
+        other = _plain_host_key(local_cluster)  # some other real key
+        files["pub"].write_text(" ".join(other) + "\n")
+        async with SSHTransport(config) as transport:
+            assert (await transport.run("true")).ok and transport.via_session
+        assert len(calls) == 2  # logged in twice: the first holder was not trusted
+    finally:
+        stop_session_holder(config)
+
+
+async def test_a_wrong_pinned_key_is_refused_before_any_prompt(
+    local_cluster: LocalCluster, sshd: SecondFactorSSHD
+) -> None:
+    calls: list[str] = []
+    other = PublicKey(*_plain_host_key(local_cluster))
+    config = mfa_config(
+        local_cluster, sshd, public_key=other, prompt_handler=lambda p, e: calls.append(p) or ""
+    )
+    with pytest.raises(HostKeyError, match="does not match the pinned host_public_key"):
+        async with SSHTransport(config) as transport:
+            await transport.run("true")
+    assert calls == [] and not ssh_session.paths_for(config)["sock"].exists()
