@@ -17,6 +17,7 @@ import pytest
 from conftest import git, make_repo
 from fake_slurm import FakeSlurm
 from metadata_fixtures import Server, start_server, stop_server
+from mlflow_stub import mlflow_stub
 from xmanager import xm
 
 import xm_slurm
@@ -165,3 +166,55 @@ async def test_each_unit_gets_its_run_id_and_a_retry_a_new_one_unless_it_resumes
         assert await e.retry_failed([a]) == [a]  # a fresh retry of a fresh retry: the next generation
         again = fake._files[fake.jobs[a.slurm_jobs[0].job_id.job_id].script].data
         assert "\nexport XM_SLURM_RUN_GENERATION=2\n" in again and again.count("RUN_GENERATION=") == 1
+
+
+def entrypoints(fake: FakeSlurm, job_id: int) -> dict[int, str]:
+    """Each task's entrypoint by work unit id (a job array's table, or a single job's payload)."""
+    script = fake._files[fake.jobs[job_id].script].data
+    table = re.search(r"^xm_tasks='\n(.*?)\n'", script, re.MULTILINE | re.DOTALL)
+    if table is None:
+        _, entry = payload_of(fake, job_id)
+        wid = re.search(r"^export XM_SLURM_WORK_UNIT_ID=(\d+)$", entry, re.MULTILINE)
+        assert wid is not None
+        return {int(wid.group(1)): entry}
+    return {wid: base64.b64decode(p).decode() for wid, p in read_task_table(table.group(1))}
+
+
+async def test_mlflow_runs_that_exist_are_continued_and_others_start_new(backend: str) -> None:
+    fake = FakeSlurm()
+    async with xm_slurm.create_experiment("mlflow", transport_factory=FakeSlurm.factory(fake)) as e:
+        xid = e.experiment_id
+        await e.add(job(fake), args=[{"args": {"i": i}} for i in range(2)])  # wids 1, 2; no tracking
+        record = api.client().get_experiment(xid)
+        ns = next(a.uri for a in record.artifacts if a.name == "xm_slurm.run_namespace")
+        run3 = "0123abcd" * 4
+        runs = {
+            f"xm-{ns}-{xid}-3": run3,  # wid 3's run exists
+            f"xm-{ns}-{xid}-30": "30" * 16,  # named like this experiment's, for a unit not launched
+            f"xm-{ns}-{xid + 1}-4": "44" * 16,  # another experiment's
+        }
+        with mlflow_stub(runs, {"team": "7"}) as (uri, stub):
+            e.tracking = xm_slurm.RunTracking(mlflow_tracking_uri=uri, mlflow_experiment="team")
+            units = await e.add(job(fake), args=[{"args": {"i": i}} for i in range(2)])
+        assert [u.work_unit_id for u in units] == [3, 4]
+        [(get_path, _), (search_path, body)] = stub.requests
+        assert get_path == "/api/2.0/mlflow/experiments/get-by-name?experiment_name=team"
+        assert search_path == "/api/2.0/mlflow/runs/search"
+        assert body["experiment_ids"] == ["7"]
+        assert body["filter"] == f"attributes.run_name LIKE 'xm-{ns}-{xid}-%'"
+        tasks = entrypoints(fake, units[0].slurm_jobs[0].job_id.job_id)
+        assert (
+            f"export MLFLOW_TRACKING_URI={uri}" in tasks[3]
+            and f"export MLFLOW_TRACKING_URI={uri}" in tasks[4]
+        )
+        assert f"export MLFLOW_RUN_ID={run3}" in tasks[3]
+        assert "MLFLOW_RUN_ID" not in tasks[4]  # no run of its own: the program starts one
+        with mlflow_stub({f"xm-{ns}-{xid}-5": run3}, {}) as (uri, stub):
+            e.tracking = xm_slurm.RunTracking(mlflow_tracking_uri=uri)  # the default experiment
+            [fifth] = await e.add(job(fake), args=[{"args": {"i": 5}}])
+        assert [r[1]["experiment_ids"] for r in stub.requests] == [["0"]]
+        assert f"MLFLOW_RUN_ID={run3}" in entrypoints(fake, fifth.slurm_jobs[0].job_id.job_id)[5]
+        e.tracking = xm_slurm.RunTracking(mlflow_tracking_uri="http://127.0.0.1:9")  # nothing listens
+        [sixth] = await e.add(job(fake), args=[{"args": {"i": 6}}])  # a warning, not an error
+        task = entrypoints(fake, sixth.slurm_jobs[0].job_id.job_id)[6]
+        assert "MLFLOW_RUN_ID" not in task and "MLFLOW_TRACKING_URI=http://127.0.0.1:9" in task

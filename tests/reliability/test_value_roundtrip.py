@@ -33,6 +33,8 @@ SRUN = '#!/bin/sh\nwhile [ $# -gt 0 ]; do case $1 in --*) shift ;; *) break ;; e
 # variables the real runtime would pass on (so nothing leaks from the host shell into the check).
 PODMAN = r"""#!/usr/bin/env python3
 import fnmatch, os, sys
+if sys.argv[1:2] != ["run"]:  # `podman image exists` / `podman pull` before the tasks: the image is here
+    sys.exit(0)
 args = sys.argv[2:]
 entrypoint, names, i = None, [], 0
 with_value = {"-e", "--env", "--label", "-v", "--volume", "--mount", "--name", "-w", "--workdir", "--user", "-u"}
