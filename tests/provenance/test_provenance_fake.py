@@ -23,6 +23,7 @@ from xmanager import xm
 import xm_slurm
 from xm_slurm import api
 from xm_slurm.api import settings
+from xm_slurm.cli import main as cli
 from xm_slurm.executables import ImageCredentials
 from xm_slurm.experiment import provenance_git
 from xm_slurm.rendering.payload import read_task_table
@@ -62,9 +63,9 @@ def dirty_project(root: Path) -> tuple[Path, str]:
     return repo, git(repo, "rev-parse", "HEAD")
 
 
-def job(fake: FakeSlurm, **env: Any) -> xm.Job:
+def job(fake: FakeSlurm, image_ref: str = IMAGE, **env: Any) -> xm.Job:
     image = xm_slurm.RemoteImage(
-        image=IMAGE,
+        image=image_ref,
         entrypoint=["python3", "main.py"],
         credentials=ImageCredentials("robot", REGISTRY_PASSWORD),
     )
@@ -218,3 +219,33 @@ async def test_mlflow_runs_that_exist_are_continued_and_others_start_new(backend
         [sixth] = await e.add(job(fake), args=[{"args": {"i": 6}}])  # a warning, not an error
         task = entrypoints(fake, sixth.slurm_jobs[0].job_id.job_id)[6]
         assert "MLFLOW_RUN_ID" not in task and "MLFLOW_TRACKING_URI=http://127.0.0.1:9" in task
+
+
+async def test_cli_diff_names_the_changed_files_args_and_images(
+    backend: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = make_repo(tmp_path / "proj", {"main.py": "v = 1\n", "util.py": "u = 1\n"})
+    first_commit = git(repo, "rev-parse", "HEAD")
+    (repo / "main.py").write_text("v = 2\n")
+    fake = FakeSlurm()
+    xids = []
+    for lr, image in (("0.1", IMAGE), ("0.2", IMAGE.replace("ab" * 32, "cd" * 32))):
+        provenance_git.remember([(image, str(repo))])
+        async with xm_slurm.create_experiment("cli diff", transport_factory=FakeSlurm.factory(fake)) as e:
+            await e.add(job(fake, image), args={"args": ["--lr", lr]})
+            xids.append(e.experiment_id)
+        if lr == "0.1":
+            git(repo, "commit", "-qam", "second")  # the uncommitted change, committed
+    assert cli(["diff", str(xids[0]), str(xids[1])]) == 0
+    out = capsys.readouterr().out
+    assert f"commit {first_commit[:12]} -> {git(repo, 'rev-parse', 'HEAD')[:12]}; dirty yes -> no" in out
+    assert "    changed files: main.py\n" in out
+    assert 'args wid 1: {"args": ["--lr", "0.1"]} -> {"args": ["--lr", "0.2"]}' in out
+    assert f"image train: {IMAGE} -> {IMAGE.replace('ab' * 32, 'cd' * 32)}" in out
+    assert cli(["diff", str(xids[0]), str(xids[0])]) == 0
+    assert capsys.readouterr().out == f"experiments {xids[0]} and {xids[0]}: no difference recorded\n"
+    assert cli(["diff", str(xids[0]), str(xids[1]), "--json"]) == 0
+    changes = json.loads(capsys.readouterr().out)
+    assert changes["code"][0]["changed_files"] == ["main.py"]
+    assert cli(["diff", str(xids[0]), "999"]) == 3  # no such experiment: exit code 3, one line on stderr
+    assert "999" in capsys.readouterr().err

@@ -250,6 +250,8 @@ def summary(artifacts: Mapping[str, str]) -> list[str]:
     for name, value in provenance_of(artifacts).items():
         if not isinstance(value, Mapping):
             lines.append(f"{name}: {value}")
+        elif name.startswith(CODE) and value.get("git") is False:
+            lines.append(f"{name}: {value.get('context')} (not in a git work tree)")
         elif name.startswith(CODE):
             commit = (value.get("commit") or "no commit")[:12]
             state = "dirty" if value.get("dirty") else "clean"
