@@ -8,7 +8,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from xm_slurm.cli import exit_codes
-from xm_slurm.cli.output import print_json, print_table
+from xm_slurm.cli.output import confirm, print_json, print_table
 from xm_slurm.cli.selection import add_experiment_arguments, opened, select_units
 
 if TYPE_CHECKING:
@@ -18,6 +18,7 @@ CANCEL_EPILOG = """\
 examples:
   xm-slurm cancel 12                  # every job of experiment 12 (one scancel per cluster)
   xm-slurm cancel 12 --wid 3 --wid 4
+  xm-slurm cancel latest --yes        # no question (on a terminal, cancelling several jobs asks first)
 """
 
 WAIT_EPILOG = """\
@@ -47,6 +48,12 @@ async def _cancel_async(args: argparse.Namespace) -> int:
         by_cluster = _jobs_by_cluster(units)
         if not by_cluster:
             raise NotFoundError(f"experiment {args.xid}: the selected units have no Slurm job to cancel")
+        count = sum(len(ids) for ids in by_cluster.values())
+        # More than one job: ask on a terminal (--yes skips); scripts without a terminal proceed as before.
+        question = f"Cancel {count} jobs of experiment {args.xid} ({len(units)} units)?"
+        if count > 1 and not confirm(question, assume_yes=args.yes, unattended=True):
+            print(f"xm-slurm cancel: experiment {args.xid}: nothing cancelled", file=sys.stderr)
+            return exit_codes.FAILURE
         for ssh, ids in by_cluster.items():
             await cancel(experiment.connections.transport(ssh), ids)
             print(f"cancelled {len(ids)} job(s) on {ssh.destination}: {' '.join(str(i) for i in ids)}")
@@ -126,6 +133,7 @@ def register(subparsers: Any) -> None:
         epilog=CANCEL_EPILOG,
     )
     add_experiment_arguments(p)
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask before cancelling several jobs")
     p.set_defaults(func=_cancel)
 
     p = subparsers.add_parser(

@@ -11,7 +11,7 @@ from typing import Any
 
 from xm_slurm.cli import exit_codes
 from xm_slurm.cli.output import print_json
-from xm_slurm.cli.selection import positive_int
+from xm_slurm.cli.selection import experiment_id
 
 DIFF_EPILOG = """\
 examples:
@@ -87,7 +87,7 @@ def register(subparsers: Any) -> None:
         ),
         epilog=DIFF_EPILOG,
     )
-    p.add_argument("xid1", type=positive_int, metavar="XID1", help="the first experiment")
-    p.add_argument("xid2", type=positive_int, metavar="XID2", help="the second experiment")
+    p.add_argument("xid1", type=experiment_id, metavar="XID1", help="the first experiment")
+    p.add_argument("xid2", type=experiment_id, metavar="XID2", help="the second experiment")
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.set_defaults(func=_diff)

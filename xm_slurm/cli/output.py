@@ -1,12 +1,49 @@
-"""Printing: rich tables on a terminal, aligned plain text otherwise, JSON for scripts, one-line errors."""
+"""Printing: rich tables on a terminal, aligned plain text otherwise, JSON for scripts, one-line errors.
+
+Every text given to rich goes in as `rich.text.Text`, never as markup: user text such as a job named
+`linefit [retry of 2978_3]` prints as written. Columns never break a word: each column is at least as wide
+as its longest word (up to `MAX_WORD`); a longer cell is cut with an ellipsis (`Column.no_wrap`) or folded.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
+
+#: A word longer than this may still be folded (a path, a long id): the column would leave no room.
+MAX_WORD = 28
+
+#: Colours of job and work unit states (rich style names), by the state word.
+STATE_STYLES: dict[str, str] = {
+    "COMPLETED": "green",
+    "RUNNING": "cyan",
+    "PENDING": "yellow",
+    "REQUEUED": "yellow",
+    "SUSPENDED": "yellow",
+    "FAILED": "bold red",
+    "TIMEOUT": "red",
+    "OUT_OF_MEMORY": "red",
+    "NODE_FAIL": "red",
+    "BOOT_FAIL": "red",
+    "DEADLINE": "red",
+    "PREEMPTED": "magenta",
+    "CANCELLED": "magenta",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    """A table column. `states`: colour its cells by state (`STATE_STYLES`); `no_wrap`: one line per cell,
+    cut with an ellipsis at `max_width` (compact columns such as args); `max_width`: the widest it gets."""
+
+    name: str
+    states: bool = False
+    no_wrap: bool = False
+    max_width: int | None = None
 
 
 def one_line(error: BaseException) -> str:
@@ -31,31 +68,69 @@ def cell(value: Any) -> str:
     return str(value)
 
 
+def state_style(text: str) -> str | None:
+    """The colour of a state cell (`CANCELLED by 0` is CANCELLED's, `failed` FAILED's), or None."""
+    word = text.split(" ", 1)[0].upper()
+    return STATE_STYLES.get(word)
+
+
+def _longest_word(texts: Sequence[str]) -> int:
+    return max((len(w) for t in texts for w in t.split()), default=1)
+
+
+def _rich_table(columns: Sequence[Column], texts: list[list[str]], title: str | None) -> Any:
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(
+        title=None if title is None else Text(title),
+        title_justify="left",
+        show_edge=False,
+        header_style="bold",
+    )
+    for i, column in enumerate(columns):
+        values = [row[i] for row in texts]
+        widest = min(_longest_word([column.name, *values]), MAX_WORD)
+        if column.max_width is not None:
+            widest = min(widest, column.max_width)
+        table.add_column(
+            Text(column.name),
+            overflow="ellipsis" if column.no_wrap else "fold",
+            no_wrap=column.no_wrap,
+            min_width=None if column.no_wrap else widest,
+            max_width=column.max_width,
+        )
+    for row in texts:
+        table.add_row(
+            *(
+                Text(value, style=(state_style(value) or "") if column.states else "")
+                for value, column in zip(row, columns, strict=True)
+            )
+        )
+    return table
+
+
 def print_table(
-    columns: Sequence[str],
+    columns: Sequence[str | Column],
     rows: Sequence[Sequence[Any]],
     *,
     title: str | None = None,
     stream: TextIO | None = None,
 ) -> None:
-    """A rich table on a terminal; otherwise a header line and rows aligned with two spaces, no colour."""
+    """A rich table on a terminal (user text never read as markup; states coloured; no word broken);
+    otherwise a header line and rows aligned with two spaces, no colour, nothing cut."""
     stream = sys.stdout if stream is None else stream
+    cols = [c if isinstance(c, Column) else Column(c) for c in columns]
     texts = [[cell(v) for v in row] for row in rows]
     if is_terminal(stream):
         from rich.console import Console
-        from rich.table import Table
 
-        table = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
-        for column in columns:
-            table.add_column(column, overflow="fold")
-        for row in texts:
-            table.add_row(*row)
-        Console(file=stream).print(table)
+        Console(file=stream).print(_rich_table(cols, texts, title))
         return
     if title:
         print(title, file=stream)
-    widths = [max([len(c), *(len(r[i]) for r in texts)]) for i, c in enumerate(columns)]
-    for row in [[c.upper() for c in columns], *texts]:
+    widths = [max([len(c.name), *(len(r[i]) for r in texts)]) for i, c in enumerate(cols)]
+    for row in [[c.name.upper() for c in cols], *texts]:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip(), file=stream)
 
 
@@ -67,3 +142,17 @@ def print_json(value: Any, stream: TextIO | None = None) -> None:
 
 def warn(command: str, message: str) -> None:
     print(f"xm-slurm {command}: {message}", file=sys.stderr)
+
+
+def confirm(question: str, *, assume_yes: bool, unattended: bool) -> bool:
+    """Ask `question [y/N]` when stdin and stdout are terminals. `assume_yes` (--yes): True without asking.
+    Nobody to ask (a script, a pipe): `unattended`, the command's choice (docs/cli.md says which)."""
+    if assume_yes:
+        return True
+    if not (is_terminal(sys.stdin) and is_terminal(sys.stdout)):
+        return unattended
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")

@@ -1,4 +1,8 @@
-"""What the experiment commands share: the XID / --wid / --identity arguments and picking units."""
+"""What the experiment commands share: the XID / --wid / --identity arguments and picking units.
+
+An XID is an experiment id (>= 1), `latest`, or a negative index into `xm-slurm list` (newest first, the
+experiments without work units left out as there): -1 = latest, -2 the one before it.
+"""
 
 from __future__ import annotations
 
@@ -23,9 +27,56 @@ def positive_int(text: str) -> int:
     return value
 
 
+LATEST = "latest"
+
+
+def experiment_id(text: str) -> int:
+    """An XID argument: an id >= 1 as is; `latest` / -N resolved in the metadata store (at parse time, so
+    every command sees a plain id)."""
+    word = text.strip().lower()
+    if word == LATEST:
+        return newest(1)
+    try:
+        value = int(word)
+    except ValueError:
+        value = 0
+    if value < 0:
+        return newest(-value)
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an experiment id: give an integer >= 1, 'latest' or a negative index (-1 = latest)"
+        )
+    return value
+
+
+def newest(position: int) -> int:
+    """The id of the `position`-th newest experiment holding a work unit (as `xm-slurm list` orders them)."""
+    from xm_slurm.cli.output import one_line
+
+    try:
+        from xm_slurm.api import client
+
+        found = client().list_experiments(limit=position)
+    except Exception as e:  # the store unreachable or misconfigured: a usage-time error, on one line
+        raise argparse.ArgumentTypeError(f"cannot resolve {_spelled(position)}: {one_line(e)}") from e
+    if len(found) < position:
+        have = f"only {len(found)}" if found else "none"
+        raise argparse.ArgumentTypeError(
+            f"no experiment {_spelled(position)}: the store holds {have} with work units (see `xm-slurm list`)"
+        )
+    return int(found[position - 1].xid)
+
+
+def _spelled(position: int) -> str:
+    return "'latest'" if position == 1 else f"-{position}"
+
+
 def add_experiment_arguments(parser: argparse.ArgumentParser, *, units: bool = True) -> None:
     parser.add_argument(
-        "xid", type=positive_int, metavar="XID", help="the experiment id (see `xm-slurm list`)"
+        "xid",
+        type=experiment_id,
+        metavar="XID",
+        help="the experiment id (see `xm-slurm list`), 'latest', or -N (-1 = latest, -2 the one before)",
     )
     if units:
         parser.add_argument(
