@@ -83,3 +83,12 @@ def test_quick_start_runs_on_the_local_cluster(local_cluster: LocalCluster, tmp_
     for unit, lr in ((1, "0.1"), (2, "0.01"), (3, "0.001")):
         assert f"work unit {unit}: COMPLETED" in out, out
         assert re.search(rf"work unit {unit}: training with .*--lr[= ]{re.escape(lr)}\b", out), out
+
+
+def test_getting_started_shows_the_same_script() -> None:
+    """docs/getting-started.md repeats the quick start: the copy a reader takes from either one runs."""
+    page = REPO / "docs" / "getting-started.md"
+    previewed = [b for b in parse_blocks(page) if b.marker == ("run", "preview")]
+    assert [b.text for b in previewed] == [quick_start_block().text], (
+        f"{page.relative_to(REPO)}: its run: preview block must be the README's quick start, verbatim"
+    )
