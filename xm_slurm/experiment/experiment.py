@@ -50,6 +50,7 @@ from xm_slurm.experiment.script_errors import (
     for_script,
     install_excepthook,
     note_body_error,
+    refuse_sync_entry_in_a_loop,
     submitted_units,
 )
 from xm_slurm.experiment.tracking import TrackingSetting
@@ -392,8 +393,13 @@ class SlurmExperiment(progress.Waiting, xm.Experiment):
         if not record.work_units:
             await self._client.adelete_experiment(self.experiment_id)
 
-    # XManager's `__enter__` is what we want: a loop in a thread, running our `__aenter__`. Its `__exit__`
-    # waits for its own task queue only; ours also runs `__aexit__` (flush, clean up, close connections).
+    # XManager's `__enter__` is what we want (a loop in a thread, running our `__aenter__`), with our
+    # message where a loop already runs (its own is a bare RuntimeError). Its `__exit__` waits for its own
+    # task queue only; ours also runs `__aexit__` (flush, clean up, close connections).
+    def __enter__(self) -> SlurmExperiment:
+        refuse_sync_entry_in_a_loop()
+        return super().__enter__()
+
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:

@@ -118,9 +118,30 @@ def install_excepthook() -> None:
         sys.excepthook = _hook
 
 
+def refuse_sync_entry_in_a_loop() -> None:
+    """A plain `with` runs the experiment's loop in a thread and blocks this one on it: where a loop already
+    runs here (a Jupyter notebook, an async function) that would stall it, so say what works instead."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise XmSlurmError(
+        "`with xm_slurm.create_experiment(...)` cannot be used where an event loop is already running (a "
+        "Jupyter notebook, an async function): use `async with xm_slurm.create_experiment(...) as "
+        "experiment:` and `await experiment.add(...)` (a notebook cell may await at top level)"
+    )
+
+
 def submitted_units(units: Iterable[_Unit], before: set[int]) -> list[_Unit]:
     """The units with jobs that were not there when the experiment was entered."""
     return [u for u in units if u.slurm_jobs and u.unit_id not in before]
 
 
-__all__ = ["for_script", "install_excepthook", "note_body_error", "short_lines", "submitted_units"]
+__all__ = [
+    "for_script",
+    "install_excepthook",
+    "note_body_error",
+    "refuse_sync_entry_in_a_loop",
+    "short_lines",
+    "submitted_units",
+]
