@@ -4,6 +4,7 @@ all-reduce their ranks over TCP; two jobs on one node get different ports; XM_SL
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,28 @@ def test_debug_traces_the_script_the_pull_step_and_the_entrypoint(
     assert "+ exec echo traced-program" in log  # the entrypoint, after its exports
     assert log.count("traced-program\n") >= 2
     assert "do-not-log-me" not in log  # the env values stay out of the trace
+
+
+def test_a_port_in_use_on_the_first_node_is_skipped(local_cluster: LocalCluster, tmp_path: Path) -> None:
+    tmp_path.chmod(0o755)
+    req = one_job(
+        cluster_config(partition=local_cluster.partition),
+        local_cluster.image,
+        ["sh", "-c", 'echo "PORT $MASTER_PORT"'],
+        str(shared_dir(tmp_path / "state")),
+        requirements={"location": "node1"},
+    )
+    listeners: list[socket.socket] = []
+
+    def occupy(job_id: str) -> None:  # what another job (or a service) listening there would look like
+        listeners.append(socket.create_server(("127.0.0.1", 10000 + int(job_id) % 10000)))
+
+    try:
+        [(job_id, rc)] = sbatch_wait(write_script(tmp_path, req), before_release=occupy)
+    finally:
+        for listener in listeners:
+            listener.close()
+    log = log_of(req, job_id)
+    assert rc == 0, log
+    [line] = [x for x in log.splitlines() if x.startswith("PORT ")]
+    assert int(line.split()[1]) == 10000 + (int(job_id) + 1) % 10000
