@@ -192,7 +192,7 @@ def test_rendezvous_and_group_variables(tmp_path: Path) -> None:
     assert "XM_SLURM_JOB_GROUP_ACTOR_1_NODELIST=" in script
     for name in ("MASTER_ADDR", "MASTER_PORT", "XM_SLURM_JOB_GROUP_LEARNER_NODELIST"):
         assert f"--env={name} \\" in script
-    assert 'MASTER_PORT="$(( 10000 + $2 % 10000 ))"' in script
+    assert "local port=$(( 10000 + $2 % 10000 ))" in script and 'MASTER_PORT="$port"' in script
     # Component 1 logs apart, component 0 with the batch script.
     assert '--output=/tmp/xm-slurm-render-tests/00000042/"slurm-${SLURM_JOB_ID}+1.out"' in script
     _check_bash(script, tmp_path)
