@@ -3,8 +3,9 @@ options, its rendezvous and job-group variables, its own log.
 
 Rendezvous (every task, see also `payload.RENDEZVOUS`): the job script sets MASTER_ADDR to the first node
 of the component (its name when it resolves, else the NodeAddr Slurm knows it by) and MASTER_PORT to
-`MASTER_PORT_BASE + job id % MASTER_PORT_SPAN` (the component's own job id in a job group): two jobs that
-share a node get different ports unless their ids differ by a multiple of MASTER_PORT_SPAN. The range
+`MASTER_PORT_BASE + job id % MASTER_PORT_SPAN` (the component's own job id in a job group), so two jobs
+that share a node get different ports; on the first node the script moves on from a port something
+already listens on (a job whose id is a multiple of MASTER_PORT_SPAN away, or a service). The range
 10000-19999 is unprivileged, below Linux's ephemeral ports (32768-60999) and below the SOCKS proxy's
 ports (20000-39999, proxy.sh.j2).
 """
