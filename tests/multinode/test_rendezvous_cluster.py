@@ -102,7 +102,7 @@ def test_debug_traces_the_script_the_pull_step_and_the_entrypoint(
             local_cluster.image,
             ["echo", "traced-program"],
             str(shared_dir(tmp_path / "state")),
-            requirements={"replicas": 2},
+            requirements={"replicas": 4, "tasks_per_node": 2},
             env_vars={"SECRET_TOKEN": "do-not-log-me"},
         )
     )
@@ -111,9 +111,11 @@ def test_debug_traces_the_script_the_pull_step_and_the_entrypoint(
     assert rc == 0, log
     assert "+ xm_rendezvous " in log  # the job script
     assert "+ srun " in log and "--exact" in log
-    assert "podman image exists" in log  # the set-up step (xm_pull, once per node)
-    assert "+ exec echo traced-program" in log  # the entrypoint, after its exports
-    assert log.count("traced-program\n") >= 2
+    # The set-up step pulls once per node: 4 tasks on 2 nodes, 2 pulls, before the tasks' step.
+    assert log.count("+ podman image exists ") == 2, log
+    assert log.rindex("+ podman image exists ") < log.index("srun --ntasks=4 --exact")
+    assert log.count("+ exec echo traced-program") == 4  # the entrypoint, after its exports
+    assert log.count("\ntraced-program\n") == 4
     assert "do-not-log-me" not in log  # the env values stay out of the trace
 
 
