@@ -237,3 +237,36 @@ def test_debug_renders_the_trace(tmp_path: Path) -> None:
     assert '{ set +x; } 2>/dev/null; export XM_SLURM_PAYLOAD="$xm_payload_0"; xm_trace' in script
     assert "export XM_SLURM_DEBUG=1" not in render_job_script(req)
     _check_bash(script, tmp_path)
+
+
+def test_the_pull_is_retried_with_a_growing_pause(tmp_path: Path) -> None:
+    """The rendered xm_pull, run with a podman that fails twice and a sleep that only records its pauses."""
+    script = render_job_script(request(cluster_config(), requirements={"replicas": 2}))
+    function = script[script.index("xm_pull() {") : script.index("export -f xm_pull")]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls"
+    (bin_dir / "podman").write_text(
+        f'#!/bin/sh\necho "podman $*" >>{log}\n'
+        f'[ "$1" = pull ] && [ "$(grep -c "^podman pull" {log})" -le 2 ] && exit 1\n'
+        '[ "$1" = image ] && exit 1\nexit 0\n'
+    )
+    (bin_dir / "sleep").write_text(f'#!/bin/sh\necho "sleep $1" >>{log}\n')
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    result = subprocess.run(
+        ["bash", "-c", function + "xm_pull r.example.org/img:1 --authfile=/a.json"],
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "SLURMD_NODENAME": "n7"},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert log.read_text().splitlines() == [
+        "podman image exists r.example.org/img:1",
+        "podman pull --quiet --authfile=/a.json r.example.org/img:1",
+        "sleep 5",
+        "podman pull --quiet --authfile=/a.json r.example.org/img:1",
+        "sleep 15",
+        "podman pull --quiet --authfile=/a.json r.example.org/img:1",
+    ]
+    assert "pulling r.example.org/img:1 on n7 failed (attempt 2 of 4); retrying in 15 s" in result.stderr
