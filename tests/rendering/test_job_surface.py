@@ -270,3 +270,36 @@ def test_the_pull_is_retried_with_a_growing_pause(tmp_path: Path) -> None:
         "podman pull --quiet --authfile=/a.json r.example.org/img:1",
     ]
     assert "pulling r.example.org/img:1 on n7 failed (attempt 2 of 4); retrying in 15 s" in result.stderr
+
+
+def test_the_apptainer_conversion_is_retried_with_a_growing_pause(tmp_path: Path) -> None:
+    image = "r.example.org/img@sha256:" + "b" * 64
+    script = render_job_script(request(cluster_config(ContainerRuntime.APPTAINER), image=image))
+    function = script[script.index("xm_image_cache=") : script.index("xm_convert r.example.org")]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls"
+    (bin_dir / "apptainer").write_text(
+        f'#!/bin/sh\necho "apptainer $1" >>{log}\n'
+        f'[ "$(grep -c "^apptainer build" {log})" -le 2 ] && exit 1\necho sif >"$2"\n'
+    )
+    (bin_dir / "sleep").write_text(f'#!/bin/sh\necho "sleep $1" >>{log}\n')
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    cache = tmp_path / "cache"
+    result = subprocess.run(
+        ["bash", "-c", function + f"xm_convert {image} sha256-{'b' * 64} ''"],
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "SLURM_JOB_ID": "9", "XM_SLURM_IMAGE_CACHE": str(cache)},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert log.read_text().split("\n")[:-1] == [
+        "apptainer build",
+        "sleep 5",
+        "apptainer build",
+        "sleep 15",
+        "apptainer build",
+    ]
+    assert (cache / f"sha256-{'b' * 64}.sif").read_text() == "sif\n"
+    assert not list(cache.glob("*.part-*"))
