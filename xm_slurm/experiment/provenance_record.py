@@ -49,7 +49,8 @@ def launch_secrets(submissions: Sequence[Submission]) -> set[str]:
                 found.add(c.executable.credentials.password)
         for t in s.trials:
             env(t.env_vars)
-    found.update(v for k, v in os.environ.items() if _SECRET_NAME.search(k) and v)
+    # Found by name only: short values (TOKEN_TYPE=bearer) are likely words, not secrets.
+    found.update(v for k, v in os.environ.items() if _SECRET_NAME.search(k) and len(v) >= 8)
     return found
 
 
