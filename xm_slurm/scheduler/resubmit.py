@@ -6,8 +6,10 @@ trial (task i runs trial i). So retrying failed trials needs no job definition, 
 under its original task index (always < MaxArraySize, as it was before). This works from any process,
 including one that only read the experiment back from the metadata store.
 
-The resubmitted job does not inherit the original dependency (`--dependency=`): the trial ran once, so its
-dependency was met. The original throttle (`%N` of the script's `--array`) is kept.
+The dependency is the caller's to give (`dependency=`, on the command line, which wins over the script's
+own): a job cancelled because its dependency failed never ran, so its dependency was never met, and the
+experiment layer re-points it at the retried jobs (`experiment.retry_dependencies`). The original throttle
+(`%N` of the script's `--array`) is kept.
 """
 
 from __future__ import annotations
@@ -118,8 +120,10 @@ async def resubmit(
     array_tasks: Sequence[int] | None = None,
     token: str | None = None,
     edit: Callable[[str], str] | None = None,
+    dependency: str = "",
 ) -> SlurmJobId:
-    """Submit `script` again (only `array_tasks` of it, for an array script), without its dependency.
+    """Submit `script` again (only `array_tasks` of it, for an array script) with `--dependency=<dependency>`
+    (default: none, whatever the script says).
 
     The script is copied next to itself under a new name and submitted with `submit` (exactly once, like
     any submission, with `token` if given); its `SubmitLine` then names the copy, so a retry can be retried.
@@ -130,7 +134,7 @@ async def resubmit(
     text = await transport.read_text(script)
     if edit is not None:
         text = edit(text)
-    args = ["--dependency="]
+    args = [f"--dependency={dependency}"]
     if array_tasks is not None:
         throttle = _THROTTLE.search(text)
         args.append(f"--array={compact_ranges(array_tasks)}{throttle.group(1) if throttle else ''}")
