@@ -75,7 +75,7 @@ class SlurmExperiment(xm.Experiment):
         self._title = title if record is None else record.title
         self._xid: int | None = None if record is None else record.xid
         self._transport_factory = transport_factory
-        self.connections = ClusterConnections(transport_factory)
+        self.connections = ClusterConnections(transport_factory, api=self._client)
         self._units = UnitRegistry(self, self._client)
         self._identity_locks: dict[str, asyncio.Lock] = {}
         self._tasks: list[asyncio.Future[Any]] = []
