@@ -18,7 +18,7 @@ from local_cluster import LocalCluster
 from xmanager import xm
 
 import xm_slurm
-from xm_slurm.errors import HostKeyError, PackagingError
+from xm_slurm.errors import HostKeyError, PackagingError, ValidationError
 
 pytestmark = pytest.mark.cluster
 
@@ -75,8 +75,20 @@ async def test_an_unanswering_registry_is_reported_before_the_build(
     assert not logs.exists() or not any(logs.iterdir())  # a build would have written its log there
 
 
+def test_bad_input_is_refused_before_any_network_check(local_cluster: LocalCluster, tmp_path: Path) -> None:
+    project = _project(tmp_path, local_cluster)
+    missing = xm_slurm.docker_container(
+        executor_spec=xm_slurm.Slurm.Spec(tag=f"{_UNANSWERED}/x/app:1"), dockerfile="nope", context=project
+    )
+    with pytest.raises(ValidationError, match=r"Dockerfile .*nope.* does not exist"):
+        xm_slurm.SlurmExperiment.package([missing])
+
+
 async def test_a_wrong_host_key_is_reported_before_the_build_and_a_good_one_builds(
-    local_cluster: LocalCluster, tmp_path: Path, cluster: xm_slurm.SlurmClusterConfig
+    local_cluster: LocalCluster,
+    tmp_path: Path,
+    cluster: xm_slurm.SlurmClusterConfig,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     repository = f"prebuild-{uuid.uuid4().hex[:8]}/app"
     tag = f"{local_cluster.registry}/{repository}:latest"
@@ -87,8 +99,14 @@ async def test_a_wrong_host_key_is_reported_before_the_build_and_a_good_one_buil
         assert not _built_locally(tag) and not _in_registry(local_cluster, repository)
 
         # The control: the same packageable with the right known_hosts is built and pushed.
+        capfd.readouterr()
         [executable] = experiment.package([packageable], clusters=[cluster])
         assert isinstance(executable, xm_slurm.RemoteImage)
+        said = capfd.readouterr().err
+        checked = (
+            f"xm-slurm: before building: registry {local_cluster.registry} answers, cluster 'local' logs in"
+        )
+        assert checked in said and said.index(checked) < said.index("building " + tag), said
     assert _built_locally(tag) and _in_registry(local_cluster, repository)
     _forget_image(tag)
 

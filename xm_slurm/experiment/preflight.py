@@ -29,24 +29,25 @@ import asyncio
 import collections
 import concurrent.futures
 import logging
+import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from xmanager import xm
 
 from xm_slurm.config import SlurmClusterConfig
 from xm_slurm.dependencies import SlurmDependency
 from xm_slurm.errors import ValidationError, XmSlurmError
-from xm_slurm.executables import Dockerfile
-from xm_slurm.executors import SlurmSpec
 from xm_slurm.experiment import provenance_git
 from xm_slurm.experiment.connections import ClusterConnections, launch_transport_factory
 from xm_slurm.experiment.dry_run import DryRunTransport
 from xm_slurm.experiment.planning import Submission
 from xm_slurm.experiment.script_errors import for_script
 from xm_slurm.job_ids import SlurmJobId
-from xm_slurm.packaging import registry
-from xm_slurm.packaging.credentials import find_credentials
-from xm_slurm.packaging.image_ref import ImageReference, parse_image_ref
+
+if TYPE_CHECKING:
+    from xm_slurm.packaging.image_ref import ImageReference
 from xm_slurm.scheduler.limits import ClusterLimits, cached_limits
 from xm_slurm.scheduler.preflight import partition_problems, unknown_job_ids
 from xm_slurm.ssh_config import SlurmSSHConfig
@@ -68,7 +69,7 @@ def package_checked(
 ) -> Sequence[xm.Executable]:
     """`experiment.package`: the checks before a build, then the build (errors shaped for the script)."""
     try:
-        _run_sync(before_build(push_targets(packageables), clusters))
+        _run_sync(before_build(_push_targets(packageables), clusters))
         return provenance_git.package(list(packageables))
     except XmSlurmError as e:
         raise for_script(e) from None
@@ -77,24 +78,16 @@ def package_checked(
 async def package_one_checked(packageable: xm.Packageable) -> xm.Executable:
     """`experiment.package_async` of one packageable, with the same checks first."""
     try:
-        await before_build(push_targets([packageable]), ())
+        await before_build(_push_targets([packageable]), ())
         return await provenance_git.package_one(packageable)
     except XmSlurmError as e:
         raise for_script(e) from None
 
 
-def push_targets(packageables: Sequence[xm.Packageable]) -> list[ImageReference]:
-    """Where the builds among `packageables` push (a tag that does not parse is packaging's to refuse)."""
-    refs: dict[str, ImageReference] = {}
-    for p in packageables:
-        spec, target = getattr(p, "executable_spec", None), getattr(p, "executor_spec", None)
-        if isinstance(spec, (Dockerfile, xm.Dockerfile)) and isinstance(target, SlurmSpec) and target.tag:
-            try:
-                ref = parse_image_ref(target.tag)
-            except ValidationError:
-                continue
-            refs.setdefault(ref.domain, ref)
-    return list(refs.values())
+def _push_targets(packageables: Sequence[xm.Packageable]) -> list[ImageReference]:
+    from xm_slurm.packaging.router import push_targets  # packaging (httpx) loads only for a package call
+
+    return push_targets(packageables)
 
 
 async def before_build(targets: Sequence[ImageReference], clusters: Sequence[SlurmClusterConfig]) -> None:
@@ -102,8 +95,7 @@ async def before_build(targets: Sequence[ImageReference], clusters: Sequence[Slu
     or a cluster has, each checked at once, before anything is built."""
     if not targets and not clusters:
         return
-    what = [f"registry {t.domain}" for t in targets] + [f"cluster {c.name!r}" for c in clusters]
-    log.info("before building, checking that %s answer%s", ", ".join(what), "s" if len(what) == 1 else "")
+    started = time.monotonic()
     connections = ClusterConnections(launch_transport_factory())
     try:
         checks = [_registry_answers(t) for t in targets] + [_cluster_login(c, connections) for c in clusters]
@@ -115,9 +107,17 @@ async def before_build(targets: Sequence[ImageReference], clusters: Sequence[Slu
             raise type(result)(f"before building (nothing was built): {result}") from result
         if isinstance(result, BaseException):
             raise result
+    # Said on stderr, as packaging's own progress lines are: the reader sees what was ruled out.
+    what = [f"registry {t.domain} answers" for t in targets] + [
+        f"cluster {c.name!r} logs in" for c in clusters
+    ]
+    sys.stderr.write(f"xm-slurm: before building: {', '.join(what)} ({time.monotonic() - started:.1f} s)\n")
 
 
 async def _registry_answers(ref: ImageReference) -> None:
+    from xm_slurm.packaging import registry
+    from xm_slurm.packaging.credentials import find_credentials
+
     creds = await asyncio.to_thread(find_credentials, ref.domain, ref.repository)
     status = await registry.ping(ref, credentials=creds, timeout=BEFORE_BUILD_TIMEOUT_S)
     if status in (401, 403):
@@ -248,6 +248,5 @@ __all__ = [
     "package_one_checked",
     "placement_problems",
     "preflight",
-    "push_targets",
     "size_problems",
 ]
