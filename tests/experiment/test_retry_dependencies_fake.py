@@ -8,6 +8,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import operator
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,10 +19,15 @@ from fake_slurm import FakeSlurm
 from xmanager import xm
 
 import xm_slurm
+from xm_slurm.api import settings
 from xm_slurm.dependencies import afterok
 from xm_slurm.errors import ValidationError, XmSlurmError
 from xm_slurm.experiment.retry_dependencies import Dependency, Lineage, script_dependency, with_dependency
+from xm_slurm.experiment.retrying import retry_failed
 from xm_slurm.job_ids import SlurmJobId
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
+from metadata_fixtures import Server, start_server, stop_server
 
 J = SlurmJobId.parse
 TRIALS = 6
@@ -148,6 +156,26 @@ def fake() -> FakeSlurm:
     return FakeSlurm()
 
 
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    started = start_server(tmp_path_factory.mktemp("retry-deps-server"))
+    yield started
+    stop_server(started)
+
+
+@pytest.fixture(params=["sqlite", "rest"])
+def backend(request: pytest.FixtureRequest, store: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The store the lineage is read from: the test's SQLite file, or the real REST server."""
+    if request.param == "rest":
+        started: Server = request.getfixturevalue("server")
+        monkeypatch.setenv("XM_SLURM_API_BACKEND", "rest")
+        monkeypatch.setenv("XM_SLURM_REST_API_BASE_URL", started.base_url)
+        monkeypatch.setenv("XM_SLURM_REST_API_TOKEN", started.token)
+    settings.clear_cache()
+    yield request.param
+    settings.clear_cache()
+
+
 async def test_one_call_retries_the_trial_then_its_dependents_pointed_at_it(fake: FakeSlurm) -> None:
     async with xm_slurm.create_experiment("deps", transport_factory=factory(fake)) as experiment:
         s = Sweep(fake, experiment)
@@ -184,15 +212,13 @@ async def test_one_call_retries_the_trial_then_its_dependents_pointed_at_it(fake
         assert s.corr[BAD].slurm_jobs[0].retry_of == J(corr_job.members[0].job_id)
 
 
-async def test_two_calls_retry_then_retry_cancelled(fake: FakeSlurm) -> None:
+async def test_two_calls_retry_then_retry_cancelled(fake: FakeSlurm, backend: str) -> None:
     """`xm-slurm retry X` (the failed trial only, the cancelled jobs named) then `retry X --cancelled`."""
     async with xm_slurm.create_experiment("deps in two", transport_factory=factory(fake)) as experiment:
         s = Sweep(fake, experiment)
         await s.launch()
         s.fail_trial(s.trials[BAD].slurm_jobs[0].job_id)
         left_out: list[Any] = []
-        from xm_slurm.experiment.retrying import retry_failed
-
         assert await retry_failed(experiment.launcher, experiment.work_units.values(), left_out=left_out) == [
             s.trials[BAD]
         ]

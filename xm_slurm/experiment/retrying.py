@@ -186,6 +186,8 @@ async def _plan(
     for script, members in groups.items():
         text = script_dependency(await transport.read_text(script))
         resubmissions.append(_Resubmission(script, members, _parsed(text, members)))
+    if all(r.dependency is None for r in resubmissions):
+        return _Plan(ssh, resubmissions, Lineage())  # nothing to re-point: no store read, any order
     lineage, wids = await _lineage(host, ssh)
     waits = [
         _Wait(i, unit, job, kind, target)
