@@ -19,7 +19,6 @@ import xm_slurm
 from xm_slurm import api
 from xm_slurm.api import settings
 from xm_slurm.experimental.parameter_controller import parameter_controller
-from xm_slurm.paths import experiment_dir
 
 pytestmark = pytest.mark.cluster
 
@@ -160,7 +159,6 @@ async def test_controller_with_the_rest_store_reads_the_token_from_a_private_fil
         train, executor = _jobs({remote_state: remote_state})
         xid = await _run_controller(train, executor, "rest")
         await _check_recorded(xid, "rest")
-        store_id = settings.client().get_store_info().folder_key(xid)
-        _check_token_file(Path(experiment_dir(remote_state, xid, store_id)), server.token)
+        _check_token_file(Path(remote_state, f"{xid:08d}"), server.token)
     finally:
         stop_server(server)
