@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import getpass
 import hashlib
 import json
@@ -48,6 +47,8 @@ _holders: list[subprocess.Popen[bytes]] = []  # started by this process: kept so
 
 def persist_seconds() -> float:
     """`XM_SLURM_SSH_PERSIST`: seconds a session holder outlives its last client; 0 turns holders off."""
+    if not hasattr(socket, "AF_UNIX"):  # no unix sockets (Windows): each process answers its own prompts
+        return 0.0
     text = os.environ.get(PERSIST_VARIABLE, "").strip()
     if not text:
         return DEFAULT_PERSIST
@@ -136,6 +137,8 @@ async def start(
 ) -> asyncssh.SSHClientConnection:
     """Start the cluster's session holder (one process at a time), answer its prompts here, then attach.
     `first`: the endpoint that just answered (the holder tries it first: no second wait on a silent one)."""
+    import fcntl  # POSIX, like the unix socket itself
+
     files = paths_for(config, create=True)
     budget = connect_timeout * (len(config.endpoints) + 1) + prompt_timeout * MAX_CHALLENGES
     fd = os.open(files["lock"], os.O_RDWR | os.O_CREAT, 0o600)
