@@ -7,8 +7,10 @@ SQLite store (`db.sqlite3`), the cluster-limits cache (`cluster-limits/`) and th
 
 The cluster: `REMOTE_STATE_DIR`, that is `$XM_SLURM_STATE_DIR`, else `$XDG_STATE_HOME/xm-slurm`, else
 `~/.local/state/xm-slurm`, evaluated in the login user's environment there (`REMOTE_STATE_DIR_COMMAND` prints
-it). Inside it one folder per experiment (`experiment_dir`: the xid as 8 digits, as in 0.4.x), holding the
-sbatch scripts and the logs: `slurm-%j.out` for a job (every component of a job group writes the leader's)
+it). Inside it one folder per experiment (`experiment_dir`): `store-<store id>/<xid as 8 digits>`, so that
+two stores used from one cluster account never share one (`api.store_info`); experiments a store held
+before it had an id keep the old layout, `<xid as 8 digits>` (as in 0.4.x). Each holds the sbatch scripts
+and the logs: `slurm-%j.out` for a job (every component of a job group writes the leader's)
 and `slurm-%A_%a.out` for an array task (`log_pattern`, `log_name`, `runtime_log_name`).
 
 Pure: reads the environment, never a file.
@@ -17,6 +19,7 @@ Pure: reads the environment, never a file.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from xm_slurm.errors import ValidationError
@@ -33,6 +36,10 @@ REMOTE_STATE_DIR = "${XM_SLURM_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/
 REMOTE_STATE_DIR_COMMAND = f'printf %s "{REMOTE_STATE_DIR}"'
 
 JOB_LOG_PATTERN = "slurm-%j.out"
+STORE_DIR_PREFIX = "store-"
+_STORE_ID = re.compile(r"[0-9a-f]{12}")
+#: An experiment's folder name (both layouts).
+EXPERIMENT_DIR_NAME = re.compile(r"\d{8}")
 ARRAY_LOG_PATTERN = "slurm-%A_%a.out"
 
 
@@ -42,11 +49,20 @@ def local_state_dir() -> Path:
     return Path(configured).expanduser() if configured else Path.home() / ".local" / "state" / "xm-slurm"
 
 
-def experiment_dir(root: str, experiment_id: int) -> str:
-    """The experiment's folder on the cluster: `<root>/<xid as 8 digits>`."""
+def store_dir(root: str, store_id: str) -> str:
+    """The folder of one store's experiments on the cluster: `<root>/store-<store id>`."""
+    if not isinstance(store_id, str) or not _STORE_ID.fullmatch(store_id):
+        raise ValidationError(f"store id {store_id!r} must be 12 lower-case hex digits")
+    return f"{root.rstrip('/')}/{STORE_DIR_PREFIX}{store_id}"
+
+
+def experiment_dir(root: str, experiment_id: int, store_id: str | None = None) -> str:
+    """The experiment's folder on the cluster: `<root>/store-<store id>/<xid as 8 digits>`; without a
+    store id the old layout, `<root>/<xid as 8 digits>` (0.4.x's, and experiments from before store ids)."""
     if isinstance(experiment_id, bool) or not isinstance(experiment_id, int) or experiment_id < 0:
         raise ValidationError(f"experiment id {experiment_id!r} must be a non-negative integer")
-    return f"{root.rstrip('/')}/{experiment_id:08d}"
+    parent = root.rstrip("/") if store_id is None else store_dir(root, store_id)
+    return f"{parent}/{experiment_id:08d}"
 
 
 def log_pattern(*, array: bool) -> str:
@@ -78,6 +94,6 @@ def log_name(job_id: SlurmJobId) -> str:
     return f"slurm-{job_id.job_id}.out"
 
 
-def log_path(root: str, experiment_id: int, job_id: SlurmJobId) -> str:
+def log_path(root: str, experiment_id: int, job_id: SlurmJobId, store_id: str | None = None) -> str:
     """Where a job's log is on the cluster, given the cluster's state folder `root`."""
-    return f"{experiment_dir(root, experiment_id)}/{log_name(job_id)}"
+    return f"{experiment_dir(root, experiment_id, store_id)}/{log_name(job_id)}"

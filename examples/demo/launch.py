@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
-import time
-from typing import Any
 
 from xmanager import xm
 
@@ -41,24 +39,6 @@ def local_cluster() -> xm_slurm.SlurmClusterConfig:
     )
 
 
-async def follow_states(units: list[Any]) -> None:
-    """Print each work unit's state whenever it changes, until every one has ended."""
-    start = time.monotonic()
-    seen: dict[int, str] = {}
-    while True:
-        # Concurrent status calls on one cluster share a single sacct.
-        statuses = await asyncio.gather(*(wu.get_status() for wu in units))
-        for wu, status in zip(units, statuses, strict=True):
-            if seen.get(wu.work_unit_id) != status.status.name:
-                seen[wu.work_unit_id] = status.status.name
-                print(
-                    f"[{time.monotonic() - start:5.1f} s] work unit {wu.work_unit_id}: {status.status.name}"
-                )
-        if not any(status.is_active for status in statuses):
-            return
-        await asyncio.sleep(0.5)
-
-
 async def main() -> None:
     cluster = local_cluster()
     async with xm_slurm.create_experiment("demo") as experiment:
@@ -83,17 +63,12 @@ async def main() -> None:
             f"experiment {experiment.experiment_id}: work units {[wu.work_unit_id for wu in [single, *sweep]]}"
         )
         units = [single, *sweep]
-        await follow_states(units)
+        # The live view: counts per state, a progress bar and why units wait, redrawn in place on a terminal
+        # (one line per change when piped); then, for a unit that failed, its exit code and last log lines.
+        statuses = await experiment.wait(progress=True)
         for wu in units:
-            try:
-                await wu.wait_until_complete()
-            except xm.ExperimentUnitError as e:
-                print(f"work unit {wu.work_unit_id} did not complete: {e}")
-            status = await wu.get_status()
-            print(
-                f"--- work unit {wu.work_unit_id} ({', '.join(j.address or '' for j in wu.launched_jobs)}): "
-                f"{status.status.name}"
-            )
+            jobs = ", ".join(j.address or "" for j in wu.launched_jobs)
+            print(f"--- work unit {wu.work_unit_id} ({jobs}): {statuses[wu.work_unit_id].status.name}")
             async for line in wu.logs(num_lines=20):
                 print(f"    {line}")
 

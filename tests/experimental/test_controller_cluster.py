@@ -19,6 +19,7 @@ import xm_slurm
 from xm_slurm import api
 from xm_slurm.api import settings
 from xm_slurm.experimental.parameter_controller import parameter_controller
+from xm_slurm.paths import experiment_dir
 
 pytestmark = pytest.mark.cluster
 
@@ -159,6 +160,7 @@ async def test_controller_with_the_rest_store_reads_the_token_from_a_private_fil
         train, executor = _jobs({remote_state: remote_state})
         xid = await _run_controller(train, executor, "rest")
         await _check_recorded(xid, "rest")
-        _check_token_file(Path(remote_state, f"{xid:08d}"), server.token)
+        store_id = settings.client().get_store_info().folder_key(xid)
+        _check_token_file(Path(experiment_dir(remote_state, xid, store_id)), server.token)
     finally:
         stop_server(server)

@@ -30,7 +30,6 @@ import xm_slurm
 from xm_slurm.executables import RemoteImage
 from xm_slurm.packaging.cluster_auth import remove_registry_auth
 from xm_slurm.rendering.images import auth_file_path
-from xm_slurm.scheduler.submit import experiment_dir
 
 pytestmark = pytest.mark.cluster
 
@@ -72,9 +71,7 @@ async def test_private_registry_login_reaches_jobs_and_no_secret_leaks(
 
             # The launcher uploads the login (a private file) before it submits the job that needs it.
             transport = experiment.connections.transport(cluster.ssh)
-            folder = experiment_dir(
-                await experiment.connections.state_root(cluster.ssh), experiment.experiment_id
-            )
+            folder = await experiment.connections.experiment_dir(cluster.ssh, experiment.experiment_id)
 
             sif_cache = tmp_path / "sif-cache"
             with CmdlineSampler(password, token) as sampler:

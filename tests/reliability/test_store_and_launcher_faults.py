@@ -32,7 +32,7 @@ import xm_slurm
 from xm_slurm.api import ExperimentPatch, SlurmJob, WorkUnitPatch, client, settings
 from xm_slurm.errors import SubmissionError
 from xm_slurm.experiment.handles import PendingJob
-from xm_slurm.paths import REMOTE_STATE_DIR_COMMAND
+from xm_slurm.paths import REMOTE_STATE_DIR_COMMAND, experiment_dir
 from xm_slurm.scheduler.submit import new_submission_token, submit
 from xm_slurm.status import SlurmWorkUnitStatusEnum as S
 from xm_slurm.transport import SSHTransport
@@ -144,7 +144,7 @@ def test_launch_killed_between_sbatch_and_record_leaves_no_unknown_job(
     try:
         assert proc.stdout is not None
         xid = json.loads(proc.stdout.readline())["xid"]
-        folder = f"{_state_root()}/{xid:08d}"
+        folder = experiment_dir(_state_root(), xid, client().get_store_info().folder_key(xid))
         os.makedirs(folder, mode=0o700, exist_ok=True)
         watch = Inotify(folder, moved=True)
         try:

@@ -86,7 +86,7 @@ async def test_no_secret_leaks_and_state_is_private(
         tables.append(_process_table())  # while the job runs
         await wu.wait_until_complete()
         xid = experiment.experiment_id
-        folder = Path(await experiment.connections.state_root(cluster.ssh)) / f"{xid:08d}"
+        folder = Path("/") / await experiment.connections.experiment_dir(cluster.ssh, xid)
     tables.append(_process_table())
     leaks = [f"process table has secret #{i}" for t in tables for i, s in enumerate(secrets) if s in t]
     leaks += [f"log record has secret #{i}" for i, s in enumerate(secrets) if s in caplog.text]

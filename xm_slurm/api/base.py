@@ -19,6 +19,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from xm_slurm.api import operation as ops
 from xm_slurm.api.models import DEFAULT_LIST_LIMIT, ConflictError
 from xm_slurm.api.operation import Operation
+from xm_slurm.api.store_info import get_store_info as get_store_info_op
 
 __all__ = ["DEFAULT_LIST_LIMIT", "ConflictError", "Operation", "XManagerAPI"]
 
@@ -96,6 +97,8 @@ class XManagerAPI(abc.ABC):
     adelete_experiment = _async(ops.delete_experiment)
     list_experiments = _sync(ops.list_experiments)
     alist_experiments = _async(ops.list_experiments)
+    get_store_info = _sync(get_store_info_op)
+    aget_store_info = _async(get_store_info_op)
     # work units
     insert_work_unit = _sync(ops.insert_work_unit)
     ainsert_work_unit = _async(ops.insert_work_unit)

@@ -65,42 +65,46 @@ def _cancel(args: argparse.Namespace) -> int:
 
 
 async def _wait_async(args: argparse.Namespace) -> int:
-    from xm_slurm.status import SlurmWorkUnitStatus
+    from xm_slurm.cli.live import watch
+    from xm_slurm.experiment.outcome import explain, outcomes, report_lines
 
     async with opened(args.xid) as (experiment, _):
         units = select_units(experiment, args.wid, args.identity, auxiliary=False)
-        by_cluster = _jobs_by_cluster(units)
-        clusters = list(by_cluster)
-        # One watcher per cluster: one sacct per poll for every job of the experiment.
-        waits = asyncio.gather(*(experiment.connections.watcher(s).wait(by_cluster[s]) for s in clusters))
+        # The live view on stdout (a table on a terminal, a line per change otherwise); none with --json.
         try:
-            results = await asyncio.wait_for(waits, args.timeout)
+            final = await asyncio.wait_for(watch(experiment, units, quiet=args.json), args.timeout)
         except asyncio.TimeoutError:
             print(
                 f"xm-slurm wait: experiment {args.xid}: jobs still running after {args.timeout:g} s",
                 file=sys.stderr,
             )
             return exit_codes.TIMEOUT
-    final = {(ssh, jid): st for ssh, r in zip(clusters, results, strict=True) for jid, st in r.items()}
-    outcome = []
-    for unit in units:
-        found = [s for j in unit.slurm_jobs if (s := final.get((j.ssh, j.job_id))) is not None]
-        status = SlurmWorkUnitStatus(found)
-        outcome.append(
-            {
-                "wid": unit.unit_id,
-                "identity": unit.identity,
-                "status": status.status.label if found else "no jobs",
-                "message": status.message if found else "",
-                "ok": status.is_completed or not found,
-            }
-        )
+        results = outcomes(units, final)
+        explained, more = await explain(experiment.connections, results, final, num_lines=args.log_lines)
+    outcome = [
+        {
+            "wid": r.unit.unit_id,
+            "identity": r.unit.identity,
+            "status": r.status.status.label if r.has_jobs else "no jobs",
+            "message": r.status.message if r.has_jobs else "",
+            "ok": r.ok,
+        }
+        for r in results
+    ]
     ok = all(u["ok"] for u in outcome)
     if args.json:
+        why = {e.label: e for e in explained}
+        for u in outcome:
+            e = why.get(f"wid {u['wid']}")
+            if e is not None:
+                u.update(jobs=list(e.jobs), notes=list(e.notes), log_tail=list(e.log))
         print_json({"xid": args.xid, "ok": ok, "work_units": outcome})
     else:
         rows = [[f"wid {u['wid']}", u["identity"], u["status"], u["message"]] for u in outcome]
         print_table(["unit", "identity", "status", "detail"], rows)
+        hint = f" (xm-slurm logs {args.xid} --failed)"
+        for line in report_lines(explained, more, more_hint=hint):
+            print(line)
     if not ok:
         bad = [str(u["wid"]) for u in outcome if not u["ok"]]
         print(
@@ -122,6 +126,16 @@ def _seconds(text: str) -> float:
         value = -1.0
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds > 0")
+    return value
+
+
+def _lines(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 0")
     return value
 
 
@@ -149,5 +163,12 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--timeout", type=_seconds, default=None, metavar="SECONDS", help="give up after this long"
     )
-    p.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    p.add_argument(
+        "--log-lines",
+        type=_lines,
+        default=10,
+        metavar="N",
+        help="last log lines shown for each unit that did not complete (default: 10; 0: none)",
+    )
+    p.add_argument("--json", action="store_true", help="print the outcome as JSON (no live view)")
     p.set_defaults(func=_wait)

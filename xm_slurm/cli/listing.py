@@ -34,6 +34,7 @@ SHOW_EPILOG = """\
 examples:
   xm-slurm show 12                    # every unit and job of experiment 12, with live states
   xm-slurm show 12 --wid 3 --json
+  xm-slurm show 12 --watch            # live until every job has ended, then the table
 """
 
 
@@ -136,6 +137,10 @@ async def _show_async(args: argparse.Namespace) -> int:
     from xm_slurm.experiment.provenance import provenance_of, summary
     from xm_slurm.status import SlurmJobState, SlurmWorkUnitStatus
 
+    if args.watch:  # the live view until every job has ended (cli/live.py), then the table below
+        from xm_slurm.cli.live import watch_show
+
+        await watch_show(args)
     async with opened(args.xid) as (experiment, record):
         units = select_units(experiment, args.wid, args.identity)
         by_cluster: dict[Any, list[SlurmJobId]] = {}
@@ -306,4 +311,9 @@ def register(subparsers: Any) -> None:
     )
     add_experiment_arguments(p)
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="a live view (counts per state, progress, why units wait) until every job has ended, then the table",
+    )
     p.set_defaults(func=_show)

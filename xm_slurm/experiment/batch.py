@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import dataclasses
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
+
+from xmanager import xm
 
 from xm_slurm.dependencies import SlurmDependency
 from xm_slurm.experiment.launching import Launcher
@@ -26,6 +28,24 @@ from xm_slurm.experiment.planning import PendingAdd
 current_batch: contextvars.ContextVar[AddBatch | None] = contextvars.ContextVar(
     "xm_slurm_add_batch", default=None
 )
+
+
+def on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether `loop` runs this code (else the experiment was entered with `with`: its loop is a thread's)."""
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+async def run_trial(unit: Any, job: Any, trial: Mapping[str, Any] | None) -> None:
+    """One trial's generator (for a plain job or job group: one that adds it to the unit)."""
+    if isinstance(job, (xm.Job, xm.JobGroup)):
+        unit.add(job, trial)  # collected; the collector submits it with the other trials
+        return
+    coroutine = job(unit, **(trial or {}))
+    if coroutine is not None:
+        await coroutine
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,13 +16,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
+from xm_slurm.errors import NotFoundError
 from xm_slurm.experiment.dry_run import DryRun
 from xm_slurm.job_ids import SlurmJobId
+from xm_slurm.paths import experiment_dir
 from xm_slurm.scheduler import JobWatcher, state_root
 from xm_slurm.ssh_config import SlurmSSHConfig
 from xm_slurm.status import SlurmJobStatus
 from xm_slurm.transport import LocalTransport, Transport
+
+if TYPE_CHECKING:
+    from xm_slurm.api import XManagerAPI
+    from xm_slurm.api.store_info import StoreInfo
 
 TransportFactory = Callable[[SlurmSSHConfig], Transport]
 
@@ -51,13 +58,18 @@ def launch_transport_factory(
 
 
 class ClusterConnections:
-    def __init__(self, transport_factory: TransportFactory | None = None) -> None:
+    def __init__(
+        self, transport_factory: TransportFactory | None = None, *, api: XManagerAPI | None = None
+    ) -> None:
         # The experiment's entry points (create_experiment, get_experiment) chose the factory, dry run
         # included (`launch_transport_factory`); None is plain SSH.
         self._factory = transport_factory or ssh_transport_factory
         self._transports: dict[SlurmSSHConfig, Transport] = {}
         self._watchers: dict[SlurmSSHConfig, JobWatcher] = {}
         self._roots: dict[SlurmSSHConfig, asyncio.Task[str]] = {}
+        # The store whose experiments these are: it names their cluster folders (None: the old layout).
+        self._api = api
+        self._store: StoreInfo | None = None
 
     def transport(self, ssh: SlurmSSHConfig) -> Transport:
         if ssh not in self._transports:
@@ -75,6 +87,23 @@ class ClusterConnections:
         if task is None or (task.done() and task.exception() is not None):
             task = self._roots[ssh] = asyncio.ensure_future(state_root(self.transport(ssh)))
         return await asyncio.shield(task)
+
+    async def store_id_for(self, experiment_id: int) -> str | None:
+        """The store id naming this experiment's cluster folder (`paths.experiment_dir`), None for the old
+        layout: experiments the store held before it had an id, or a server too old to say (asked once)."""
+        if self._api is None:
+            return None
+        if self._store is None:
+            try:
+                self._store = await self._api.aget_store_info()
+            except NotFoundError:  # a REST server without /store: everything stays in the old layout
+                return None
+        return self._store.folder_key(experiment_id)
+
+    async def experiment_dir(self, ssh: SlurmSSHConfig, experiment_id: int) -> str:
+        """The experiment's folder on this cluster (the one rule: `paths.experiment_dir`)."""
+        root = await self.state_root(ssh)
+        return experiment_dir(root, experiment_id, await self.store_id_for(experiment_id))
 
     async def statuses(
         self, ssh: SlurmSSHConfig, job_ids: Iterable[SlurmJobId]

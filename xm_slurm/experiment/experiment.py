@@ -7,9 +7,9 @@ launch when it exits, flushes its context, removes itself from the store if it h
 its connections.
 
 It implements XManager's hooks (`_create_experiment_unit`, `_get_experiment_unit`, the units'
-`_wait_until_complete`) and inherits `__enter__`; it overrides on purpose what must differ (each override
+`_wait_until_complete`) and extends `__enter__`; it overrides on purpose what must differ (each override
 says why): `add` (a list of trials is ONE job array; `dependency=`), the exit (an error in the body cancels
-adds not yet submitted), `package` (our builders).
+adds not yet submitted, and says what was), `package` (our builders, after the checks that fail fast).
 """
 
 from __future__ import annotations
@@ -28,10 +28,11 @@ from xmanager import xm
 from xmanager.xm import core as xm_core
 
 from xm_slurm.api import Experiment, ExperimentPatch, XManagerAPI, client
+from xm_slurm.config import SlurmClusterConfig
 from xm_slurm.dependencies import SlurmDependency
 from xm_slurm.errors import ValidationError, XmSlurmError
-from xm_slurm.experiment import provenance_git
-from xm_slurm.experiment.batch import AddBatch, Slot
+from xm_slurm.experiment import progress, script_errors
+from xm_slurm.experiment.batch import AddBatch, Slot, on_loop, run_trial
 from xm_slurm.experiment.connections import ClusterConnections, TransportFactory
 from xm_slurm.experiment.context import ExperimentContext
 from xm_slurm.experiment.handles import SlurmLaunchedJob
@@ -44,6 +45,7 @@ from xm_slurm.experiment.planning import (
     display_args,
     trials_of,
 )
+from xm_slurm.experiment.preflight import package_checked, package_one_checked
 from xm_slurm.experiment.recovery import SUBMISSION_GRACE_SECONDS, Resolution
 from xm_slurm.experiment.registry import UnitMap, UnitRegistry
 from xm_slurm.experiment.tracking import TrackingSetting
@@ -58,8 +60,8 @@ current_experiment: contextvars.ContextVar[SlurmExperiment | None] = contextvars
 )
 
 
-class SlurmExperiment(xm.Experiment):
-    """An experiment whose work units run on Slurm clusters."""
+class SlurmExperiment(progress.Waiting, xm.Experiment):
+    """An experiment whose work units run on Slurm clusters; `wait` comes from `progress.Waiting`."""
 
     def __init__(
         self,
@@ -73,7 +75,7 @@ class SlurmExperiment(xm.Experiment):
         self._title = title if record is None else record.title
         self._xid: int | None = None if record is None else record.xid
         self._transport_factory = transport_factory
-        self.connections = ClusterConnections(transport_factory)
+        self.connections = ClusterConnections(transport_factory, api=self._client)
         self._units = UnitRegistry(self, self._client)
         self._identity_locks: dict[str, asyncio.Lock] = {}
         self._tasks: list[asyncio.Future[Any]] = []
@@ -84,6 +86,9 @@ class SlurmExperiment(xm.Experiment):
         self._launcher: Launcher | None = None
         self._unit_ids: UnitIdReserver | None = None
         self._created = False  # entered as a new experiment (not reopened with get_experiment)
+        self._before: set[int] = set()  # units there when entered (a body error names the later ones)
+        self._cancelled = 0  # adds a body error cancelled before they were submitted
+        script_errors.install_excepthook()  # an uncaught error of ours prints the script's lines, not ours
         if record is not None:
             self._context = ExperimentContext.from_experiment(self._client, record)
             self._launcher = Launcher(self._client, record.xid, self.connections)
@@ -193,7 +198,7 @@ class SlurmExperiment(xm.Experiment):
                 f"cannot add {job!r}: use an xm.Job, an xm.JobGroup or an async job generator"
             )
         coro = self._launch(job, trials, deps, role, identity, sweep)
-        if self._loop.is_running() and not _on_loop(self._loop):  # a `with` block: the loop runs in a thread
+        if self._loop.is_running() and not on_loop(self._loop):  # a `with` block: the loop runs in a thread
             future = asyncio.run_coroutine_threadsafe(coro, self._loop)
             self._sync_futures.append(future)
             return future  # type: ignore[return-value]
@@ -242,7 +247,7 @@ class SlurmExperiment(xm.Experiment):
         calls = []
         for i, (unit, trial, dep) in enumerate(zip(units, trials, deps, strict=True)):
             batch.slots[unit] = Slot(i, dep)
-            calls.append((unit, functools.partial(_run, unit, job, trial)))
+            calls.append((unit, functools.partial(run_trial, unit, job, trial)))
         token = current_experiment.set(self)
         try:
             failed = await batch.run(calls)
@@ -265,7 +270,7 @@ class SlurmExperiment(xm.Experiment):
             unit, error = errors[0]
             more = f" ({len(errors) - 1} other units failed too)" if len(errors) > 1 else ""
             if isinstance(error, XmSlurmError):
-                raise type(error)(f"launching {unit} failed: {error}{more}") from error
+                raise script_errors.for_script(type(error)(f"launching {unit} failed: {error}{more}"), error)
             raise error
         return units
 
@@ -315,12 +320,16 @@ class SlurmExperiment(xm.Experiment):
     # --- packaging ---
 
     @classmethod
-    def package(cls, packageables: Sequence[xm.Packageable] = ()) -> Sequence[xm.Executable]:
-        return provenance_git.package(list(packageables))
+    def package(
+        cls, packageables: Sequence[xm.Packageable] = (), *, clusters: Sequence[SlurmClusterConfig] = ()
+    ) -> Sequence[xm.Executable]:
+        """Build (or pin) the images; first, in seconds, the registries pushed to must answer and each of
+        `clusters` accept our login (host key included): `preflight.package_checked`."""
+        return package_checked(list(packageables), clusters)
 
     @classmethod
     def package_async(cls, packageable: xm.Packageable) -> Awaitable[xm.Executable]:
-        return asyncio.ensure_future(provenance_git.package_one(packageable))
+        return asyncio.ensure_future(package_one_checked(packageable))
 
     # --- lifetime ---
 
@@ -335,6 +344,7 @@ class SlurmExperiment(xm.Experiment):
         elif self._units.pending_records:  # a reloaded experiment: settle what a killed launch left first
             await self.resolve_pending_submissions()
         self._token = current_experiment.set(self)
+        self._before = {u.unit_id for u in self._units}
         return self
 
     async def __aexit__(
@@ -351,13 +361,14 @@ class SlurmExperiment(xm.Experiment):
                 # Unlike XManager, which waits for every add: after an error in the body (e.g. a
                 # forgotten await), adds not yet submitted are cancelled; a batch already submitting
                 # finishes and records its jobs (drained below).
-                for task in tasks:
-                    task.cancel()
+                self._cancelled += sum(task.cancel() for task in tasks)
             for result in await asyncio.gather(*tasks, return_exceptions=True):
                 if isinstance(result, BaseException) and first is None:
                     first = result
         if self._launcher is not None:
             await self._launcher.drain()
+        if exc is not None:  # the script's reader learns what runs and what was not submitted
+            script_errors.note_body_error(exc, self._xid, self._units, self._before, self._cancelled)
         try:
             await self.context.flush()
             if self._created and not any(u.recorded for u in self._units):
@@ -371,7 +382,7 @@ class SlurmExperiment(xm.Experiment):
             self.context.writes.close()
             await self.connections.aclose()
         if first is not None and exc is None:
-            raise first
+            raise script_errors.for_script(first)
 
     async def _delete_if_empty(self) -> None:
         """As in xmanager-slurm 0.4.x, an experiment without work units is not kept; but other processes
@@ -381,8 +392,13 @@ class SlurmExperiment(xm.Experiment):
         if not record.work_units:
             await self._client.adelete_experiment(self.experiment_id)
 
-    # XManager's `__enter__` is what we want: a loop in a thread, running our `__aenter__`. Its `__exit__`
-    # waits for its own task queue only; ours also runs `__aexit__` (flush, clean up, close connections).
+    # XManager's `__enter__` is what we want (a loop in a thread, running our `__aenter__`), with our
+    # message where a loop already runs (its own is a bare RuntimeError). Its `__exit__` waits for its own
+    # task queue only; ours also runs `__aexit__` (flush, clean up, close connections).
+    def __enter__(self) -> SlurmExperiment:
+        script_errors.refuse_sync_entry_in_a_loop()
+        return super().__enter__()
+
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
@@ -390,13 +406,12 @@ class SlurmExperiment(xm.Experiment):
         assert loop is not None
         try:
             if exc is not None:  # as in __aexit__: adds not submitted yet are cancelled
-                for future in self._sync_futures:
-                    future.cancel()
+                self._cancelled += sum(future.cancel() for future in self._sync_futures)
             concurrent.futures.wait(self._sync_futures)
             errors = [f.exception() for f in self._sync_futures if not f.cancelled() and f.exception()]
-            asyncio.run_coroutine_threadsafe(self.__aexit__(exc_type, exc, tb), loop).result()
-            if errors and exc is None:
-                raise errors[0]  # type: ignore[misc]
+            error = asyncio.run_coroutine_threadsafe(self.__aexit__(exc_type, exc, tb), loop).exception()
+            if error is not None or (errors and exc is None):
+                raise script_errors.for_script(error or errors[0])  # type: ignore[arg-type]  # not the future's frames
         finally:
             loop.call_soon_threadsafe(loop.stop)
             thread.join()
@@ -429,22 +444,6 @@ class SlurmExperiment(xm.Experiment):
 
     def __repr__(self) -> str:
         return f"SlurmExperiment(experiment_id={self._xid}, title={self._title!r})"
-
-
-def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False
-
-
-async def _run(unit: SlurmExperimentUnit, job: Any, trial: Mapping[str, Any] | None) -> None:
-    if isinstance(job, (xm.Job, xm.JobGroup)):
-        unit.add(job, trial)  # collected; the collector submits it with the other trials
-        return
-    coroutine = job(unit, **(trial or {}))
-    if coroutine is not None:
-        await coroutine
 
 
 __all__ = ["SlurmExperiment"]

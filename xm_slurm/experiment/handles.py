@@ -96,8 +96,9 @@ class SlurmLaunchedJob:
         logs = None if state_root is None else self.log_path(state_root)
         return xm.LaunchedJob(name=self.name, address=str(self.job_id), logs=logs)
 
-    def log_path(self, state_root: str) -> str:
-        return f"{experiment_dir(state_root, self.experiment_id)}/{log_name(self.job_id)}"
+    def log_path(self, state_root: str, store_id: str | None = None) -> str:
+        """`store_id`: the one naming the experiment's folder (`ClusterConnections.store_id_for`)."""
+        return f"{experiment_dir(state_root, self.experiment_id, store_id)}/{log_name(self.job_id)}"
 
     def to_record(self) -> SlurmJob:
         retry_of = None if self.retry_of is None else self.retry_of.to_string()

@@ -167,6 +167,7 @@ class Launcher:
                 names=[name for name, _ in s.adds[0].members] if len(s.components) > 1 else (),
                 debug=os.environ.get("XM_SLURM_DEBUG") == "1",  # the launching shell's, as for the CLI
                 run=run,
+                store_id=await self.connections.store_id_for(self.experiment_id),
             )
             out.append((s, render_job_script(request), request.experiment_dir))
         return out

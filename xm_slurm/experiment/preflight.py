@@ -1,6 +1,11 @@
-"""The launch pre-flight: what the cluster itself must confirm before a launch writes anything there.
+"""The pre-flight checks: what can fail in seconds, checked before what takes minutes or writes anything.
 
-`Launcher.submit` calls `preflight` once per batch, after planning and before rendering (which creates
+Before a build (`experiment.package`, via `package_checked`): each registry a build pushes to must answer
+(`GET /v2/`, the request code the registry reads use; answering is enough, credentials are podman's
+business), and each cluster passed as `clusters=` must accept our login (one SSH connection: host key
+and credentials). A problem there is raised before any build starts, saying that nothing was built.
+
+Before a submission: `Launcher.submit` calls `preflight` once per batch, after planning and before rendering (which creates
 folders on the cluster) and before any store row or sbatch. It raises one `ValidationError` naming every
 problem it found, per cluster:
 
@@ -20,16 +25,29 @@ is not refused: only what the cluster says is missing.
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import concurrent.futures
 import logging
+import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
+from xmanager import xm
+
+from xm_slurm.config import SlurmClusterConfig
 from xm_slurm.dependencies import SlurmDependency
-from xm_slurm.errors import ValidationError
-from xm_slurm.experiment.connections import ClusterConnections
+from xm_slurm.errors import ValidationError, XmSlurmError
+from xm_slurm.experiment import provenance_git
+from xm_slurm.experiment.connections import ClusterConnections, launch_transport_factory
 from xm_slurm.experiment.dry_run import DryRunTransport
 from xm_slurm.experiment.planning import Submission
+from xm_slurm.experiment.script_errors import for_script
 from xm_slurm.job_ids import SlurmJobId
+
+if TYPE_CHECKING:
+    from xm_slurm.packaging.image_ref import ImageReference
 from xm_slurm.scheduler.limits import ClusterLimits, cached_limits
 from xm_slurm.scheduler.preflight import partition_problems, unknown_job_ids
 from xm_slurm.ssh_config import SlurmSSHConfig
@@ -38,10 +56,90 @@ log = logging.getLogger(__name__)
 
 #: Unknown dependency ids named in one message (the rest are counted).
 _MAX_NAMED = 5
+#: Seconds a registry or a cluster's login gets to answer before a build.
+BEFORE_BUILD_TIMEOUT_S = 20.0
 
 
 #: The ids among some dependency ids that a cluster does not know (None: it cannot tell).
 UnknownIds = Callable[[SlurmSSHConfig, Sequence[SlurmJobId]], Awaitable["list[SlurmJobId] | None"]]
+
+
+def package_checked(
+    packageables: Sequence[xm.Packageable], clusters: Sequence[SlurmClusterConfig] = ()
+) -> Sequence[xm.Executable]:
+    """`experiment.package`: the checks before a build, then the build (errors shaped for the script)."""
+    try:
+        _run_sync(before_build(_push_targets(packageables), clusters))
+        return provenance_git.package(list(packageables))
+    except XmSlurmError as e:
+        raise for_script(e) from None
+
+
+async def package_one_checked(packageable: xm.Packageable) -> xm.Executable:
+    """`experiment.package_async` of one packageable, with the same checks first."""
+    try:
+        await before_build(_push_targets([packageable]), ())
+        return await provenance_git.package_one(packageable)
+    except XmSlurmError as e:
+        raise for_script(e) from None
+
+
+def _push_targets(packageables: Sequence[xm.Packageable]) -> list[ImageReference]:
+    from xm_slurm.packaging.router import push_targets  # packaging (httpx) loads only for a package call
+
+    return push_targets(packageables)
+
+
+async def before_build(targets: Sequence[ImageReference], clusters: Sequence[SlurmClusterConfig]) -> None:
+    """Raise the first problem (of its own kind: `PackagingError`, `HostKeyError`, ...) that a registry
+    or a cluster has, each checked at once, before anything is built."""
+    if not targets and not clusters:
+        return
+    started = time.monotonic()
+    connections = ClusterConnections(launch_transport_factory())
+    try:
+        checks = [_registry_answers(t) for t in targets] + [_cluster_login(c, connections) for c in clusters]
+        results = await asyncio.gather(*checks, return_exceptions=True)
+    finally:
+        await connections.aclose()
+    for result in results:
+        if isinstance(result, XmSlurmError):
+            raise type(result)(f"before building (nothing was built): {result}") from result
+        if isinstance(result, BaseException):
+            raise result
+    # Said on stderr, as packaging's own progress lines are: the reader sees what was ruled out.
+    what = [f"registry {t.domain} answers" for t in targets] + [
+        f"cluster {c.name!r} logs in" for c in clusters
+    ]
+    sys.stderr.write(f"xm-slurm: before building: {', '.join(what)} ({time.monotonic() - started:.1f} s)\n")
+
+
+async def _registry_answers(ref: ImageReference) -> None:
+    from xm_slurm.packaging import registry
+    from xm_slurm.packaging.credentials import find_credentials
+
+    creds = await asyncio.to_thread(find_credentials, ref.domain, ref.repository)
+    status = await registry.ping(ref, credentials=creds, timeout=BEFORE_BUILD_TIMEOUT_S)
+    if status in (401, 403):
+        log.info("registry %s answers but wants credentials we did not find; podman's may do", ref.domain)
+
+
+async def _cluster_login(cluster: SlurmClusterConfig, connections: ClusterConnections) -> None:
+    transport = connections.transport(cluster.ssh)
+    if isinstance(transport, DryRunTransport):  # a preview does not log in
+        return
+    await transport.run(["true"], timeout=BEFORE_BUILD_TIMEOUT_S, idempotent=True)
+
+
+def _run_sync(coroutine: Awaitable[None]) -> None:
+    """Run `coroutine` to the end from synchronous code, inside a running event loop too (in a thread)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(coroutine)  # type: ignore[arg-type]
+        return
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="xm-slurm-preflight") as pool:
+        pool.submit(asyncio.run, coroutine).result()  # type: ignore[arg-type]
 
 
 async def preflight(
@@ -142,4 +240,13 @@ def _unknown_message(unknown: Sequence[SlurmJobId], cluster: str) -> str:
     )
 
 
-__all__ = ["dependency_ids", "ids_of", "placement_problems", "preflight", "size_problems"]
+__all__ = [
+    "before_build",
+    "dependency_ids",
+    "ids_of",
+    "package_checked",
+    "package_one_checked",
+    "placement_problems",
+    "preflight",
+    "size_problems",
+]

@@ -269,7 +269,9 @@ class SlurmExperimentUnit(xm.ExperimentUnit):
         files: dict[tuple[Any, str], list[str]] = {}
         connections = self._host.connections
         for job in self._jobs:
-            path = job.log_path(await connections.state_root(job.ssh))
+            path = job.log_path(
+                await connections.state_root(job.ssh), await connections.store_id_for(job.experiment_id)
+            )
             names = files.setdefault((job.ssh, path), [])
             if job.name not in names:
                 names.append(job.name)

@@ -52,7 +52,6 @@ from xm_slurm.errors import ValidationError
 from xm_slurm.executables import RemoteImage, validate_env_vars
 from xm_slurm.executors import Slurm
 from xm_slurm.experimental.payload import PAYLOAD_ENV, RUNNER_MODULE, TOKEN_FILE_ENV, encode
-from xm_slurm.scheduler.submit import experiment_dir
 
 ControllerFunction = Callable[..., Coroutine[Any, Any, Any]]
 
@@ -118,7 +117,7 @@ class _ControllerJob(xm.AuxiliaryUnitJob):
         assert cluster is not None  # Slurm() refuses requirements without a cluster
         ssh = cluster.ssh
         connections = aux_unit.experiment.connections
-        remote_folder = experiment_dir(await connections.state_root(ssh), aux_unit.experiment_id)
+        remote_folder = await connections.experiment_dir(ssh, aux_unit.experiment_id)
         transport = connections.transport(ssh)
         await transport.mkdir(remote_folder, mode=0o700)
         path = f"{remote_folder}/controller-{aux_unit.unit_id}.token"

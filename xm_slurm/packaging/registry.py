@@ -105,6 +105,28 @@ def _unreachable(ref: ImageReference, e: httpx.HTTPError, what: str) -> Packagin
     return PackagingError(f"cannot reach registry {ref.domain} to {what} {ref}: {type(e).__name__}: {e}")
 
 
+async def ping(
+    ref: ImageReference,
+    *,
+    credentials: RegistryCredentials | None = None,
+    timeout: float = 10.0,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> int:
+    """`GET /v2/` (the API root a push starts with) of `ref`'s registry; its HTTP status (200, or 401/403
+    when it wants other credentials). Raises `PackagingError` when it does not answer (or answers 5xx)."""
+    try:
+        async with httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=True) as http:
+            resp = await _send(http, "GET", f"{_base_url(ref)}/v2/", {}, ref, credentials)
+    except httpx.HTTPError as e:
+        raise PackagingError(
+            f"registry {ref.domain} does not answer ({type(e).__name__}: {e or 'no answer'}); "
+            f"an image tagged {ref} could not be pushed there"
+        ) from None
+    if resp.status_code >= 500:
+        raise PackagingError(f"registry {ref.domain} answered HTTP {resp.status_code} to GET /v2/")
+    return resp.status_code
+
+
 async def resolve_digest(
     ref: ImageReference,
     *,

@@ -201,6 +201,17 @@ def _remote_image(
     )
 
 
+def push_targets(packageables: Sequence[xm.Packageable]) -> list[ImageReference]:
+    """Validate `packageables` as `package` does first (a `ValidationError` naming the bad one) and return
+    where their builds push, one reference per registry (for checks made before any build)."""
+    refs: dict[str, ImageReference] = {}
+    for plan in [_plan(i, p) for i, p in enumerate(packageables)]:
+        if isinstance(plan, _Build):
+            ref = parse_image_ref(plan.build.tag)
+            refs.setdefault(ref.domain, ref)
+    return list(refs.values())
+
+
 async def package_async(
     packageables: Sequence[xm.Packageable], *, builder: ImageBuilder | None = None
 ) -> list[xm.Executable]:

@@ -100,7 +100,7 @@ class JobScriptRequest:
     names: a job group's member names (`xm.JobGroup` keys), in the order of `jobs`; a group without names
       calls its members by index.
     state_dir: absolute remote state folder (`paths.REMOTE_STATE_DIR` resolved on the cluster); logs go to
-      `paths.experiment_dir(state_dir, experiment_id)/<paths.log_pattern>`; that folder must exist.
+      `paths.experiment_dir(state_dir, experiment_id, store_id)/<paths.log_pattern>`; that folder must exist.
     """
 
     cluster: SlurmClusterConfig
@@ -114,6 +114,7 @@ class JobScriptRequest:
     names: Sequence[str] = ()  # a job group's member names, one per job (XM_SLURM_JOB_GROUP_NAME)
     debug: bool = False  # XM_SLURM_DEBUG=1 in the job: `set -x` in the script, its steps and the entrypoint
     run: RunIdentity | None = None  # XM_SLURM_RUN_ID / XM_SLURM_ATTEMPT (and W&B/MLflow) in every task
+    store_id: str | None = None  # names the experiment's folder (`paths.experiment_dir`); None: old layout
 
     def __post_init__(self) -> None:
         if not isinstance(self.cluster, SlurmClusterConfig):
@@ -173,4 +174,4 @@ class JobScriptRequest:
 
     @property
     def experiment_dir(self) -> str:
-        return experiment_dir(self.state_dir, self.experiment_id)
+        return experiment_dir(self.state_dir, self.experiment_id, self.store_id)

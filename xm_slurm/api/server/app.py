@@ -38,6 +38,7 @@ from xm_slurm.api.server.schemas import (
 )
 from xm_slurm.api.sql import SqlClient
 from xm_slurm.api.storage import operations as ops
+from xm_slurm.api.store_info import read_store_info
 from xm_slurm.errors import MetadataError, NotFoundError, ValidationError
 from xm_slurm.text_rules import MAX_ID, MAX_LINE
 from xm_slurm.version import __version__
@@ -170,6 +171,12 @@ def create_app(client: SqlClient, *, max_body_bytes: int = MAX_BODY_BYTES) -> Fa
                 raise
             status, result = replayed
         return JSONResponse(result, status_code=status)
+
+    @api.get("/store", tags=["store"])
+    def store_info() -> dict[str, Any]:
+        """This store's id (cluster folders are named by it; `api.store_info`)."""
+        with client.reading() as conn:
+            return read_store_info(conn).to_json()
 
     # -- experiments ------------------------------------------------------------------------------------
     @api.get("/experiment", tags=["experiments"])

@@ -95,6 +95,14 @@ experiment_config_artifacts = sa.Table(
     sa.Column("uri", sa.Text, nullable=False),
 )
 
+# Revision 0008: which store this is (`api.store_info`): `store_id`, `legacy_max_xid`.
+store_info = sa.Table(
+    "store_info",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
 # -- server side (revision 0002) ---------------------------------------------------------------------------
 
 api_tokens = sa.Table(
