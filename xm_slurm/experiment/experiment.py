@@ -31,7 +31,7 @@ from xm_slurm.api import Experiment, ExperimentPatch, XManagerAPI, client
 from xm_slurm.config import SlurmClusterConfig
 from xm_slurm.dependencies import SlurmDependency
 from xm_slurm.errors import ValidationError, XmSlurmError
-from xm_slurm.experiment import script_errors
+from xm_slurm.experiment import progress, script_errors
 from xm_slurm.experiment.batch import AddBatch, Slot, on_loop, run_trial
 from xm_slurm.experiment.connections import ClusterConnections, TransportFactory
 from xm_slurm.experiment.context import ExperimentContext
@@ -60,8 +60,8 @@ current_experiment: contextvars.ContextVar[SlurmExperiment | None] = contextvars
 )
 
 
-class SlurmExperiment(xm.Experiment):
-    """An experiment whose work units run on Slurm clusters."""
+class SlurmExperiment(progress.Waiting, xm.Experiment):
+    """An experiment whose work units run on Slurm clusters; `wait` comes from `progress.Waiting`."""
 
     def __init__(
         self,
@@ -75,7 +75,7 @@ class SlurmExperiment(xm.Experiment):
         self._title = title if record is None else record.title
         self._xid: int | None = None if record is None else record.xid
         self._transport_factory = transport_factory
-        self.connections = ClusterConnections(transport_factory)
+        self.connections = ClusterConnections(transport_factory, api=self._client)
         self._units = UnitRegistry(self, self._client)
         self._identity_locks: dict[str, asyncio.Lock] = {}
         self._tasks: list[asyncio.Future[Any]] = []
