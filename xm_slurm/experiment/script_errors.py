@@ -105,13 +105,11 @@ def short_lines(error: BaseException) -> list[str]:
     return lines
 
 
-def _hook(
-    kind: type[BaseException], error: BaseException, tb: TracebackType | None, previous: Any = None
-) -> None:
+def _hook(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
     if isinstance(error, XmSlurmError) and os.environ.get("XM_SLURM_TRACEBACK") != "full":
         sys.stderr.write("".join(short_lines(error.with_traceback(tb))))
         return
-    (previous or sys.__excepthook__)(kind, error, tb)
+    sys.__excepthook__(kind, error, tb)
 
 
 def install_excepthook() -> None:
