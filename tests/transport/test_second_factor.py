@@ -8,13 +8,17 @@ behind a closed port, a black-holed one (accepts, never answers) and a server wi
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
+import os
+import select
 import stat
 import subprocess
 import sys
+import termios
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -317,3 +321,86 @@ async def test_a_wrong_pinned_key_is_refused_before_any_prompt(
         async with SSHTransport(config) as transport:
             await transport.run("true")
     assert calls == [] and not ssh_session.paths_for(config)["sock"].exists()
+
+
+@pytest.mark.parametrize("persist", ["0", "60"], ids=["in-process", "session-holder"])
+def test_the_prompt_is_answered_on_the_terminal(
+    local_cluster: LocalCluster, sshd: SecondFactorSSHD, tmp_path: Path, persist: str
+) -> None:
+    # A process with a controlling terminal (a pty) and no prompt_handler: the prompt is written there, the
+    # code typed there (not echoed); without a holder the process logs in itself, with one the holder does.
+    code = (
+        "import asyncio, json, sys\n"
+        "from xm_slurm.ssh_config import SSHConfig, Endpoint, PublicKey\n"
+        "from xm_slurm.transport import SSHTransport\n"
+        "a = json.loads(sys.argv[1])\n"
+        "c = SSHConfig(endpoints=[Endpoint('127.0.0.1', a['port'])], public_key=PublicKey(*a['key']),"
+        " user=a['user'], client_keys=[a['client_key']], config_files=())\n"
+        "async def main():\n"
+        "    async with SSHTransport(c) as t:\n"
+        "        print('LOGGED-IN-AS', (await t.run('id -un')).stdout.strip(), t.via_session, flush=True)\n"
+        "asyncio.run(main())\n"
+    )
+    args = {
+        "port": sshd.port,
+        "key": list(sshd.host_key),
+        "user": sshd.user,
+        "client_key": local_cluster.ssh_key,
+    }
+    env = {**os.environ, "XM_SLURM_SSH_PERSIST": persist}
+    before = accepted_second_factors(sshd)
+    config = mfa_config(local_cluster, sshd)
+    try:
+        output, answer = _run_on_a_terminal(
+            [sys.executable, "-c", code, json.dumps(args)], env, lambda: totp(sshd.secret_file)
+        )
+    finally:
+        stop_session_holder(config)
+    assert f"({sshd.user}@127.0.0.1:{sshd.port}) Verification code: " in output, output
+    assert f"LOGGED-IN-AS {sshd.user} {persist != '0'}" in output, output
+    assert answer not in output  # typed with echo off
+    assert accepted_second_factors(sshd) == before + 1
+
+
+def _run_on_a_terminal(argv: list[str], env: dict[str, str], code: Callable[[], str]) -> tuple[str, str]:
+    """Run `argv` with a new pty as its controlling terminal; type `code()` when it asks. Returns what the
+    terminal showed and the code typed."""
+    master, slave = os.openpty()
+
+    def take_the_terminal() -> None:  # in the child, after setsid: the pty becomes its controlling tty
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    process = subprocess.Popen(
+        argv,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        start_new_session=True,
+        preexec_fn=take_the_terminal,
+    )
+    os.close(slave)
+    seen, typed = b"", ""
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 1)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+                if b"Verification code: " in seen and not typed:
+                    typed = code()
+                    os.write(master, typed.encode() + b"\n")
+            elif process.poll() is not None:
+                break
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(master)
+    return seen.decode(errors="replace"), typed

@@ -77,8 +77,9 @@ def make_answerer(config: SlurmSSHConfig, *, timeout: float = PROMPT_TIMEOUT) ->
         except NoAnswer:
             raise
         except Exception as e:
+            who = "the prompt_handler" if config.prompt_handler is not None else "the terminal"
             raise NoAnswer(
-                f"{where}: the prompt_handler failed on prompt {prompt_text(prompts)}: {type(e).__name__}: {e}"
+                f"{where}: {who} failed on prompt {prompt_text(prompts)}: {type(e).__name__}: {e}"
             ) from e
 
     return answer
@@ -112,27 +113,41 @@ def _open_tty() -> int | None:
 def _ask_tty(fd: int, where: str, name: str, instructions: str, prompts: Prompts) -> list[str]:
     import termios  # POSIX only, and only when a terminal is there
 
-    with open(fd, "r+", buffering=1, encoding="utf-8", errors="replace", closefd=True) as tty:
+    def write(text: str) -> None:
+        os.write(fd, text.encode("utf-8", errors="replace"))
+
+    def read_line() -> str:
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = os.read(fd, 1)
+            if not chunk:  # the terminal went away
+                break
+            data += chunk
+        return data.decode("utf-8", errors="replace").rstrip("\r\n")
+
+    try:
         for text in (name, instructions):
             if text.strip():
-                tty.write(text.rstrip("\n") + "\n")
+                write(text.rstrip("\n") + "\n")
         answers = []
         for prompt, echo in prompts:
-            tty.write(f"({where}) {prompt}")
-            tty.flush()
             old = termios.tcgetattr(fd)
             try:
+                # Echo off before the prompt shows, and without discarding input: a code typed as soon as
+                # the prompt appears is read, not lost.
                 if not echo:
                     new = termios.tcgetattr(fd)
                     new[3] &= ~termios.ECHO
-                    termios.tcsetattr(fd, termios.TCSAFLUSH, new)
-                line = tty.readline()
+                    termios.tcsetattr(fd, termios.TCSADRAIN, new)
+                write(f"({where.removeprefix('SSH server ')}) {prompt}")
+                answers.append(read_line())
             finally:
-                termios.tcsetattr(fd, termios.TCSAFLUSH, old)
+                termios.tcsetattr(fd, termios.TCSADRAIN, old)
                 if not echo:
-                    tty.write("\n")
-            answers.append(line.rstrip("\r\n"))
+                    write("\n")
         return answers
+    finally:
+        os.close(fd)
 
 
 async def in_daemon_thread(fn: Callable[[], T]) -> T:
