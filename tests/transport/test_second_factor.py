@@ -404,3 +404,28 @@ def _run_on_a_terminal(argv: list[str], env: dict[str, str], code: Callable[[], 
             process.kill()
         os.close(master)
     return seen.decode(errors="replace"), typed
+
+
+async def test_a_transport_outlives_its_session_holder(
+    local_cluster: LocalCluster, sshd: SecondFactorSSHD
+) -> None:
+    # The holder ends (idle, cluster gone, killed): the next safe call logs in again, through a new holder.
+    calls: list[str] = []
+
+    def answer(prompt: str, echo: bool) -> str:
+        calls.append(prompt)
+        return totp(sshd.secret_file)
+
+    config = mfa_config(local_cluster, sshd, prompt_handler=answer)
+    before = accepted_second_factors(sshd)
+    try:
+        async with SSHTransport(config) as transport:
+            assert (await transport.run("echo one", idempotent=True)).stdout == "one\n"
+            first = stop_session_holder(config)
+            assert first is not None
+            assert (await transport.run("echo two", idempotent=True)).stdout == "two\n"
+            assert transport.connects == 2 and transport.via_session
+            assert stop_session_holder(config) not in (None, first)  # a new holder serves it
+        assert len(calls) == 2 and accepted_second_factors(sshd) == before + 2
+    finally:
+        stop_session_holder(config)

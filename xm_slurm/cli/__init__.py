@@ -23,7 +23,6 @@ _SUBCOMMAND_MODULES: tuple[str, ...] = (
     "listing",
     "logs",
     "control",
-    "remove",
     "retry",
     "diff",
     "preview",

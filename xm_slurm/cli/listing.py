@@ -1,8 +1,7 @@
 """`xm-slurm list` (experiments in the metadata store) and `xm-slurm show XID` (units and LIVE job states).
 
 `show` asks each cluster once: one batched `sacct` for every job (`squeue` where accounting is off), then,
-only if some job is pending, one `squeue --start`-style query for the reason and the expected start time,
-and only if some job has ended, ONE `sacct` for what the ended jobs used (`scheduler.usage`).
+only if some job is pending, one `squeue --start`-style query for the reason and the expected start time.
 """
 
 from __future__ import annotations
@@ -14,14 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from xm_slurm.cli.output import print_json, print_table
 from xm_slurm.cli.selection import add_experiment_arguments, label, opened, positive_int, select_units
-from xm_slurm.cli.show_table import print_show_table
 
 if TYPE_CHECKING:
     from xm_slurm.job_ids import SlurmJobId
-    from xm_slurm.scheduler.usage import JobUsage
     from xm_slurm.status import SlurmJobStatus
     from xm_slurm.transport import Transport
-
 
 # `squeue -O` fields of a pending job: its id (array tasks one per line with -r), start estimate, reason.
 START_FORMAT = "JobArrayID:|,StartTime:|,Reason:"
@@ -121,11 +117,7 @@ async def pending_details(
 
 
 def _detail(
-    status: SlurmJobStatus | None,
-    start: str | None,
-    reason: str,
-    retry_of: SlurmJobId | None = None,
-    usage: JobUsage | None = None,
+    status: SlurmJobStatus | None, start: str | None, reason: str, retry_of: SlurmJobId | None = None
 ) -> str:
     parts = [] if retry_of is None else [f"retry of {retry_of}"]  # the stored lineage, not the name
     if status is None:
@@ -137,16 +129,7 @@ def _detail(
         parts.append(reason)
     if start:
         parts.append(f"expected start {start.replace('T', ' ')}")
-    if usage is not None and usage.summary():
-        parts.append(usage.summary())
     return "; ".join(parts)
-
-
-async def ended_usage(transport: Transport, job_ids: list[SlurmJobId]) -> dict[str, JobUsage]:
-    """What the ended jobs used: ONE sacct for all of them (nothing asked when none has ended)."""
-    from xm_slurm.scheduler.usage import job_usage
-
-    return await job_usage(transport, job_ids) if job_ids else {}
 
 
 async def _show_async(args: argparse.Namespace) -> int:
@@ -177,19 +160,6 @@ async def _show_async(args: argparse.Namespace) -> int:
             ]
             for ssh in clusters
         }
-        ended = {
-            ssh: [j for j in by_cluster[ssh] if (st := states.get((ssh, j))) and st.state.is_terminal]
-            for ssh in clusters
-        }
-        used: dict[Any, dict[str, JobUsage]] = dict(
-            zip(
-                clusters,
-                await asyncio.gather(
-                    *(ended_usage(experiment.connections.transport(s), ended[s]) for s in clusters)
-                ),
-                strict=True,
-            )
-        )
         waiting = [ssh for ssh in clusters if pending[ssh]]
         starts: dict[Any, dict[str, tuple[str | None, str]]] = dict(
             zip(
@@ -208,7 +178,6 @@ async def _show_async(args: argparse.Namespace) -> int:
         for job in unit.slurm_jobs:
             st = states.get((job.ssh, job.job_id))
             start, reason = starts.get(job.ssh, {}).get(str(job.job_id), (None, ""))
-            usage = used.get(job.ssh, {}).get(str(job.job_id))
             jobs.append(
                 {
                     "name": job.name,
@@ -222,8 +191,7 @@ async def _show_async(args: argparse.Namespace) -> int:
                     "reason": reason or (st.reason if st else ""),
                     "expected_start": start,
                     "source": st.source if st else None,
-                    "usage": None if usage is None else usage.to_json(),
-                    "detail": _detail(st, start, reason, job.retry_of, usage),
+                    "detail": _detail(st, start, reason, job.retry_of),
                 }
             )
         found = [s for j in unit.slurm_jobs if (s := states.get((j.ssh, j.job_id))) is not None]
@@ -273,7 +241,36 @@ async def _show_async(args: argparse.Namespace) -> int:
             print(f"  artifact {a.name}: {a.uri}")
     for line in summary({a.name: a.uri for a in record.artifacts}):
         print(f"  {line}")
-    print_show_table(out_units, several_clusters=len({c.destination for c in clusters}) > 1)
+    several = len({c.destination for c in clusters}) > 1
+    rows = []
+    for u in out_units:
+        name = f"{'aux' if u['role'] == 'auxiliary' else 'wid'} {u['wid']}"
+        first = [name, u["identity"], u["status"]]
+        if not u["jobs"]:
+            rows.append([*first, None, None, *([None] if several else []), None, None])
+        for i, j in enumerate(u["jobs"]):
+            lead = first if i == 0 else ["", "", ""]
+            rows.append(
+                [
+                    *lead,
+                    j["name"],
+                    j["slurm_job_id"],
+                    *([j["cluster"]] if several else []),
+                    j["state"],
+                    j["detail"],
+                ]
+            )
+    columns = [
+        "unit",
+        "identity",
+        "status",
+        "job",
+        "slurm id",
+        *(["cluster"] if several else []),
+        "state",
+        "detail",
+    ]
+    print_table(columns, rows)
     return 0
 
 
