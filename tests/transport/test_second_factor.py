@@ -429,3 +429,24 @@ async def test_a_transport_outlives_its_session_holder(
         assert len(calls) == 2 and accepted_second_factors(sshd) == before + 2
     finally:
         stop_session_holder(config)
+
+
+async def test_streams_stopped_midway_leave_the_held_login_up(
+    local_cluster: LocalCluster, sshd: SecondFactorSSHD
+) -> None:
+    # A client closing a stream while its command still writes (`logs -f` stopped) must not end the one
+    # cluster connection every process shares.
+    config = mfa_config(local_cluster, sshd, prompt_handler=lambda prompt, echo: totp(sshd.secret_file))
+    before = accepted_second_factors(sshd)
+    try:
+        async with SSHTransport(config) as transport:
+            for _ in range(5):
+                process = await transport.start("while :; do echo flowing; done")
+                lines = process.lines()
+                assert [await anext(lines) for _ in range(100)] == ["flowing"] * 100
+                await process.aclose()
+            assert (await transport.run("echo still-up")).stdout == "still-up\n"
+            assert transport.connects == 1
+        assert accepted_second_factors(sshd) == before + 1
+    finally:
+        stop_session_holder(config)

@@ -35,6 +35,9 @@ from xm_slurm.transport.ssh_auth import Prompts
 from xm_slurm.transport.ssh_connect import connect
 
 log = logging.getLogger("xm_slurm.ssh_holder")
+# A write to a channel the other side has just closed: dropped. Raised inside an asyncssh callback, it would
+# end the whole connection, and with it every client's session.
+_GONE = contextlib.suppress(BrokenPipeError, ConnectionError, OSError, asyncssh.Error)
 #: Channels open at once on the cluster connection (sshd's MaxSessions is 10 by default); more wait.
 UPSTREAM_CHANNELS = 9
 
@@ -107,20 +110,33 @@ class _UpSession(asyncssh.SSHClientSession[bytes]):
         self._signal: tuple[str, bool, str, str] | None = None
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
-        self._down.write(data, datatype)
+        with _GONE:  # the client closed its channel first (a stream it stopped reading)
+            self._down.write(data, datatype)
 
     def eof_received(self) -> bool:
-        self._down.write_eof()
+        with _GONE:
+            self._down.write_eof()
         return True
 
     def exit_status_received(self, status: int) -> None:
         self._status = status
+
+    # Flow control the other way: a command that reads its input slowly slows the client's upload.
+    def pause_writing(self) -> None:
+        self._down.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._down.resume_reading()
 
     def exit_signal_received(self, signal: str, core_dumped: bool, msg: str, lang: str) -> None:
         self._signal = (signal, core_dumped, msg, lang)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._release()
+        with _GONE:
+            self._finish()
+
+    def _finish(self) -> None:
         if self._signal is not None:
             self._down.exit_with_signal(*self._signal)
         elif self._status is not None:
@@ -197,20 +213,32 @@ class _ProxySession(asyncssh.SSHServerSession[bytes]):
             up.close()
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
-        if self._up is not None:
-            self._up.write(data)
-        else:
+        if self._up is None:
             self._pending.append(data)
+            return
+        with _GONE:  # the command ended first
+            self._up.write(data)
 
     def eof_received(self) -> bool:
         self._eof = True
         if self._up is not None:
-            self._up.write_eof()
+            with _GONE:
+                self._up.write_eof()
         return True
 
     def signal_received(self, signal: str) -> None:
         if self._up is not None:
-            self._up.send_signal(signal)
+            with _GONE:
+                self._up.send_signal(signal)
+
+    # Flow control: a client that reads slowly slows the command down instead of filling our memory.
+    def pause_writing(self) -> None:
+        if self._up is not None:
+            self._up.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._up is not None:
+            self._up.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
