@@ -27,7 +27,12 @@ def _job_logs(leader: int) -> list[str]:
     """The group's two log files in the cluster's state folder (the tests run on the cluster's machine, as
     the user the jobs run as)."""
     root = Path(os.environ.get("XM_TEST_REMOTE_STATE", Path.home() / ".local/state/xm-slurm"))
-    found = [sorted(root.glob(f"*/slurm-{leader}{suffix}.out")) for suffix in ("", "+1")]
+    found = [
+        sorted(
+            p for pattern in ("*", "store-*/*") for p in root.glob(f"{pattern}/slurm-{leader}{suffix}.out")
+        )
+        for suffix in ("", "+1")
+    ]
     assert [len(f) for f in found] == [1, 1], found
     return [str(f[0]) for f in found]
 
