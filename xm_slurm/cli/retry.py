@@ -8,13 +8,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xm_slurm.cli import exit_codes
 from xm_slurm.cli.output import print_json, print_table
 from xm_slurm.cli.selection import add_experiment_arguments, opened, select_units
-from xm_slurm.experiment.retrying import retry_failed
-from xm_slurm.status import SlurmJobStatus
+
+if TYPE_CHECKING:
+    from xm_slurm.status import SlurmJobStatus
 
 RETRY_EPILOG = """\
 examples:
@@ -26,6 +27,9 @@ examples:
 
 
 async def _retry_async(args: argparse.Namespace) -> int:
+    # Deferred: the experiment layer loads xmanager, which `xm-slurm --help` must not pay for.
+    from xm_slurm.experiment.retrying import retry_failed
+
     async with opened(args.xid) as (experiment, _):
         units = select_units(experiment, args.wid, args.identity, auxiliary=False)
         before = {u.unit_id: {j.job_id for j in u.slurm_jobs} for u in units}
