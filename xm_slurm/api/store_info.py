@@ -46,7 +46,8 @@ class StoreInfo:
     def from_json(cls, answer: Any) -> StoreInfo:
         if not isinstance(answer, dict):
             raise MetadataError(f"malformed store info: {answer!r:.200}")
-        return cls(store_id=answer.get(STORE_ID_KEY), legacy_max_xid=answer.get(LEGACY_MAX_XID_KEY, 0))
+        store_id: Any = answer.get(STORE_ID_KEY)  # checked by __post_init__
+        return cls(store_id=store_id, legacy_max_xid=answer.get(LEGACY_MAX_XID_KEY, 0))
 
 
 def read_store_info(conn: sa.Connection) -> StoreInfo:

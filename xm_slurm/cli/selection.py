@@ -56,7 +56,7 @@ def newest(position: int) -> int:
     try:
         from xm_slurm.api import client
 
-        found = client().list_experiments(limit=position)
+        found = client().list_experiments(limit=position, include_empty=False)
     except Exception as e:  # the store unreachable or misconfigured: a usage-time error, on one line
         raise argparse.ArgumentTypeError(f"cannot resolve {_spelled(position)}: {one_line(e)}") from e
     if len(found) < position:
