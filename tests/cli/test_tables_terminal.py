@@ -68,6 +68,13 @@ def test_show_on_a_terminal_prints_brackets_literally_never_breaks_words_and_sho
     for word in ("linefit", "[retry", "2978_3]", "COMPLETED", "FAILED", "NonZeroExitCode;", ids[1]):
         assert word in words, f"{word!r} broken or missing at 80 columns:\n{screen}"
 
+    # list: units per state, from one status round per cluster.
+    [row] = [r for r in json.loads(xm_cli("list", "--json").stdout) if r["xid"] == xid]
+    assert row["states"] == {"completed": 2, "failed": 1}
+    listed = xm_cli("list").stdout
+    assert "STATES" in listed.splitlines()[0] and "2 completed, 1 failed" in listed
+    assert "states" not in json.loads(xm_cli("list", "--json", "--no-states").stdout)[0]
+
     # Piped: plain aligned text, args whole.
     piped = xm_cli("show", str(xid))
     assert MARKED in piped.stdout and "tag=[red]hot[/red] lr=0.001" in piped.stdout

@@ -23,6 +23,7 @@ _SUBCOMMAND_MODULES: tuple[str, ...] = (
     "listing",
     "logs",
     "control",
+    "remove",
     "retry",
     "diff",
     "preview",

@@ -1,7 +1,8 @@
 """`xm-slurm list` (experiments in the metadata store) and `xm-slurm show XID` (units and LIVE job states).
 
 `show` asks each cluster once: one batched `sacct` for every job (`squeue` where accounting is off), then,
-only if some job is pending, one `squeue --start`-style query for the reason and the expected start time.
+only if some job is pending, one `squeue --start`-style query for the reason and the expected start time,
+and only if some job has ended, ONE `sacct` for what the ended jobs used (`scheduler.usage`).
 """
 
 from __future__ import annotations
@@ -13,18 +14,22 @@ from typing import TYPE_CHECKING, Any
 
 from xm_slurm.cli.output import print_json, print_table
 from xm_slurm.cli.selection import add_experiment_arguments, label, opened, positive_int, select_units
+from xm_slurm.cli.show_table import print_show_table
 
 if TYPE_CHECKING:
     from xm_slurm.job_ids import SlurmJobId
+    from xm_slurm.scheduler.usage import JobUsage
     from xm_slurm.status import SlurmJobStatus
     from xm_slurm.transport import Transport
+
 
 # `squeue -O` fields of a pending job: its id (array tasks one per line with -r), start estimate, reason.
 START_FORMAT = "JobArrayID:|,StartTime:|,Reason:"
 
 LIST_EPILOG = """\
 examples:
-  xm-slurm list                       # the 20 newest experiments that hold a work unit
+  xm-slurm list                       # the 20 newest experiments that hold a work unit, units per state
+  xm-slurm list --no-states           # from the store alone, without asking the clusters
   xm-slurm list --all                 # also those without one (marked empty)
   xm-slurm list --tag baseline --title resnet --limit 5
   xm-slurm list --json | jq '.[].xid'
@@ -44,9 +49,16 @@ examples:
 def _list(args: argparse.Namespace) -> int:
     from xm_slurm.api import client
 
-    summaries = client().list_experiments(
+    api = client()
+    summaries = api.list_experiments(
         title_contains=args.title, tag=args.tag, limit=args.limit, include_empty=args.all
     )
+    counts: dict[int, dict[str, int] | None] = {}
+    if args.states and summaries:
+        from xm_slurm.cli.list_states import unit_state_counts
+
+        records = [api.get_experiment(s.xid) for s in summaries if s.num_work_units]
+        counts = asyncio.run(unit_state_counts(records))
     if args.json:
         print_json(
             [
@@ -59,13 +71,38 @@ def _list(args: argparse.Namespace) -> int:
                     "num_work_units": s.num_work_units,
                     "empty": s.num_work_units == 0,
                     "created_at": s.created_at,
+                    **({"states": counts.get(s.xid, {})} if args.states else {}),
                 }
                 for s in summaries
             ]
         )
         return 0
-    rows = [(s.xid, s.title, s.tags, _units(s.num_work_units), _time(s.created_at)) for s in summaries]
-    print_table(["xid", "title", "tags", "units", "created"], rows)
+    from xm_slurm.cli.list_states import counts_text
+    from xm_slurm.cli.output import Column
+
+    rows = [
+        [
+            s.xid,
+            s.title,
+            s.tags,
+            _units(s.num_work_units),
+            *([counts_text(counts.get(s.xid, {}))] if args.states else []),
+            _time(s.created_at),
+        ]
+        for s in summaries
+    ]
+    states = [Column("states")] if args.states else []
+    print_table(
+        [
+            Column("xid", no_wrap=True),
+            Column("title"),
+            Column("tags"),
+            Column("units", no_wrap=True),
+            *states,
+            Column("created"),
+        ],
+        rows,
+    )
     return 0
 
 
@@ -117,7 +154,11 @@ async def pending_details(
 
 
 def _detail(
-    status: SlurmJobStatus | None, start: str | None, reason: str, retry_of: SlurmJobId | None = None
+    status: SlurmJobStatus | None,
+    start: str | None,
+    reason: str,
+    retry_of: SlurmJobId | None = None,
+    usage: JobUsage | None = None,
 ) -> str:
     parts = [] if retry_of is None else [f"retry of {retry_of}"]  # the stored lineage, not the name
     if status is None:
@@ -129,7 +170,16 @@ def _detail(
         parts.append(reason)
     if start:
         parts.append(f"expected start {start.replace('T', ' ')}")
+    if usage is not None and usage.summary():
+        parts.append(usage.summary())
     return "; ".join(parts)
+
+
+async def ended_usage(transport: Transport, job_ids: list[SlurmJobId]) -> dict[str, JobUsage]:
+    """What the ended jobs used: ONE sacct for all of them (nothing asked when none has ended)."""
+    from xm_slurm.scheduler.usage import job_usage
+
+    return await job_usage(transport, job_ids) if job_ids else {}
 
 
 async def _show_async(args: argparse.Namespace) -> int:
@@ -160,6 +210,19 @@ async def _show_async(args: argparse.Namespace) -> int:
             ]
             for ssh in clusters
         }
+        ended = {
+            ssh: [j for j in by_cluster[ssh] if (st := states.get((ssh, j))) and st.state.is_terminal]
+            for ssh in clusters
+        }
+        used: dict[Any, dict[str, JobUsage]] = dict(
+            zip(
+                clusters,
+                await asyncio.gather(
+                    *(ended_usage(experiment.connections.transport(s), ended[s]) for s in clusters)
+                ),
+                strict=True,
+            )
+        )
         waiting = [ssh for ssh in clusters if pending[ssh]]
         starts: dict[Any, dict[str, tuple[str | None, str]]] = dict(
             zip(
@@ -178,6 +241,7 @@ async def _show_async(args: argparse.Namespace) -> int:
         for job in unit.slurm_jobs:
             st = states.get((job.ssh, job.job_id))
             start, reason = starts.get(job.ssh, {}).get(str(job.job_id), (None, ""))
+            usage = used.get(job.ssh, {}).get(str(job.job_id))
             jobs.append(
                 {
                     "name": job.name,
@@ -191,7 +255,8 @@ async def _show_async(args: argparse.Namespace) -> int:
                     "reason": reason or (st.reason if st else ""),
                     "expected_start": start,
                     "source": st.source if st else None,
-                    "detail": _detail(st, start, reason, job.retry_of),
+                    "usage": None if usage is None else usage.to_json(),
+                    "detail": _detail(st, start, reason, job.retry_of, usage),
                 }
             )
         found = [s for j in unit.slurm_jobs if (s := states.get((j.ssh, j.job_id))) is not None]
@@ -241,36 +306,7 @@ async def _show_async(args: argparse.Namespace) -> int:
             print(f"  artifact {a.name}: {a.uri}")
     for line in summary({a.name: a.uri for a in record.artifacts}):
         print(f"  {line}")
-    several = len({c.destination for c in clusters}) > 1
-    rows = []
-    for u in out_units:
-        name = f"{'aux' if u['role'] == 'auxiliary' else 'wid'} {u['wid']}"
-        first = [name, u["identity"], u["status"]]
-        if not u["jobs"]:
-            rows.append([*first, None, None, *([None] if several else []), None, None])
-        for i, j in enumerate(u["jobs"]):
-            lead = first if i == 0 else ["", "", ""]
-            rows.append(
-                [
-                    *lead,
-                    j["name"],
-                    j["slurm_job_id"],
-                    *([j["cluster"]] if several else []),
-                    j["state"],
-                    j["detail"],
-                ]
-            )
-    columns = [
-        "unit",
-        "identity",
-        "status",
-        "job",
-        "slurm id",
-        *(["cluster"] if several else []),
-        "state",
-        "detail",
-    ]
-    print_table(columns, rows)
+    print_show_table(out_units, several_clusters=len({c.destination for c in clusters}) > 1)
     return 0
 
 
@@ -295,6 +331,12 @@ def register(subparsers: Any) -> None:
         "--all",
         action="store_true",
         help="also experiments without work units (a launch killed before its first add), marked empty",
+    )
+    p.add_argument(
+        "--no-states",
+        dest="states",
+        action="store_false",
+        help="do not ask the clusters for the units' states (one status query per cluster otherwise)",
     )
     p.add_argument("--json", action="store_true", help="print JSON (a list of objects) for scripts")
     p.set_defaults(func=_list)

@@ -78,7 +78,37 @@ def _longest_word(texts: Sequence[str]) -> int:
     return max((len(w) for t in texts for w in t.split()), default=1)
 
 
-def _rich_table(columns: Sequence[Column], texts: list[list[str]], title: str | None) -> Any:
+def fit_widths(columns: Sequence[Column], texts: list[list[str]], width: int) -> list[int]:
+    """Each column's width for a terminal `width` wide: the natural widths while they fit; else the
+    columns with the most room to spare give it up first, down to a floor that breaks no word (the longest
+    word, up to MAX_WORD; a `no_wrap` column is cut with an ellipsis, down to its header or 6)."""
+    natural, floor = [], []
+    for i, column in enumerate(columns):
+        values = [row[i] for row in texts]
+        full = max([len(column.name), *(len(v) for v in values)])
+        if column.max_width is not None:
+            full = min(full, column.max_width)
+        if column.no_wrap:
+            low = max(len(column.name), 6)
+        else:
+            low = max(min(_longest_word(values), MAX_WORD), _longest_word([column.name]))
+        natural.append(full)
+        floor.append(min(full, low))
+    budget = width - (3 * len(columns) - 1)  # rich's padding (1 each side) and one rule between columns
+    widths = list(natural)
+    excess = sum(widths) - budget
+    while excess > 0:
+        spare = [w - f for w, f in zip(widths, floor, strict=True)]
+        i = max(range(len(widths)), key=spare.__getitem__)
+        if spare[i] <= 0:
+            break  # even the floors do not fit: rich folds what it must
+        step = min(excess, max(1, spare[i] // 2))
+        widths[i] -= step
+        excess -= step
+    return widths
+
+
+def _rich_table(columns: Sequence[Column], texts: list[list[str]], title: str | None, width: int) -> Any:
     from rich.table import Table
     from rich.text import Text
 
@@ -88,17 +118,12 @@ def _rich_table(columns: Sequence[Column], texts: list[list[str]], title: str | 
         show_edge=False,
         header_style="bold",
     )
-    for i, column in enumerate(columns):
-        values = [row[i] for row in texts]
-        widest = min(_longest_word([column.name, *values]), MAX_WORD)
-        if column.max_width is not None:
-            widest = min(widest, column.max_width)
+    for column, size in zip(columns, fit_widths(columns, texts, width), strict=True):
         table.add_column(
             Text(column.name),
             overflow="ellipsis" if column.no_wrap else "fold",
             no_wrap=column.no_wrap,
-            min_width=None if column.no_wrap else widest,
-            max_width=column.max_width,
+            width=size,
         )
     for row in texts:
         table.add_row(
@@ -125,7 +150,8 @@ def print_table(
     if is_terminal(stream):
         from rich.console import Console
 
-        Console(file=stream).print(_rich_table(cols, texts, title))
+        console = Console(file=stream)
+        console.print(_rich_table(cols, texts, title, console.width))
         return
     if title:
         print(title, file=stream)
