@@ -138,7 +138,7 @@ def test_list_plain_text_when_not_a_terminal(store: Path) -> None:
     result = xm_cli("list")
     assert result.returncode == 0
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["XID", "TITLE", "TAGS", "UNITS", "CREATED"]
+    assert lines[0].split() == ["XID", "TITLE", "TAGS", "UNITS", "STATES", "CREATED"]
     assert "vit" in lines[1] and "baseline, vit" in lines[1]
     assert "\x1b[" not in result.stdout  # no colour codes in a pipe
     assert "started" not in result.stdout and "(empty)" not in result.stdout
