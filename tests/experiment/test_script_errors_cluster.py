@@ -75,7 +75,7 @@ async def test_a_body_error_keeps_the_submitted_unit_names_it_and_cancels_the_qu
         assert _jobs_named(name) == [submitted]
         xid = experiment.experiment_id
         assert raised.value.__notes__ == [
-            f"xm_slurm experiment {xid}: submitted before this error, still running: work unit 1 (Slurm job "
+            f"xm_slurm experiment {xid}: submitted before this error and left to run: work unit 1 (Slurm job "
             f"{submitted}); `xm-slurm cancel {xid}` stops them; 1 add still in progress was cancelled and "
             "submitted nothing more"
         ]

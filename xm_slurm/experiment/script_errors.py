@@ -9,7 +9,7 @@
   few lines instead of forty. Other errors, and every error with `XM_SLURM_TRACEBACK=full`, are printed as
   Python prints them. Installed only over Python's own hook (not over IPython's or the script's).
 * `note_body_error`: when the body of `async with create_experiment(...)` raises, its error gets a note
-  naming the work units submitted before it (they keep running) and how many adds were cancelled.
+  naming the work units submitted before it (left to run) and how many adds were cancelled.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def note_body_error(
             for u in submitted
         )
         kept = (
-            f"submitted before this error, still running: work unit{'s' if len(submitted) > 1 else ''} "
+            f"submitted before this error and left to run: work unit{'s' if len(submitted) > 1 else ''} "
             f"{named}; `xm-slurm cancel {xid}` stops them"
         )
     else:
@@ -105,13 +105,11 @@ def short_lines(error: BaseException) -> list[str]:
     return lines
 
 
-def _hook(
-    kind: type[BaseException], error: BaseException, tb: TracebackType | None, previous: Any = None
-) -> None:
+def _hook(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
     if isinstance(error, XmSlurmError) and os.environ.get("XM_SLURM_TRACEBACK") != "full":
         sys.stderr.write("".join(short_lines(error.with_traceback(tb))))
         return
-    (previous or sys.__excepthook__)(kind, error, tb)
+    sys.__excepthook__(kind, error, tb)
 
 
 def install_excepthook() -> None:
