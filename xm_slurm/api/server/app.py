@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from xm_slurm.api import codec, models
 from xm_slurm.api.models import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, ConflictError
-from xm_slurm.api.server import idempotency, tokens
+from xm_slurm.api.server import idempotency, tokens, ui, ui_store
 from xm_slurm.api.server.limits import MAX_BODY_BYTES, TOKEN_KEY, RequestGuard
 from xm_slurm.api.server.schemas import (
     ArtifactBody,
@@ -88,6 +88,7 @@ class ApiPrefix:
             and path != "/api"
             and not path.startswith("/api/")
             and path not in self.keep
+            and not ui.is_dashboard_path(path)
         ):
             scope = {**scope, "path": "/api" + path}
             if "raw_path" in scope:
@@ -112,6 +113,7 @@ def create_app(client: SqlClient, *, max_body_bytes: int = MAX_BODY_BYTES) -> Fa
         p for p in (app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url) if p
     )
     app.add_middleware(ApiPrefix, keep=docs)
+    app.include_router(ui.dashboard_router(client))  # /ui/ and / (its own login: see ui_session)
 
     def authenticate(
         request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
@@ -205,7 +207,13 @@ def create_app(client: SqlClient, *, max_body_bytes: int = MAX_BODY_BYTES) -> Fa
         body: ExperimentPatchBody, request: Request, key: IdempotencyKey = None
     ) -> Response:
         patch = body.to_model()
-        return write(request, key, body.model_dump(), lambda c: {"xid": ops.insert_experiment(c, patch)})
+        creator = request.scope[TOKEN_KEY].name  # the dashboard shows which token created it
+        return write(
+            request,
+            key,
+            body.model_dump(),
+            lambda c: {"xid": ui_store.record_creator(c, ops.insert_experiment(c, patch), creator)},
+        )
 
     @api.get("/experiment/{xid}", tags=["experiments"])
     def get_experiment(xid: Xid) -> dict[str, Any]:

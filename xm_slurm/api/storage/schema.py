@@ -16,6 +16,8 @@ experiments = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     # Revision 0004: the highest work unit id handed out by `reserve_work_unit_ids` (0: none yet).
     sa.Column("wid_reserved", sa.BigInteger, nullable=False, server_default="0"),
+    # Revision 0010: the name of the server token that created it (NULL: before 0010, or no server).
+    sa.Column("created_by", sa.Text, nullable=True),
     sqlite_autoincrement=True,  # an xid is never reused after a delete
 )
 
