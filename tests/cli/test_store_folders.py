@@ -156,3 +156,15 @@ def test_an_old_layout_experiment_still_finds_its_logs(
         "new-layout"
     ]
     assert xm_cli("logs", "2").stdout.split() == ["new-layout"]
+
+    # rm of the old-layout experiment: its folder may hold another store's experiment 1 too, so only its
+    # own log goes.
+    other = Path(root, "00000001", f"other-store-{os.getpid()}.sh")
+    other.write_text("#!/bin/sh\n")
+    try:
+        removed = xm_cli("rm", "1", "--yes")
+        assert removed.returncode == 0, removed.stderr
+        assert not Path(root, "00000001", f"slurm-{job_id}.out").exists() and other.exists()
+        assert xm_cli("show", "1").returncode == 3
+    finally:
+        other.unlink()
