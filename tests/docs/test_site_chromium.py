@@ -261,28 +261,41 @@ def _target(site: Path, page: Page, base: str, link: str) -> tuple[Path, str] | 
     return file, unquote(url.fragment)
 
 
+def link_problem(site: Path, server: str, page: Page, link: str, ids: dict[Path, set[str]]) -> str | None:
+    """Why `link` on `page` does not resolve in the built site, or None."""
+    target = _target(site, page, server, link)
+    if isinstance(target, str):
+        return target
+    file, anchor = target
+    if not file.is_file():
+        return f"no {file.relative_to(site)} in the site"
+    if anchor and file.suffix == ".html" and anchor not in ids.get(file, set()):
+        return f"no anchor #{anchor} in {file.relative_to(site)}"
+    return None
+
+
 def test_no_broken_internal_links(site: Path, server: str, pages: dict[str, Page]) -> None:
     ids = {site / path: page.dom.ids for path, page in pages.items()}
-    problems, checked = [], 0
+    problems, checked, anchors_elsewhere = [], 0, 0
     for page in pages.values():
         for tag, link in page.dom.links:
             if link.startswith(_EXTERNAL):
                 assert "fonts.g" not in link, f"{page.url}: the site asks Google Fonts ({link})"
                 continue
-            target = _target(site, page, server, link)
-            if isinstance(target, str):
-                problems.append(f"{page.url}: <{tag}> {link!r} {target}")
-                continue
-            file, anchor = target
             checked += 1
-            if not file.is_file():
-                problems.append(f"{page.url}: <{tag}> {link!r}: no {file.relative_to(site)} in the site")
-            elif anchor and file.suffix == ".html" and anchor not in ids.get(file, set()):
-                problems.append(
-                    f"{page.url}: <{tag}> {link!r}: no anchor #{anchor} in {file.relative_to(site)}"
-                )
+            anchors_elsewhere += "#" in link and not link.startswith("#")
+            problem = link_problem(site, server, page, link, ids)
+            if problem:
+                problems.append(f"{page.url}: <{tag}> {link!r}: {problem}")
     assert problems == [], "\n".join(problems)
     assert checked > 20 * len(pages), f"only {checked} internal links found: is the DOM read?"
+    assert anchors_elsewhere > 10, f"only {anchors_elsewhere} links to an anchor of another page"
+    # The check itself: a missing page, a missing anchor and a link off the site are reported.
+    home = pages["index.html"]
+    assert "no anchor" in (link_problem(site, server, home, "clusters/#no-such-section", ids) or "")
+    assert "in the site" in (link_problem(site, server, home, "None", ids) or "")
+    assert "leaves the site" in (link_problem(site, server, home, "//elsewhere.example/", ids) or "")
+    assert link_problem(site, server, home, "clusters/#ssh-host-keys", ids) is None
 
 
 def test_code_blocks_are_highlighted(pages: dict[str, Page]) -> None:
