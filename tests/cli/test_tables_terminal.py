@@ -61,6 +61,7 @@ def test_show_on_a_terminal_prints_brackets_literally_never_breaks_words_and_sho
     code, narrow = run_in_pty(["show", str(xid)], columns=80)
     screen = plain(narrow)
     assert code == 0, screen
+    print("[figure] show on an 80-column terminal:\n" + screen)  # for the closing note (pytest -s)
     table = [line for line in screen.splitlines() if "│" in line or "┃" in line]
     assert len(table) >= 4 and max(len(line) for line in table) <= 80, screen
     assert "DETAIL" in screen.upper() and "STATE" in screen.upper()  # no column cropped away
