@@ -40,11 +40,12 @@ class NoAnswer(AuthenticationError):
 
 
 def what_to_do(config: SlurmSSHConfig) -> str:
+    del config  # the same advice for every site; kept as a parameter for site-specific hints
     return (
-        "Answer it once in a terminal on this machine (e.g. run `xm-slurm doctor "
-        f"{config.user + '@' if config.user else ''}{config.host}` there): xm_slurm keeps that login open for "
-        "the other processes of this machine for XM_SLURM_SSH_PERSIST seconds (600 by default); or pass "
-        "prompt_handler=lambda prompt, echo: ... in the cluster's SSHConfig"
+        "Answer it once in a terminal on this machine, with the same cluster config (run the launch script "
+        "there, or `xm-slurm show <xid>` of an experiment on this cluster): xm_slurm keeps that login open "
+        "for this machine's other processes until XM_SLURM_SSH_PERSIST seconds (600 by default) pass "
+        "without one; or pass prompt_handler=lambda prompt, echo: ... in the cluster's SSHConfig"
     )
 
 
