@@ -39,14 +39,13 @@ class NoAnswer(AuthenticationError):
     """A prompt came and nothing can answer it (no prompt_handler, no terminal), or the answer failed."""
 
 
-def what_to_do(config: SlurmSSHConfig) -> str:
-    del config  # the same advice for every site; kept as a parameter for site-specific hints
-    return (
-        "Answer it once in a terminal on this machine, with the same cluster config (run the launch script "
-        "there, or `xm-slurm show <xid>` of an experiment on this cluster): xm_slurm keeps that login open "
-        "for this machine's other processes until XM_SLURM_SSH_PERSIST seconds (600 by default) pass "
-        "without one; or pass prompt_handler=lambda prompt, echo: ... in the cluster's SSHConfig"
-    )
+#: What to do when a prompt comes and nothing here can answer it.
+WHAT_TO_DO = (
+    "Answer it once in a terminal on this machine, with the same cluster config (run the launch script "
+    "there, or `xm-slurm show <xid>` of an experiment on this cluster): xm_slurm keeps that login open "
+    "for this machine's other processes until XM_SLURM_SSH_PERSIST seconds (600 by default) pass "
+    "without one; or pass prompt_handler=lambda prompt, echo: ... in the cluster's SSHConfig"
+)
 
 
 def prompt_text(prompts: Prompts) -> str:
@@ -65,7 +64,7 @@ def make_answerer(config: SlurmSSHConfig, *, timeout: float = PROMPT_TIMEOUT) ->
             if tty is None:
                 raise NoAnswer(
                     f"{where} asks for a second factor (keyboard-interactive prompt {prompt_text(prompts)}) "
-                    f"and this process has no terminal and no prompt_handler to answer it. {what_to_do(config)}"
+                    f"and this process has no terminal and no prompt_handler to answer it. {WHAT_TO_DO}"
                 )
             return await asyncio.wait_for(
                 in_daemon_thread(lambda: _ask_tty(tty, where, name, instructions, prompts)), timeout
