@@ -450,3 +450,50 @@ async def test_streams_stopped_midway_leave_the_held_login_up(
         assert accepted_second_factors(sshd) == before + 1
     finally:
         stop_session_holder(config)
+
+
+def test_an_unanswered_terminal_prompt_times_out_and_gives_the_echo_back(
+    local_cluster: LocalCluster, sshd: SecondFactorSSHD
+) -> None:
+    code = (
+        "import asyncio, json, sys\n"
+        "from xm_slurm.ssh_config import SSHConfig, Endpoint, PublicKey\n"
+        "from xm_slurm.transport import SSHTransport\n"
+        "a = json.loads(sys.argv[1])\n"
+        "c = SSHConfig(endpoints=[Endpoint('127.0.0.1', a['port'])], public_key=PublicKey(*a['key']),"
+        " user=a['user'], client_keys=[a['client_key']], config_files=())\n"
+        "async def main():\n"
+        "    async with SSHTransport(c, prompt_timeout=2) as t:\n"
+        "        await t.run('true')\n"
+        "asyncio.run(main())\n"
+    )
+    args = {
+        "port": sshd.port,
+        "key": list(sshd.host_key),
+        "user": sshd.user,
+        "client_key": local_cluster.ssh_key,
+    }
+    master, slave = os.openpty()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-c", code, json.dumps(args)],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env={**os.environ, "XM_SLURM_SSH_PERSIST": "0"},
+            start_new_session=True,
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+        )
+        started = time.monotonic()
+        output = b""
+        while process.poll() is None and time.monotonic() - started < 60:
+            if select.select([master], [], [], 0.5)[0]:
+                output += os.read(master, 4096)
+        assert process.wait(timeout=10) != 0
+        assert termios.tcgetattr(slave)[3] & termios.ECHO, "the terminal was left without echo"
+    finally:
+        os.close(slave)
+        os.close(master)
+    text = output.decode(errors="replace")
+    assert "Verification code: " in text and "no answer to the keyboard-interactive prompt" in text, text
+    assert time.monotonic() - started < 30

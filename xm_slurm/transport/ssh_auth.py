@@ -66,9 +66,7 @@ def make_answerer(config: SlurmSSHConfig, *, timeout: float = PROMPT_TIMEOUT) ->
                     f"{where} asks for a second factor (keyboard-interactive prompt {prompt_text(prompts)}) "
                     f"and this process has no terminal and no prompt_handler to answer it. {WHAT_TO_DO}"
                 )
-            return await asyncio.wait_for(
-                in_daemon_thread(lambda: _ask_tty(tty, where, name, instructions, prompts)), timeout
-            )
+            return await asyncio.wait_for(_ask_tty(tty, where, name, instructions, prompts), timeout)
         except asyncio.TimeoutError:
             raise NoAnswer(
                 f"{where}: no answer to the keyboard-interactive prompt {prompt_text(prompts)} within "
@@ -110,7 +108,9 @@ def _open_tty() -> int | None:
         return None
 
 
-def _ask_tty(fd: int, where: str, name: str, instructions: str, prompts: Prompts) -> list[str]:
+async def _ask_tty(fd: int, where: str, name: str, instructions: str, prompts: Prompts) -> list[str]:
+    """Ask on the terminal `fd` (and close it). Echo is switched here, on the event loop, so that a time-out
+    or a Ctrl-C puts it back; only the blocking read of a line runs in a thread."""
     import termios  # POSIX only, and only when a terminal is there
 
     def write(text: str) -> None:
@@ -125,6 +125,7 @@ def _ask_tty(fd: int, where: str, name: str, instructions: str, prompts: Prompts
             data += chunk
         return data.decode("utf-8", errors="replace").rstrip("\r\n")
 
+    reading = False
     try:
         for text in (name, instructions):
             if text.strip():
@@ -140,14 +141,17 @@ def _ask_tty(fd: int, where: str, name: str, instructions: str, prompts: Prompts
                     new[3] &= ~termios.ECHO
                     termios.tcsetattr(fd, termios.TCSADRAIN, new)
                 write(f"({where.removeprefix('SSH server ')}) {prompt}")
-                answers.append(read_line())
+                reading = True
+                answers.append(await in_daemon_thread(read_line))
+                reading = False
             finally:
                 termios.tcsetattr(fd, termios.TCSADRAIN, old)
                 if not echo:
                     write("\n")
         return answers
     finally:
-        os.close(fd)
+        if not reading:  # else the thread still reads it; it ends with the process
+            os.close(fd)
 
 
 async def in_daemon_thread(fn: Callable[[], T]) -> T:
