@@ -182,7 +182,8 @@ class Dashboard:
         except (NotFoundError, ValidationError):
             return self.not_found(who, f"There is no experiment {xid_text!r} in this store.")
         units = [_unit_row(u) for u in experiment.work_units]
-        running = any(u["state"] not in FINAL_STATES and u["state"] != ui_store.NO_JOB for u in units)
+        # Refreshes until every unit has ended (a unit without a job may be being launched).
+        running = not units or any(u["state"] not in FINAL_STATES for u in units)
         return self.page(
             "experiment.html.j2",
             viewer=who,
