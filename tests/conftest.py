@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from local_cluster import LocalCluster, ensure_local_cluster
+from local_postgres import LocalPostgres, ensure_local_postgres
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Test instrumentation (CountingTransport, FakeSlurm), importable from every test folder.
@@ -20,6 +21,12 @@ def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> LocalCluster:
     cluster = ensure_local_cluster(REPO_ROOT)
     _readers_ssh_config(cluster, tmp_path_factory.mktemp("ssh-config"))
     return cluster
+
+
+@pytest.fixture(scope="session")
+def local_postgres() -> LocalPostgres:
+    """The tests' PostgreSQL server (scripts/local-postgres), installed and started on first use."""
+    return ensure_local_postgres()
 
 
 def _readers_ssh_config(cluster: LocalCluster, folder: Path) -> None:

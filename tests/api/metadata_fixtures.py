@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import http.server
 import os
 import pathlib
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -15,10 +17,13 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+import sqlalchemy
+from local_postgres import LocalPostgres
 
 import xm_slurm.api
 from xm_slurm.api import settings
 from xm_slurm.api.storage import sqlite_url
+from xm_slurm.api.storage.engine import WRITE_LOCK_KEY
 
 CLI = "import sys; from xm_slurm.cli import main; sys.exit(main())"
 
@@ -27,8 +32,9 @@ CLI = "import sys; from xm_slurm.cli import main; sys.exit(main())"
 class Server:
     base_url: str
     token: str
-    db_path: pathlib.Path
+    db_path: pathlib.Path  # the SQLite file, or a placeholder when db_url is PostgreSQL's
     process: subprocess.Popen[bytes]
+    db_url: str = ""
 
 
 def free_port() -> int:
@@ -43,11 +49,13 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
-def start_server(folder: pathlib.Path) -> Server:
+def start_server(folder: pathlib.Path, db_url: str | None = None) -> Server:
+    """`xm-slurm server run` on `db_url` (default: a SQLite file in `folder`) with a read-write token."""
     folder.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "XM_SLURM_STATE_DIR": str(folder)}
     db_path = folder / "server.sqlite3"
-    created = run_cli("server", "token", "create", "--name", "tests", "--db", sqlite_url(db_path), env=env)
+    db_url = db_url or sqlite_url(db_path)
+    created = run_cli("server", "token", "create", "--name", "tests", "--db", db_url, env=env)
     assert created.returncode == 0, created.stderr
     token = created.stdout.strip()
     assert token.startswith("xms_")
@@ -64,7 +72,7 @@ def start_server(folder: pathlib.Path) -> Server:
             "--port",
             str(port),
             "--db",
-            sqlite_url(db_path),
+            db_url,
             "--log-level",
             "warning",
         ],
@@ -86,7 +94,7 @@ def start_server(folder: pathlib.Path) -> Server:
             process.kill()
             raise AssertionError("server did not answer within 60 s")
         time.sleep(0.1)
-    return Server(base_url=base_url, token=token, db_path=db_path, process=process)
+    return Server(base_url=base_url, token=token, db_path=db_path, process=process, db_url=db_url)
 
 
 def stop_server(server: Server) -> None:
@@ -101,6 +109,16 @@ def stop_server(server: Server) -> None:
 @pytest.fixture(scope="session")
 def rest_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server = start_server(tmp_path_factory.mktemp("rest-server"))
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def rest_server_postgres(
+    tmp_path_factory: pytest.TempPathFactory, local_postgres: LocalPostgres
+) -> Iterator[Server]:
+    """The same server on a fresh PostgreSQL database of the tests' PostgreSQL server."""
+    server = start_server(tmp_path_factory.mktemp("rest-server-pg"), local_postgres.new_database())
     yield server
     stop_server(server)
 
@@ -122,19 +140,51 @@ class Backend:
     name: str
     client: xm_slurm.api.XManagerAPI
     db_path: pathlib.Path  # the SQLite file behind the client (the server's, for rest)
+    db_url: str  # the database behind the client, as a SQLAlchemy URL (PostgreSQL's for rest-postgres)
+
+    @property
+    def postgres(self) -> bool:
+        return self.db_url.startswith("postgresql")
 
 
-@pytest.fixture(params=["sqlite", "rest"])
+@pytest.fixture(params=["sqlite", "rest", "rest-postgres"])
 def backend(
     request: pytest.FixtureRequest, state_dir: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> Backend:
-    if request.param == "rest":
-        server: Server = request.getfixturevalue("rest_server")
+    if request.param in ("rest", "rest-postgres"):
+        fixture = "rest_server" if request.param == "rest" else "rest_server_postgres"
+        server: Server = request.getfixturevalue(fixture)
         monkeypatch.setenv("XM_SLURM_API_BACKEND", "rest")
         monkeypatch.setenv("XM_SLURM_REST_API_BASE_URL", server.base_url)
         monkeypatch.setenv("XM_SLURM_REST_API_TOKEN", server.token)
-        return Backend("rest", xm_slurm.api.client(), server.db_path)
-    return Backend("sqlite", xm_slurm.api.client(), state_dir / "db.sqlite3")
+        return Backend(request.param, xm_slurm.api.client(), server.db_path, server.db_url)
+    path = state_dir / "db.sqlite3"
+    return Backend("sqlite", xm_slurm.api.client(), path, sqlite_url(path))
+
+
+@contextlib.contextmanager
+def hold_write_lock(backend: Backend) -> Iterator[None]:
+    """Hold the database's write lock from another connection (SQLite: BEGIN IMMEDIATE; PostgreSQL: the
+    advisory lock every write transaction takes), so the store's writes wait until the block ends."""
+    if backend.postgres:
+        engine = sqlalchemy.create_engine(backend.db_url)
+        try:
+            with engine.connect() as conn:
+                conn.exec_driver_sql(f"SELECT pg_advisory_lock({WRITE_LOCK_KEY})")
+                try:
+                    yield
+                finally:
+                    conn.exec_driver_sql(f"SELECT pg_advisory_unlock({WRITE_LOCK_KEY})")
+        finally:
+            engine.dispose()
+        return
+    blocker = sqlite3.connect(backend.db_path, isolation_level=None, timeout=60)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        blocker.rollback()
+        blocker.close()
 
 
 @pytest.fixture

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
-import sqlite3
 import threading
 from typing import Any, TypeVar
 
 import pytest
 import sqlalchemy as sa
-from metadata_fixtures import Backend
+from metadata_fixtures import Backend, hold_write_lock
 
 from xm_slurm.api import ExperimentPatch, WorkUnitPatch, XManagerAPI
 from xm_slurm.api import operation as ops
@@ -93,16 +92,11 @@ def test_bad_values_are_refused_before_queueing(api: XManagerAPI) -> None:
 async def test_writes_do_not_block_the_event_loop(api: XManagerAPI, backend: Backend) -> None:
     xid = await api.ainsert_experiment(ExperimentPatch(title="loop"))
     ctx = ExperimentContext(api, xid)
-    blocker = sqlite3.connect(backend.db_path, isolation_level=None, timeout=60)
-    blocker.execute("BEGIN IMMEDIATE")  # the database cannot take writes for now
-    try:
+    with hold_write_lock(backend):  # the database cannot take writes for now
         ctx.annotations.tags.add("queued")  # returns at once although the write must wait
         flush = asyncio.create_task(ctx.flush())
         await asyncio.sleep(0)
         assert not flush.done() and "queued" in ctx.annotations.tags
-    finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
     await flush
     assert (await api.aget_experiment(xid)).tags == {"queued"}
 

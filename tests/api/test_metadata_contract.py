@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import sqlite3
 import uuid
 
 import pytest
-from metadata_fixtures import Backend
+import sqlalchemy as sa
+from metadata_fixtures import Backend, hold_write_lock
 
 from xm_slurm.api import (
     Artifact,
@@ -79,19 +79,27 @@ def test_delete_experiment_cascades(api: XManagerAPI, backend: Backend) -> None:
     api.delete_experiment(xid)
     with pytest.raises(NotFoundError):
         api.get_experiment(xid)
-    db = sqlite3.connect(backend.db_path)
+    engine = sa.create_engine(backend.db_url)  # the database itself, whichever it is
     try:
-        for table in ("experiment_tags", "experiment_artifacts", "experiment_config_artifacts", "work_units"):
-            assert db.execute(f"SELECT count(*) FROM {table} WHERE experiment_id = ?", (xid,)).fetchone() == (
-                0,
-            )
-        orphans = db.execute(
-            "SELECT (SELECT count(*) FROM jobs WHERE work_unit_id NOT IN (SELECT id FROM work_units)) +"
-            " (SELECT count(*) FROM work_unit_artifacts WHERE work_unit_id NOT IN (SELECT id FROM work_units))"
-        ).fetchone()
-        assert orphans == (0,)
+        with engine.connect() as db:
+            for table in (
+                "experiment_tags",
+                "experiment_artifacts",
+                "experiment_config_artifacts",
+                "work_units",
+            ):
+                query = sa.text(f"SELECT count(*) FROM {table} WHERE experiment_id = :xid")
+                assert db.execute(query, {"xid": xid}).scalar() == 0
+            orphans = db.execute(
+                sa.text(
+                    "SELECT (SELECT count(*) FROM jobs WHERE work_unit_id NOT IN (SELECT id FROM work_units)) +"
+                    " (SELECT count(*) FROM work_unit_artifacts"
+                    " WHERE work_unit_id NOT IN (SELECT id FROM work_units))"
+                )
+            ).scalar()
+            assert orphans == 0
     finally:
-        db.close()
+        engine.dispose()
 
 
 def test_work_units_and_jobs(api: XManagerAPI) -> None:
@@ -287,9 +295,7 @@ async def test_async_twins(api: XManagerAPI) -> None:
 async def test_async_calls_do_not_block_the_event_loop(api: XManagerAPI, backend: Backend) -> None:
     xid = await api.ainsert_experiment(ExperimentPatch(title="loop"))
     # Hold the database's write lock from another connection: the write below cannot finish until we let go.
-    blocker = sqlite3.connect(backend.db_path, isolation_level=None, timeout=60)
-    blocker.execute("BEGIN IMMEDIATE")
-    try:
+    with hold_write_lock(backend):
         write = asyncio.create_task(api.aupdate_experiment(xid, ExperimentPatch(note="after the lock")))
         ran = asyncio.Event()
 
@@ -298,9 +304,6 @@ async def test_async_calls_do_not_block_the_event_loop(api: XManagerAPI, backend
 
         await asyncio.gather(other(), asyncio.sleep(0))
         assert ran.is_set() and not write.done()  # the loop runs other work while the write waits
-    finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
     await write
     assert (await api.aget_experiment(xid)).note == "after the lock"
 

@@ -8,12 +8,12 @@ normalised `/artifact/..` away and the server received `DELETE /api/experiment/X
 from __future__ import annotations
 
 import socket
-import sqlite3
 import uuid
 from collections.abc import Callable
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from metadata_fixtures import Backend, Server
 
 import xm_slurm
@@ -88,14 +88,17 @@ def test_artifacts_with_bad_names_cannot_be_made(name: str) -> None:
 
 def _plant_dot_dot_artifact(backend: Backend, xid: int) -> None:
     # As the old server accepted it (or anyone with write access to the database file).
-    db = sqlite3.connect(backend.db_path)
+    engine = sa.create_engine(backend.db_url)
     try:
-        with db:
+        with engine.begin() as db:
             db.execute(
-                "INSERT INTO experiment_artifacts (experiment_id, name, uri) VALUES (?, '..', 'x')", (xid,)
+                sa.text(
+                    "INSERT INTO experiment_artifacts (experiment_id, name, uri) VALUES (:xid, '..', 'x')"
+                ),
+                {"xid": xid},
             )
     finally:
-        db.close()
+        engine.dispose()
 
 
 async def test_del_context_artifact_dot_dot_keeps_the_experiment(backend: Backend) -> None:

@@ -96,6 +96,22 @@ def _configure_sqlite(engine: sa.Engine) -> None:
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
+#: Key of the advisory lock every PostgreSQL write transaction holds ("xmslurm" in ASCII).
+WRITE_LOCK_KEY = 0x786D736C75726D
+
+
+def _configure_postgresql(engine: sa.Engine) -> None:
+    """Writers queue as under SQLite's BEGIN IMMEDIATE: each write transaction first takes one advisory
+    lock (released at its commit or rollback), so the operations' check-then-write steps (identity lookups,
+    idempotent job inserts, artifact upserts, migrations of a fresh database) never interleave under READ
+    COMMITTED. Readers take no lock."""
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        if not conn.get_execution_options().get(READ_ONLY, False):
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
+
+
 def alembic_config(connection: sa.Connection | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
@@ -133,6 +149,18 @@ def create_engine(url: str) -> sa.Engine:
         _make_private(pathlib.Path(parsed.database))
         engine = sa.create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
         _configure_sqlite(engine)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        if "+" not in parsed.drivername:  # plain postgresql:// means psycopg 3, the driver of our extra
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        try:
+            engine = sa.create_engine(parsed, pool_pre_ping=True)
+        except ModuleNotFoundError as e:
+            raise ConfigurationError(
+                f"PostgreSQL needs its driver ({e.name} is not installed): "
+                "pip install 'xmanager-slurm[server,postgres]'"
+            ) from e
+        _configure_postgresql(engine)
         return engine
     return sa.create_engine(parsed, pool_pre_ping=True)
 

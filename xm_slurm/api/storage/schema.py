@@ -5,11 +5,14 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
+#: Experiment, work unit and job ids: up to 2**63 - 1 (PostgreSQL: BIGINT since revision 0009; SQLite's
+#: INTEGER is 64 bits and must stay INTEGER for its rowid primary keys).
+ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 experiments = sa.Table(
     "experiments",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("id", ID, primary_key=True),
     sa.Column("title", sa.Text, nullable=False, server_default=""),
     sa.Column("description", sa.Text),
     sa.Column("note", sa.Text),
@@ -24,20 +27,16 @@ experiments = sa.Table(
 experiment_tags = sa.Table(
     "experiment_tags",
     metadata,
-    sa.Column(
-        "experiment_id", sa.Integer, sa.ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True
-    ),
+    sa.Column("experiment_id", ID, sa.ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("tag", sa.Text, primary_key=True),
 )
 
 work_units = sa.Table(
     "work_units",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column(
-        "experiment_id", sa.Integer, sa.ForeignKey("experiments.id", ondelete="CASCADE"), nullable=False
-    ),
-    sa.Column("wid", sa.Integer, nullable=False),
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("experiment_id", ID, sa.ForeignKey("experiments.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("wid", ID, nullable=False),
     sa.Column("identity", sa.Text, nullable=False, server_default=""),
     sa.Column("args", sa.Text),
     # Revision 0005: ExperimentUnitRole's name (WORK_UNIT or AUX_UNIT).
@@ -57,8 +56,8 @@ sa.Index(
 jobs = sa.Table(
     "jobs",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("work_unit_id", sa.Integer, sa.ForeignKey("work_units.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("work_unit_id", ID, sa.ForeignKey("work_units.id", ondelete="CASCADE"), nullable=False),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("slurm_job_id", sa.Text, nullable=False),
     sa.Column("slurm_ssh_config", sa.Text, nullable=False),
@@ -70,9 +69,7 @@ jobs = sa.Table(
 work_unit_artifacts = sa.Table(
     "work_unit_artifacts",
     metadata,
-    sa.Column(
-        "work_unit_id", sa.Integer, sa.ForeignKey("work_units.id", ondelete="CASCADE"), primary_key=True
-    ),
+    sa.Column("work_unit_id", ID, sa.ForeignKey("work_units.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("name", sa.Text, primary_key=True),
     sa.Column("uri", sa.Text, nullable=False),
 )
@@ -80,9 +77,7 @@ work_unit_artifacts = sa.Table(
 experiment_artifacts = sa.Table(
     "experiment_artifacts",
     metadata,
-    sa.Column(
-        "experiment_id", sa.Integer, sa.ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True
-    ),
+    sa.Column("experiment_id", ID, sa.ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("name", sa.Text, primary_key=True),
     sa.Column("uri", sa.Text, nullable=False),
 )
@@ -90,9 +85,7 @@ experiment_artifacts = sa.Table(
 experiment_config_artifacts = sa.Table(
     "experiment_config_artifacts",
     metadata,
-    sa.Column(
-        "experiment_id", sa.Integer, sa.ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True
-    ),
+    sa.Column("experiment_id", ID, sa.ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("name", sa.Text, primary_key=True),
     sa.Column("uri", sa.Text, nullable=False),
 )
