@@ -3,9 +3,11 @@ and bad input. The same pages in a browser: test_dashboard_chromium.py."""
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import re
+import shutil
 import time
 
 import httpx
@@ -206,4 +208,21 @@ def test_page_of_an_experiment_with_1000_work_units(dash: Dash, capsys: pytest.C
             f"\n[figure] experiment page with 1,000 work units: {best * 1000:.0f} ms (best of 3), {len(page.content):,} bytes"
         )
     assert best < 5, f"the page of 1,000 units took {best:.1f} s"
+    browser.close()
+
+
+@pytest.mark.skipif(
+    shutil.which("dot") is None, reason="graphviz is not installed (apt-get install graphviz)"
+)
+def test_graphviz_config_is_drawn_as_a_picture_that_cannot_run_scripts(dash: Dash) -> None:
+    xid = dash.experiment("graph")
+    source = 'digraph { a -> b; b [label="<script>alert(1)</script>", URL="javascript:alert(2)"] }'
+    dash.write("PUT", f"/experiment/{xid}/config", {"name": "GRAPHVIZ", "uri": source})
+    browser = dash.login(dash.token("viewer-graph"))
+    page = browser.get(f"/ui/experiments/{xid}").text
+    picture = re.search(r'<img class="graph" alt="[^"]*" src="data:image/svg\+xml;base64,([^"]+)">', page)
+    assert picture is not None, "no picture drawn"
+    svg = base64.b64decode(picture.group(1)).decode()
+    assert "<svg" in svg and "&lt;script&gt;" in svg  # an <img>: even its links and scripts never run
+    assert "<script" not in page and "digraph {" not in page
     browser.close()

@@ -229,12 +229,10 @@ def _counts(units: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def _configs(experiment: Experiment) -> list[dict[str, Any]]:
-    shown = []
+    shown: list[dict[str, Any]] = []
     for c in experiment.config_artifacts:
-        if c.name == "PYTHON":
-            shown.append({"name": c.name, "html": ui_render.python(c.uri), "text": c.uri})
-        else:
-            shown.append({"name": c.name, "html": ui_render.graphviz(c.uri), "text": c.uri})
+        picture = ui_render.python(c.uri) if c.name == "PYTHON" else ui_render.graphviz(c.uri)
+        shown.append({"name": c.name, "html": picture, "text": c.uri})  # html None: shown as text
     return shown
 
 
