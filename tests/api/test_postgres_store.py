@@ -3,11 +3,13 @@ up and down, leave the tables the library describes; ids use their full 64-bit r
 
 from __future__ import annotations
 
+import httpx
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from local_postgres import LocalPostgres
+from metadata_fixtures import Server, run_cli
 
 from xm_slurm.api import ExperimentPatch, WorkUnitPatch
 from xm_slurm.api.sql import SqlClient
@@ -51,3 +53,25 @@ def test_ids_use_64_bits_on_postgresql(local_postgres: LocalPostgres) -> None:
         assert [u.wid for u in client.get_experiment(MAX_ID).work_units] == [2**40]
     finally:
         client.close()
+
+
+def test_server_commands_refuse_a_password_in_the_url(local_postgres: LocalPostgres) -> None:
+    url = local_postgres.new_database().replace("@", ":s3cret-pw@", 1)
+    for words in (["token", "create", "--name", "x"], ["run", "--port", "1"]):
+        done = run_cli("server", *words, "--db", url)
+        assert done.returncode != 0
+        assert "~/.pgpass" in done.stderr and "s3cret-pw" not in done.stderr + done.stdout
+
+
+def test_server_token_commands_on_postgresql(
+    local_postgres: LocalPostgres, rest_server_postgres: Server
+) -> None:
+    # rest_server_postgres itself is `xm-slurm server run --db postgresql+psycopg://...` with a token made by
+    # `server token create --db ...`; the token works, and `token list` on the same URL shows it.
+    answer = httpx.get(
+        f"{rest_server_postgres.base_url}/api/experiment",
+        headers={"Authorization": f"Bearer {rest_server_postgres.token}"},
+    )
+    assert answer.status_code == 200
+    listed = run_cli("server", "token", "list", "--db", rest_server_postgres.db_url)
+    assert listed.returncode == 0 and " tests " in listed.stdout

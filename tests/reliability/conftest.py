@@ -41,17 +41,34 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 @pytest.fixture
-def rest_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """A real REST server (uvicorn in a subprocess, with a warm spare) on its own SQLite file, and this
-    process's store pointed at it with a valid token."""
+def server_db(request: pytest.FixtureRequest) -> str:
+    """The database behind `rest_server`: "sqlite", or "postgres" for a test parametrised with
+    `server_db` or with `backend="rest-postgres"`."""
+    callspec = getattr(request.node, "callspec", None)
+    return (
+        "postgres" if callspec is not None and callspec.params.get("backend") == "rest-postgres" else "sqlite"
+    )
+
+
+@pytest.fixture
+def rest_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, server_db: str
+) -> Iterator[Any]:
+    """A real REST server (uvicorn in a subprocess, with a warm spare) on its own SQLite file (or a fresh
+    database of the tests' PostgreSQL server), and this process's store pointed at it with a valid token."""
     from reliability_helpers import RestServer
 
     from xm_slurm.api.server.tokens import create_token
     from xm_slurm.api.sql import SqlClient
     from xm_slurm.api.storage.engine import sqlite_url
 
-    url = sqlite_url(str(tmp_path / "server.sqlite3"))
-    token = create_token(SqlClient.open(url), "reliability")
+    if server_db == "postgres":
+        url = request.getfixturevalue("local_postgres").new_database()
+    else:
+        url = sqlite_url(str(tmp_path / "server.sqlite3"))
+    admin = SqlClient.open(url)
+    token = create_token(admin, "reliability")
+    admin.close()
     server = RestServer(url)
     monkeypatch.setenv("XM_SLURM_API_BACKEND", "rest")
     monkeypatch.setenv("XM_SLURM_REST_API_BASE_URL", server.url)

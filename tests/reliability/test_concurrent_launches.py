@@ -59,10 +59,11 @@ asyncio.run(main())
 """
 
 
-@pytest.fixture(params=["sqlite", "rest"])
+@pytest.fixture(params=["sqlite", "rest", "rest-postgres"])
 def backend(request: pytest.FixtureRequest) -> str:
-    """The store every process of a test shares: the test's SQLite file, or one REST server."""
-    if request.param == "rest":
+    """The store every process of a test shares: the test's SQLite file, or one REST server (on SQLite or
+    on PostgreSQL: `server_db` in conftest)."""
+    if request.param != "sqlite":
         request.getfixturevalue("rest_server")
     return str(request.param)
 

@@ -56,6 +56,7 @@ class KillServerAfterSbatch(CountingTransport):
         return result
 
 
+@pytest.mark.parametrize("server_db", ["sqlite", "postgres"])
 async def test_rest_server_killed_and_restarted_during_launch(
     local_cluster: LocalCluster, rest_server: RestServer
 ) -> None:

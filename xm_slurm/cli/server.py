@@ -5,8 +5,10 @@
     xm-slurm server token list [--db URL]
     xm-slurm server token revoke ID [--db URL]
 
-`--db` takes a SQLAlchemy URL (e.g. postgresql://...) or a file path; by default the SQLite file of the
-metadata store (`$XM_SLURM_STATE_DIR/db.sqlite3`). `run` needs the `server` extra (fastapi, uvicorn).
+`--db` takes a SQLAlchemy URL (e.g. postgresql+psycopg://xm@db.example.org/xm, its password in ~/.pgpass: a
+password in the URL is refused) or a file path; by default the SQLite file of the metadata store
+(`$XM_SLURM_STATE_DIR/db.sqlite3`). `run` needs the `server` extra (fastapi, uvicorn); PostgreSQL the
+`postgres` extra (psycopg 3).
 """
 
 from __future__ import annotations
@@ -50,7 +52,21 @@ def _positive_number(option: str, limit: float) -> Callable[[str], float]:
 
 
 def _db_url(value: str | None) -> str | None:
-    if value is None or "://" in value:
+    if value is None:
+        return value
+    if "://" in value:
+        import sqlalchemy as sa
+
+        try:
+            password = sa.make_url(value).password
+        except sa.exc.ArgumentError:
+            return value  # the engine words the error
+        if password:
+            # Never echo the URL: it holds the secret.
+            raise ConfigurationError(
+                "--db holds a password, which would show in the process list and the shell history: "
+                "drop it from the URL and put it in ~/.pgpass (or the file PGPASSFILE names)"
+            )
         return value
     from xm_slurm.api.storage import sqlite_url
 
