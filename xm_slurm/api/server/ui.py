@@ -218,7 +218,15 @@ def _unit_row(unit: WorkUnit) -> dict[str, Any]:
     for job in unit.jobs:
         state, seen = ui_store.job_state(job)
         jobs.append({"job": job, "state": state or ui_store.UNKNOWN, "seen": seen, "current": job is current})
-    return {"unit": unit, "state": ui_store.unit_state(unit), "jobs": jobs}
+    reason = getattr(current, "state_reason", None) if current is not None else None
+    exit_code = getattr(current, "exit_code", None) if current is not None else None
+    return {
+        "unit": unit,
+        "state": ui_store.unit_state(unit),
+        "jobs": jobs,
+        "reason": reason,
+        "exit_code": exit_code,
+    }
 
 
 def _counts(units: list[dict[str, Any]]) -> dict[str, int]:
