@@ -58,7 +58,9 @@ def test_metadata(example_env: ExampleEnv) -> None:
     assert stored.description == "Shows what an experiment records besides its jobs"
     assert stored.note == "baseline run; compare with next week's"
     assert set(stored.tags) == {"example", "baseline"}
-    assert {a.name: a.uri for a in stored.artifacts} == {"wandb": "https://wandb.ai/me/project/runs/abc123"}
+    user_artifacts = {a.name: a.uri for a in stored.artifacts if not a.name.startswith("xm_slurm.")}
+    assert user_artifacts == {"wandb": "https://wandb.ai/me/project/runs/abc123"}
+    assert "xm_slurm.launch" in {a.name for a in stored.artifacts}  # provenance is recorded beside them
     configs = {a.name: a.uri for a in stored.config_artifacts}
     assert json.loads(configs["PYTHON"]) == {"lr": 0.01, "epochs": 3}
     assert "prepare -> train -> evaluate" in configs["GRAPHVIZ"]
@@ -99,4 +101,4 @@ def test_parameter_controller(example_env: ExampleEnv) -> None:
     assert stored.work_units[0].role.name == "AUX_UNIT"  # the role is data, not in args
     assert all(len(wu.jobs) == 1 for wu in stored.work_units)
     assert "work unit 2" in out and out.count(" COMPLETED") >= 2
-    assert {a.name for a in stored.artifacts} == {"best"}
+    assert {a.name for a in stored.artifacts if not a.name.startswith("xm_slurm.")} == {"best"}
