@@ -1,9 +1,8 @@
 """What a launch script sees when something fails: our message and the script's own lines, not our frames.
 
 * `for_script(error)`: at the boundary where one of our errors leaves the library (an add awaited, the
-  experiment's exit, `experiment.package`), its internal chain (asyncssh, httpx, the asyncio task it came
-  from) and frames are dropped; the message already says what happened and what to do. The full chain is
-  logged at DEBUG level first.
+  experiment's exit, `experiment.package`), the frames of the asyncio task it came from are dropped; its
+  cause stays chained (`__cause__`) for code that handles it, and the excepthook below does not print it.
 * `install_excepthook()`: an uncaught `XmSlurmError` is printed with the script's frames only (no frames of
   xm_slurm, asyncio or concurrent.futures, e.g. those of `asyncio.run`), then its message and notes: a
   few lines instead of forty. Other errors, and every error with `XM_SLURM_TRACEBACK=full`, are printed as
@@ -49,15 +48,14 @@ class _Unit(Protocol):
 
 
 def for_script(error: BaseException, cause: BaseException | None = None) -> BaseException:
-    """`error` ready to raise to a launch script: ours lose their internal chain and frames (`cause`, what
-    led to it, is logged at DEBUG level; with XM_SLURM_TRACEBACK=full it is kept as the cause)."""
+    """`error` ready to raise to a launch script: `cause` (what led to it) is chained for code that handles
+    it; ours lose the frames of the task they came from (the excepthook prints neither those frames nor the
+    chain, unless XM_SLURM_TRACEBACK=full)."""
+    if cause is not None and cause is not error:
+        error.__cause__ = cause
     if not isinstance(error, XmSlurmError) or os.environ.get("XM_SLURM_TRACEBACK") == "full":
-        if cause is not None:
-            error.__cause__ = cause
         return error
     log.debug("what led to: %s", error, exc_info=cause or error)
-    error.__cause__ = None
-    error.__suppress_context__ = True
     return error.with_traceback(None)
 
 
