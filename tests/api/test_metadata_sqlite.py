@@ -120,7 +120,7 @@ def test_old_database_is_upgraded_in_place(tmp_path: pathlib.Path) -> None:
     old.dispose()
 
     client = SqlClient.open(url)
-    assert engines.current_revision(client.engine) == engines.head_revision() == "0010"
+    assert engines.current_revision(client.engine) == engines.head_revision() == "0011"
     exp = client.get_experiment(1)
     assert exp.title == "from 0001" and exp.work_units[0].identity == "old"
     with client.engine.connect() as conn:

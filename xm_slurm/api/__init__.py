@@ -8,6 +8,7 @@ offers each operation of `xm_slurm.api.operation` as a synchronous method (`c.in
 from __future__ import annotations
 
 from xm_slurm.api.base import XManagerAPI
+from xm_slurm.api.job_states import JobStateRecord
 from xm_slurm.api.models import (
     Artifact,
     ConfigArtifact,
@@ -34,6 +35,7 @@ __all__ = [
     "ExperimentUnit",
     "ExperimentUnitPatch",
     "ExperimentUnitRole",
+    "JobStateRecord",
     "SlurmJob",
     "WorkUnit",
     "WorkUnitPatch",

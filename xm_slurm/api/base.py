@@ -117,6 +117,8 @@ class XManagerAPI(abc.ABC):
     ainsert_job = _async(ops.insert_job)
     insert_jobs = _sync(ops.insert_jobs)
     ainsert_jobs = _async(ops.insert_jobs)
+    record_job_states = _sync(ops.record_job_states)
+    arecord_job_states = _async(ops.record_job_states)
     replace_jobs = _sync(ops.replace_jobs)
     areplace_jobs = _async(ops.replace_jobs)
     # artifacts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Mapping
 from typing import Any, TypeVar
@@ -61,6 +62,31 @@ def job_to_json(job: SlurmJob) -> dict[str, Any]:
     }
 
 
+def _job_answer(job: SlurmJob) -> dict[str, Any]:
+    """A job in a server's answer with its last known state (`api.job_states`; nulls: never recorded)."""
+    seen = job.state_seen_at
+    return {
+        **job_to_json(job),
+        "state": job.state,
+        "state_reason": job.state_reason,
+        "exit_code": job.exit_code,
+        "state_seen_at": None if seen is None else seen.isoformat(),
+    }
+
+
+def _job_state(d: Mapping[str, Any]) -> dict[str, Any]:
+    """The state fields of a job in an answer (absent: a server older than them)."""
+    state, reason, code, seen = (d.get(k) for k in ("state", "state_reason", "exit_code", "state_seen_at"))
+    ok = all(v is None or isinstance(v, str) for v in (state, reason, seen))
+    if not ok or not (code is None or (isinstance(code, int) and not isinstance(code, bool))):
+        raise MetadataError(f"malformed job state in the server's answer: {dict(d)!r:.200}")
+    try:
+        seen_at = None if seen is None else dt.datetime.fromisoformat(seen)
+    except ValueError as e:
+        raise MetadataError(f"malformed job state in the server's answer: state_seen_at={seen!r:.100}") from e
+    return {"state": state, "state_reason": reason, "exit_code": code, "state_seen_at": seen_at}
+
+
 def job_request_to_json(job: SlurmJob) -> dict[str, Any]:
     """A job in a request. `retry_of` is sent for a retry, or when the name holds the old retry mark (so the
     server does not read it as one); otherwise it is left out, and a server older than the field (which
@@ -81,7 +107,7 @@ def work_unit_to_json(wu: WorkUnit) -> dict[str, Any]:
         "identity": wu.identity,
         "args": wu.args,
         "role": wu.role.value,
-        "jobs": [job_to_json(j) for j in wu.jobs],
+        "jobs": [_job_answer(j) for j in wu.jobs],
         "artifacts": [artifact_to_json(a) for a in wu.artifacts],
     }
 
@@ -160,11 +186,11 @@ def job_from_json(data: object) -> SlurmJob:
     d = _mapping(data, "job")
     if "retry_of" not in d:
         name, retry_of = legacy_retry_lineage(job.name)
-        return from_store(SlurmJob, **{**vars(job), "name": name, "retry_of": retry_of})
+        return from_store(SlurmJob, **{**vars(job), "name": name, "retry_of": retry_of, **_job_state(d)})
     retry_of = d["retry_of"]
     if retry_of is not None and not isinstance(retry_of, str):
         raise MetadataError(f"malformed job in the server's answer: retry_of={retry_of!r:.100}")
-    return from_store(SlurmJob, **{**vars(job), "retry_of": retry_of})
+    return from_store(SlurmJob, **{**vars(job), "retry_of": retry_of, **_job_state(d)})
 
 
 def work_unit_from_json(data: object) -> WorkUnit:

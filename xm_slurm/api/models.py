@@ -7,6 +7,7 @@ frozensets so that every model is hashable and can be shared between threads.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import enum
 import functools
 import json
@@ -71,6 +72,9 @@ def from_store(cls: type[_Model], **fields: Any) -> _Model:
     """A model as stored, without the write checks: a row written by an older version (or by hand) must
     still read, so that one bad row never hides a whole experiment. Only writes are checked."""
     instance = object.__new__(cls)
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if field.name not in fields and field.default is not dataclasses.MISSING:
+            _set(instance, field.name, field.default)  # a field newer than the row (or answer)
     for name, value in fields.items():
         _set(instance, name, value)
     return instance
@@ -230,6 +234,11 @@ class SlurmJob:
     slurm_job_id: str
     slurm_ssh_config: str
     retry_of: str | None = None
+    # The last known state (`api.job_states`): set by reads, never by inserts; not compared.
+    state: str | None = dataclasses.field(default=None, compare=False)
+    state_reason: str | None = dataclasses.field(default=None, compare=False)
+    exit_code: int | None = dataclasses.field(default=None, compare=False)
+    state_seen_at: dt.datetime | None = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         check_line(self.name, "SlurmJob.name", MAX_LINE)

@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import quote
 
-from xm_slurm.api import codec, models
+from xm_slurm.api import codec, job_states, models
+from xm_slurm.api.job_states import JobStateRecord
 from xm_slurm.api.models import (
     DEFAULT_LIST_LIMIT,
     Artifact,
@@ -34,16 +35,21 @@ from xm_slurm.text_rules import MAX_LINE, check_line, check_name
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
+    from xm_slurm.api.storage import job_states as storage_states
     from xm_slurm.api.storage import operations as storage
 else:
 
     class _Storage:
         """`storage.operations`, imported when first used: a REST client never loads SQLAlchemy."""
 
+        def __init__(self, module: str = "xm_slurm.api.storage.operations") -> None:
+            self._module = module
+
         def __getattr__(self, name: str) -> Any:
-            return getattr(importlib.import_module("xm_slurm.api.storage.operations"), name)
+            return getattr(importlib.import_module(self._module), name)
 
     storage = _Storage()
+    storage_states = _Storage("xm_slurm.api.storage.job_states")
 
 R = TypeVar("R")
 
@@ -285,6 +291,17 @@ def replace_jobs(
     }
     call = Call("PATCH", f"/experiment/{xid}/jobs", body)
     return _write(lambda c: storage.replace_jobs(c, xid, units, refs, pairs, wids), call)
+
+
+def record_job_states(xid: int, states: Sequence[JobStateRecord]) -> Operation[None]:
+    """Record jobs' last known states (`api.job_states`), all in one transaction / request. A job the
+    store already holds a later observation of keeps it; a job the experiment does not hold is skipped."""
+    xid = _xid(xid)
+    records = job_states.records_of(states)
+    call = Call(
+        "POST", f"/experiment/{xid}/job-states", {"states": [job_states.record_to_json(r) for r in records]}
+    )
+    return _write(lambda c: storage_states.record_job_states(c, xid, records), call)
 
 
 # -- artifacts -------------------------------------------------------------------------------------------

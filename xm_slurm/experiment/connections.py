@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from xm_slurm.errors import NotFoundError
 from xm_slurm.experiment.dry_run import DryRun
+from xm_slurm.experiment.state_recording import StateRecorder
 from xm_slurm.job_ids import SlurmJobId
 from xm_slurm.paths import experiment_dir
 from xm_slurm.scheduler import JobWatcher, state_root
@@ -70,6 +71,7 @@ class ClusterConnections:
         # The store whose experiments these are: it names their cluster folders (None: the old layout).
         self._api = api
         self._store: StoreInfo | None = None
+        self.recorder: StateRecorder | None = None
 
     def transport(self, ssh: SlurmSSHConfig) -> Transport:
         if ssh not in self._transports:
@@ -79,7 +81,17 @@ class ClusterConnections:
     def watcher(self, ssh: SlurmSSHConfig) -> JobWatcher:
         if ssh not in self._watchers:
             self._watchers[ssh] = JobWatcher(self.transport(ssh))
+            if self.recorder is not None:
+                self._watchers[ssh].listeners.append(self.recorder)
         return self._watchers[ssh]
+
+    def record_states(self, xid: int) -> None:
+        """Record the job states the watchers see into the store, as experiment `xid`'s (`state_recording`)."""
+        if self._api is None or self.recorder is not None:
+            return
+        self.recorder = StateRecorder(self._api, xid)
+        for watcher in self._watchers.values():
+            watcher.listeners.append(self.recorder)
 
     async def state_root(self, ssh: SlurmSSHConfig) -> str:
         """The cluster's state folder (asked once per cluster; concurrent callers share the answer)."""
@@ -114,6 +126,9 @@ class ClusterConnections:
     async def aclose(self) -> None:
         for watcher in self._watchers.values():
             await watcher.aclose()
+        if self.recorder is not None:
+            with contextlib.suppress(Exception):  # logged by the recorder
+                await self.recorder.aclose()
         for task in self._roots.values():
             task.cancel()
             with contextlib.suppress(BaseException):

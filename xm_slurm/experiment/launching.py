@@ -90,6 +90,7 @@ class Launcher:
         self.client = client
         self.experiment_id = experiment_id
         self.connections = connections
+        connections.record_states(experiment_id)  # the job states its watchers see go to the store
         #: Lowers every cluster's MaxArraySize for this launcher's sweeps (None: the cluster's own limit).
         self.max_array_size: int | None = None
         self._limits: dict[SlurmSSHConfig, asyncio.Task[ClusterLimits]] = {}

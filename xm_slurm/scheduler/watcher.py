@@ -32,7 +32,7 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from xm_slurm.errors import AuthenticationError, HostKeyError, StatusUnavailableError
 from xm_slurm.job_ids import SlurmJobId
@@ -94,6 +94,8 @@ class JobWatcher:
         self._waiters: list[_Waiter] = []
         self._task: asyncio.Task[None] | None = None
         self._wakeup = asyncio.Event()
+        #: Called with each round's answers and when they were asked for (on the loop; must not block).
+        self.listeners: list[Callable[[Mapping[SlurmJobId, SlurmJobStatus], float], None]] = []
 
     def register(
         self, job_id: SlurmJobId | str, *, submitted_at: float | None = None, array_size: int | None = None
@@ -196,15 +198,19 @@ class JobWatcher:
             self._use_sacct = False
         self.polls += 1
         self._fetched.update(dict.fromkeys(ids, asked_at))
-        self._latest.update(
-            resolve(
-                ids,
-                found.rows,
-                submitted_at={j: self._registered[j] for j in ids if j in self._registered},
-                array_sizes=sizes,
-                grace=self.grace,
-            )
+        answers = resolve(
+            ids,
+            found.rows,
+            submitted_at={j: self._registered[j] for j in ids if j in self._registered},
+            array_sizes=sizes,
+            grace=self.grace,
         )
+        self._latest.update(answers)
+        for listener in self.listeners:  # e.g. the experiment layer's store of job states
+            try:
+                listener(answers, asked_at)
+            except Exception:
+                log.exception("a status listener failed")
 
     async def wait(
         self, job_ids: Iterable[SlurmJobId | str], *, timeout: float | None = None

@@ -29,6 +29,7 @@ from xm_slurm.api.server.schemas import (
     ExperimentPatchBody,
     ExperimentUnitPatchBody,
     JobOfWorkUnitBody,
+    JobStatesBody,
     ReplaceJobsBody,
     ReserveBody,
     ReservedBody,
@@ -37,6 +38,7 @@ from xm_slurm.api.server.schemas import (
     XidBody,
 )
 from xm_slurm.api.sql import SqlClient
+from xm_slurm.api.storage import job_states
 from xm_slurm.api.storage import operations as ops
 from xm_slurm.api.store_info import read_store_info
 from xm_slurm.errors import MetadataError, NotFoundError, ValidationError
@@ -317,6 +319,14 @@ def create_app(client: SqlClient, *, max_body_bytes: int = MAX_BODY_BYTES) -> Fa
             body.model_dump(),
             lambda c: ops.replace_jobs(c, xid, units, remove, insert, wids),
         )
+
+    @api.post("/experiment/{xid}/job-states", tags=["jobs"], summary="Record jobs' last known states")
+    def record_job_states(
+        xid: Xid, body: JobStatesBody, request: Request, key: IdempotencyKey = None
+    ) -> Response:
+        records = [b.to_model() for b in body.states]
+        dumped = body.model_dump(mode="json")
+        return write(request, key, dumped, lambda c: job_states.record_job_states(c, xid, records))
 
     # -- artifacts --------------------------------------------------------------------------------------
     @api.put("/experiment/{xid}/wu/{wid}/artifact", tags=["artifacts"])

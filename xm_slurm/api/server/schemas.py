@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from xm_slurm.api import models
+from xm_slurm.api.job_states import MAX_STATES_PER_CALL, JobStateRecord
+from xm_slurm.errors import ValidationError
 from xm_slurm.text_rules import MAX_ID
 
 #: A work unit id in a body: out of range is a 422 naming the field (the models check it again).
@@ -88,6 +91,33 @@ class SlurmJobBody(_Body):
             slurm_ssh_config=self.slurm_ssh_config,
             retry_of=retry_of,
         )
+
+
+class JobStateBody(_Body):
+    slurm_job_id: str = Field(min_length=1)
+    state: str = Field(description="a SlurmJobState name, e.g. RUNNING")
+    reason: str | None = None
+    exit_code: int | None = None
+    seen_at: str = Field(description="when the poller saw it: ISO 8601 with its time zone", max_length=64)
+
+    def to_model(self) -> JobStateRecord:
+        try:
+            seen_at = datetime.datetime.fromisoformat(self.seen_at)
+        except ValueError:
+            raise ValidationError(f"seen_at must be an ISO 8601 time, got {self.seen_at!r:.64}") from None
+        return JobStateRecord(
+            slurm_job_id=self.slurm_job_id,
+            state=self.state,
+            reason=self.reason,
+            exit_code=self.exit_code,
+            seen_at=seen_at,
+        )
+
+
+class JobStatesBody(_Body):
+    """`XManagerAPI.record_job_states` (POST /experiment/{xid}/job-states)."""
+
+    states: list[JobStateBody] = Field(max_length=MAX_STATES_PER_CALL)
 
 
 class JobOfWorkUnitBody(_Body):

@@ -31,6 +31,7 @@ from xm_slurm.api.models import (
     require_reserve_count,
 )
 from xm_slurm.api.storage import schema as t
+from xm_slurm.api.storage.job_states import state_fields
 from xm_slurm.errors import NotFoundError, ValidationError
 from xm_slurm.text_rules import MAX_LINE, check_line, check_name
 
@@ -115,7 +116,8 @@ def _work_units(conn: sa.Connection, xid: int, where: sa.ColumnElement[bool] | N
     pks = [r.id for r in rows]
     jobs: dict[int, list[SlurmJob]] = {pk: [] for pk in pks}
     for j in conn.execute(sa.select(t.jobs).where(t.jobs.c.work_unit_id.in_(pks)).order_by(t.jobs.c.id)):
-        jobs[j.work_unit_id].append(from_store(SlurmJob, **{f: getattr(j, f) for f in _JOB_FIELDS}))
+        fields = {f: getattr(j, f) for f in _JOB_FIELDS}
+        jobs[j.work_unit_id].append(from_store(SlurmJob, **fields, **state_fields(j)))  # the state: read only
     artifacts: dict[int, list[Artifact]] = {pk: [] for pk in pks}
     query_a = sa.select(t.work_unit_artifacts).where(t.work_unit_artifacts.c.work_unit_id.in_(pks))
     for a in conn.execute(query_a.order_by(t.work_unit_artifacts.c.name)):

@@ -63,6 +63,11 @@ jobs = sa.Table(
     sa.Column("slurm_ssh_config", sa.Text, nullable=False),
     # Revision 0006: the Slurm job id of the job of the same unit this one retries (NULL: not a retry).
     sa.Column("retry_of", sa.Text, nullable=True),
+    # Revision 0011: the last known state a poller recorded (`api.job_states`; NULL: never recorded).
+    sa.Column("state", sa.String(32), nullable=True),
+    sa.Column("state_reason", sa.Text, nullable=True),
+    sa.Column("exit_code", sa.Integer, nullable=True),
+    sa.Column("state_seen_at", sa.DateTime(timezone=True), nullable=True),
     sa.UniqueConstraint("work_unit_id", "name", "slurm_job_id", name="uq_jobs"),
 )
 
