@@ -303,7 +303,7 @@ ISSUE_21_CASES: list[Case] = [
         lambda c: c.add(c.job(), args=[{}, {}], dependency=[deps.afterok(c.gate), deps.afterok("99999996")]),
         "99999996",
     ),
-    ("GPU on a cluster without GPUs", lambda c: c.add(c.on(c.cluster, GPU=1)), "'gpu'"),
+    ("more GPUs per task than any node has", lambda c: c.add(c.on(c.cluster, GPU=9)), "gpu"),
     (
         "mapped accelerator no node has",
         lambda c: c.add(c.on(c.config(resources={ResourceType.A100: "a100"}), A100=1)),

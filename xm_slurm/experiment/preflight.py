@@ -12,8 +12,9 @@ problem it found, per cluster:
 * size: a launch of more jobs than the cluster's `MaxJobCount` (the most job records slurmctld holds; each
   array task becomes one when it starts) cannot fit, whatever else runs there (checked when the limits
   were read from the cluster, not against Slurm's default);
-* partitions, gres and node features: checked against the partitions read with the cluster's limits (one
-  SSH command, cached per machine and hour); a problem found in a cached read is checked again against a
+* partitions, gres (and how many of a gres one node needs: GPUs per task x tasks sharing a node) and
+  node features: checked against the partitions read with the cluster's limits (one SSH command, cached
+  per machine and hour); a problem found in a cached read is checked again against a
   fresh read before refusing (an administrator may have added the partition since);
 * dependencies: every job id the launch's dependencies name must be known to Slurm (`squeue`, else
   `sacct`), since Slurm ignores a dependency on an unknown id and starts the job at once. The ids come
@@ -49,7 +50,7 @@ from xm_slurm.job_ids import SlurmJobId
 if TYPE_CHECKING:
     from xm_slurm.packaging.image_ref import ImageReference
 from xm_slurm.scheduler.limits import ClusterLimits, cached_limits
-from xm_slurm.scheduler.preflight import partition_problems, unknown_job_ids
+from xm_slurm.scheduler.preflight import gres_need, partition_problems, unknown_job_ids
 from xm_slurm.ssh_config import SlurmSSHConfig
 
 log = logging.getLogger(__name__)
@@ -205,8 +206,9 @@ def placement_problems(batch: Sequence[Submission], limits: ClusterLimits) -> li
         for component in s.components:
             executor = component.executor
             partition = executor.partition or s.cluster.partition
-            gres = executor.requirements.gres
-            for problem in partition_problems(limits, s.cluster.name, partition, gres):
+            requirements = executor.requirements
+            need = gres_need(requirements)
+            for problem in partition_problems(limits, s.cluster.name, partition, requirements.gres, need):
                 if problem not in out:
                     out.append(problem)
     return out

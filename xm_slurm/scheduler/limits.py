@@ -1,6 +1,6 @@
 """A cluster's scheduling limits that shape how a sweep is submitted (`MaxArraySize`, `MaxJobCount`), and its
-partitions with the generic resources (gres) and node features of their nodes, which the launch pre-flight
-checks requests against (`xm_slurm.scheduler.preflight`).
+partitions with the generic resources (gres) and node features of their nodes, and the most of each gres
+one node holds, which the launch pre-flight checks requests against (`xm_slurm.scheduler.preflight`).
 
 Read by ONE command: `scontrol show config` (a few KiB of `Key = Value` lines), then `sinfo -a` (a line per
 partition and node configuration: `name[*]|gres|features`, `*` marking the default partition). Array task
@@ -12,7 +12,9 @@ Limits change only when an administrator reconfigures the cluster, yet asking co
 the slowest step of a launch). So `cached_limits` keeps what was read in the local state folder
 (`cluster-limits/<account hash>.json`, 0600) for `LIMITS_MAX_AGE` seconds, shared by the user's processes;
 only limits actually read from the cluster are kept. A cache file written before partitions were read
-(no `partitions` key) counts as missing; older readers ignore the keys they do not know.
+(no `partitions` key) counts as missing; one written before gres counts were kept (a partition without
+`gres_most`) loads with the counts unknown, so nothing is refused for a count; older readers ignore the
+keys they do not know.
 """
 
 from __future__ import annotations
@@ -54,20 +56,35 @@ READ_COMMAND = ShellLine(
     argv=["scontrol", "show", "config"],
 )
 _PARENTHESISED = re.compile(r"\([^)]*\)")
-_COUNT = re.compile(r"\d+[KMGTP]?")
+_COUNT = re.compile(r"(\d+)([KMGTP]?)")
+#: A gres count's suffix multiplies it by a power of 1024 (gres.conf `Count=`).
+_SUFFIX = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4, "P": 1024**5}
 
 
 @dataclasses.dataclass(frozen=True)
 class Partition:
-    """A partition and what its nodes offer: gres as `name` and `name:type` (`gpu`, `gpu:a100`), and the
-    nodes' available features."""
+    """A partition and what its nodes offer: gres as `name` and `name:type` (`gpu`, `gpu:a100`), the
+    nodes' available features, and `gres_most`: (gres, the most of it one node holds), sorted, for the
+    gres whose count is known (a name counts all its types: `gpu:sim:4,gpu:1g.10gb:2` is 6 `gpu`)."""
 
     name: str
     gres: frozenset[str] = frozenset()
     features: frozenset[str] = frozenset()
+    gres_most: tuple[tuple[str, int], ...] = ()
+
+    def most(self, gres: str) -> int | None:
+        """The most of `gres` one node of the partition holds: 0 if none has it, None if unknown."""
+        if gres not in self.gres:
+            return 0
+        return dict(self.gres_most).get(gres)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "gres": sorted(self.gres), "features": sorted(self.features)}
+        return {
+            "name": self.name,
+            "gres": sorted(self.gres),
+            "features": sorted(self.features),
+            "gres_most": dict(self.gres_most),
+        }
 
     @classmethod
     def from_json(cls, data: Any) -> Partition:
@@ -76,7 +93,12 @@ class Partition:
         words = [data.get("gres", []), data.get("features", [])]
         if not all(isinstance(w, list) and all(isinstance(x, str) for x in w) for w in words):
             raise ValueError(f"not a partition record: {data!r:.100}")
-        return cls(data["name"], frozenset(words[0]), frozenset(words[1]))
+        most = data.get("gres_most", {})  # absent in a cache written before counts: all unknown
+        if not isinstance(most, dict) or not all(
+            isinstance(k, str) and type(v) is int and v >= 0 for k, v in most.items()
+        ):
+            raise ValueError(f"not a partition record: {data!r:.100}")
+        return cls(data["name"], frozenset(words[0]), frozenset(words[1]), tuple(sorted(most.items())))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,23 +133,38 @@ class ClusterLimits:
 
 def parse_gres(text: str) -> frozenset[str]:
     """`gpu:a100:4(S:0-1),shard:8` -> {gpu, gpu:a100, shard}; `(null)` -> {}."""
-    out: set[str] = set()
+    return frozenset(parse_gres_counts(text))
+
+
+def parse_gres_counts(text: str) -> dict[str, int | None]:
+    """One node's gres (sinfo `%G`) with their counts: `gpu:sim:4(S:0),gpu:1g.10gb:2` ->
+    {gpu: 6, gpu:sim: 4, gpu:1g.10gb: 2} (a name counts all its types); `gpu:4` -> {gpu: 4};
+    `(null)` -> {}; None where sinfo gave no count (unknown, as is a name one of whose types is)."""
+    out: dict[str, int | None] = {}
     for item in _PARENTHESISED.sub("", text).split(","):
         parts = [p for p in item.strip().split(":") if p]
-        if parts and _COUNT.fullmatch(parts[-1]):
-            parts.pop()  # the count
+        count = _count(parts[-1]) if parts else None
+        if count is not None:
+            parts.pop()
         if not parts:
             continue
-        out.add(parts[0])
-        if len(parts) > 1:
-            out.add(f"{parts[0]}:{parts[1]}")
-    return frozenset(out)
+        keys = [parts[0]] + ([f"{parts[0]}:{parts[1]}"] if len(parts) > 1 else [])
+        for key in keys:
+            before = out.get(key, 0)
+            out[key] = None if before is None or count is None else before + count
+    return out
+
+
+def _count(word: str) -> int | None:
+    match = _COUNT.fullmatch(word)
+    return None if match is None else int(match.group(1)) * _SUFFIX[match.group(2)]
 
 
 def parse_partitions(text: str) -> tuple[tuple[Partition, ...], str | None]:
     """`sinfo -a -h -o '%P|%G|%f'` lines -> the partitions (a partition's node configurations merged) and
     the default partition (marked `*`)."""
     gres: dict[str, set[str]] = {}
+    most: dict[str, dict[str, int | None]] = {}  # a line is one node configuration: its counts are a node's
     features: dict[str, set[str]] = {}
     default = None
     for line in text.splitlines():
@@ -137,11 +174,26 @@ def parse_partitions(text: str) -> tuple[tuple[Partition, ...], str | None]:
         name = fields[0]
         if name.endswith("*"):
             name = default = name[:-1]
-        gres.setdefault(name, set()).update(parse_gres(fields[1]))
+        counts = parse_gres_counts(fields[1])
+        gres.setdefault(name, set()).update(counts)
+        _keep_most(most.setdefault(name, {}), counts)
         words = {w.strip() for w in _PARENTHESISED.sub("", fields[2]).split(",")}
         features.setdefault(name, set()).update(w for w in words if w)
-    partitions = tuple(Partition(n, frozenset(gres[n]), frozenset(features[n])) for n in sorted(gres))
+    partitions = tuple(
+        Partition(n, frozenset(gres[n]), frozenset(features[n]), _known(most[n])) for n in sorted(gres)
+    )
     return partitions, default
+
+
+def _keep_most(most: dict[str, int | None], counts: dict[str, int | None]) -> None:
+    """Fold one node configuration's counts into a partition's largest (unknown stays unknown)."""
+    for key, count in counts.items():
+        before = most.get(key, 0)
+        most[key] = None if before is None or count is None else max(before, count)
+
+
+def _known(most: dict[str, int | None]) -> tuple[tuple[str, int], ...]:
+    return tuple(sorted((k, c) for k, c in most.items() if c is not None))
 
 
 def parse_limits(text: str) -> ClusterLimits:
