@@ -24,7 +24,8 @@ FORMS = {{
     "topology": dict(GPU=xm_slurm.Topology("2x2", switches=1, switch_wait=dt.timedelta(days=1, hours=2))),
     "mig": dict(H100_80GIB_1G_10GIB=1, replicas=2),
     "nodes": dict(GPU=1, nodes=2, tasks_per_node=1),
-    "toomany": dict(GPU=4, nodes=1, tasks_per_node=2),  # 8 GPUs on one node: no node has them
+    # 6 GPUs on each of 2 nodes: only node2 has 6 (one node holding 8 is refused by the pre-flight itself)
+    "toomany": dict(GPU=3, nodes=2, tasks_per_node=2),
 }}
 
 @xm.run_in_asyncio_loop
@@ -77,4 +78,4 @@ def test_sbatch_test_only_refuses_more_gpus_than_a_node_has(
 ) -> None:
     result = _preview_check(tmp_path, local_cluster, "toomany")
     assert result.returncode != 0
-    assert "REFUSED by sbatch" in result.stdout and "#SBATCH --gpus-per-task=4" in result.stdout
+    assert "REFUSED by sbatch" in result.stdout and "#SBATCH --gpus-per-task=3" in result.stdout
