@@ -8,12 +8,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xm_slurm.cli import exit_codes
 from xm_slurm.cli.output import print_json, print_table
 from xm_slurm.cli.selection import add_experiment_arguments, opened, select_units
-from xm_slurm.status import SlurmJobStatus
+
+if TYPE_CHECKING:
+    from xm_slurm.status import SlurmJobStatus
 
 RETRY_EPILOG = """\
 examples:
