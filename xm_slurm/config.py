@@ -17,15 +17,17 @@ from xm_slurm.errors import ValidationError
 from xm_slurm.executables import check_env_name
 from xm_slurm.mounts import MountKind, MountMode, MountSpec, infiniband_mounts, nvidia_mounts
 from xm_slurm.resource_types import ResourceType
-from xm_slurm.ssh_config import PublicKey, SlurmSSHConfig
+from xm_slurm.ssh_config import Endpoint, PublicKey, SSHConfig, SlurmSSHConfig
 from xm_slurm.text_rules import check_line
 
 __all__ = [
     "ContainerRuntime",
+    "Endpoint",
     "MountKind",
     "MountMode",
     "MountSpec",
     "PublicKey",
+    "SSHConfig",
     "SlurmClusterConfig",
     "SlurmSSHConfig",
     "infiniband_mounts",
@@ -166,12 +168,12 @@ class SlurmClusterConfig:
     resources: Mapping[ResourceType, str] = dataclasses.field(default_factory=immutabledict)
     features: Mapping[ResourceType, str] = dataclasses.field(default_factory=immutabledict)
     validate: Callable[[Any], None] | None = dataclasses.field(default=None, compare=False)
+    cwd: str | None = None
     # Set by site presets: accelerator -> {CPU: n, MEMORY: bytes} per unit (one GPU or MIG slice), filled in
     # by `JobRequirements` where a job sets none (see `recommended_for`).
     recommended_resources: Mapping[ResourceType, Mapping[ResourceType, float]] = dataclasses.field(
         default_factory=immutabledict
     )
-    cwd: str | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise the mappings once
@@ -200,7 +202,6 @@ class SlurmClusterConfig:
         set_(self, "host_environment", _check_env("host_environment", self.host_environment))
         set_(self, "container_environment", _check_env("container_environment", self.container_environment))
         set_(self, "mounts", _check_mounts(self.mounts))
-        set_(self, "recommended_resources", _check_recommended(self.recommended_resources))
         for field in ("resources", "features"):
             mapping = getattr(self, field)
             for key, value in mapping.items():
@@ -212,6 +213,7 @@ class SlurmClusterConfig:
                     raise ValidationError(f"{field}[{key}]={value!r} is not a valid Slurm gres/feature name")
             set_(self, field, immutabledict(mapping))
         _check_cwd(self.cwd)
+        set_(self, "recommended_resources", _check_recommended(self.recommended_resources))
         if self.validate is not None and not callable(self.validate):
             raise ValidationError(f"validate={self.validate!r} must be a callable taking the job")
 
