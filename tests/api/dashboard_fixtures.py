@@ -18,6 +18,16 @@ from xm_slurm.api.server import tokens
 from xm_slurm.api.sql import SqlClient
 from xm_slurm.api.storage import schema, sqlite_url
 
+# The job state columns of revision 0011 (`api.job_states`).
+_JOB_STATES = sa.table(
+    "jobs",
+    sa.column("work_unit_id", sa.Integer),
+    sa.column("state", sa.String),
+    sa.column("state_reason", sa.Text),
+    sa.column("exit_code", sa.Integer),
+    sa.column("state_seen_at", sa.DateTime(timezone=True)),
+)
+
 
 @dataclasses.dataclass(frozen=True)
 class Dash:
@@ -57,6 +67,33 @@ class Dash:
         with self.store.transaction() as conn:
             conn.execute(
                 sa.update(schema.api_tokens).where(schema.api_tokens.c.name == name).values(expires_at=past)
+            )
+
+    def record_state(
+        self,
+        xid: int,
+        wid: int | None,
+        state: str,
+        *,
+        reason: str | None = None,
+        exit_code: int | None = None,
+    ) -> None:
+        """Record a unit's job's (wid None: every job's) last known state in the store, as a poller with
+        write access does."""
+        units = schema.work_units.c
+        unit = sa.select(units.id).where(units.experiment_id == xid)
+        if wid is not None:
+            unit = unit.where(units.wid == wid)
+        with self.store.transaction() as conn:
+            conn.execute(
+                sa.update(_JOB_STATES)
+                .where(_JOB_STATES.c.work_unit_id.in_(unit.scalar_subquery()))
+                .values(
+                    state=state,
+                    state_reason=reason,
+                    exit_code=exit_code,
+                    state_seen_at=dt.datetime.now(dt.timezone.utc),
+                )
             )
 
     def login(self, token: str) -> httpx.Client:

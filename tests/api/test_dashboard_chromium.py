@@ -102,3 +102,32 @@ def test_page_updates_itself_while_a_job_is_launched(dash: Dash, browser: Browse
     assert _rows(browser, "#units tbody tr", "data-state") == ["unknown"]
     assert "888" in browser.evaluate("document.querySelector('#units td.jobs').innerText")
     browser.screenshot(screenshots_dir() / "experiment-updated.png")
+
+
+def test_recorded_states_change_on_the_page_while_a_job_runs(dash: Dash, browser: Browser) -> None:
+    xid = dash.experiment("states", tags=["states"])
+    dash.write("PUT", f"/experiment/{xid}/wus", [{"wid": w, "args": "{}"} for w in (1, 2)])
+    ssh = json.dumps({"host": "127.0.0.1"})
+    for w in (1, 2):
+        job = {"name": "train", "slurm_job_id": f"99{w}", "slurm_ssh_config": ssh}
+        dash.write("PUT", f"/experiment/{xid}/wu/{w}/job", job)
+    dash.record_state(xid, 1, "RUNNING")
+    dash.record_state(xid, 2, "PENDING", reason="Priority")
+    browser.goto(f"{dash.url}/ui/login")
+    browser.submit_login(dash.token("viewer-states"))
+    browser.goto(f"{dash.url}/ui/experiments/{xid}")
+    assert _rows(browser, "#units tbody tr", "data-state") == ["RUNNING", "PENDING"]
+    assert "Priority" in browser.evaluate("document.querySelector('#units').innerText")
+    browser.screenshot(screenshots_dir() / "states-running.png")
+    dash.record_state(xid, 1, "COMPLETED", exit_code=0)
+    dash.record_state(xid, 2, "FAILED", exit_code=3)
+    browser.events.clear()
+    browser.wait_event("Page.loadEventFired", timeout=20)  # the page reloads itself
+    assert _rows(browser, "#units tbody tr", "data-state") == ["COMPLETED", "FAILED"]
+    assert "exit 3" in browser.evaluate("document.querySelector('#units').innerText")
+    # Every unit has ended: the page stops refreshing.
+    assert browser.evaluate("document.querySelector('meta[http-equiv=refresh]') === null")
+    browser.screenshot(screenshots_dir() / "states-ended.png")
+    browser.goto(f"{dash.url}/ui/?tag=states")
+    counts = browser.evaluate("document.querySelector('#experiments td.states').innerText")
+    assert "1 completed" in counts and "1 failed" in counts

@@ -25,6 +25,7 @@ from xm_slurm.api.server.ui_session import COOKIE, REASONS, Sessions, check_dige
 from xm_slurm.api.sql import SqlClient
 from xm_slurm.api.storage import operations as ops
 from xm_slurm.errors import NotFoundError, ValidationError
+from xm_slurm.status import SlurmJobState
 from xm_slurm.version import __version__
 
 HERE = pathlib.Path(__file__).parent
@@ -32,20 +33,6 @@ PREFIX = "/ui"
 REFRESH_SECONDS = 5
 #: A login form is a token and little else.
 MAX_LOGIN_BYTES = 4096
-#: States after which a unit changes no more (pages stop refreshing when every unit is in one).
-FINAL_STATES = frozenset(
-    {
-        "COMPLETED",
-        "FAILED",
-        "CANCELLED",
-        "TIMEOUT",
-        "OUT_OF_MEMORY",
-        "NODE_FAIL",
-        "PREEMPTED",
-        "BOOT_FAIL",
-        "DEADLINE",
-    }
-)
 _HEADERS = {
     # No script runs on these pages; styles are ours and Pygments' inline ones; pictures are data: URLs.
     "Content-Security-Policy": (
@@ -183,7 +170,7 @@ class Dashboard:
             return self.not_found(who, f"There is no experiment {xid_text!r} in this store.")
         units = [_unit_row(u) for u in experiment.work_units]
         # Refreshes until every unit has ended (a unit without a job may be being launched).
-        running = not units or any(u["state"] not in FINAL_STATES for u in units)
+        running = not units or not all(_ended(u["state"]) for u in units)
         return self.page(
             "experiment.html.j2",
             viewer=who,
@@ -212,14 +199,20 @@ def _refuse(request: Request, reason: str) -> Response:
     return answer
 
 
+def _ended(state: str) -> bool:
+    """Whether a unit in this state changes no more (Slurm's own rule: `SlurmJobState.is_terminal`)."""
+    known = SlurmJobState.__members__.get(state)
+    return known is not None and known.is_terminal
+
+
 def _unit_row(unit: WorkUnit) -> dict[str, Any]:
     current = ui_store.current_job(unit)
     jobs = []
     for job in unit.jobs:
         state, seen = ui_store.job_state(job)
         jobs.append({"job": job, "state": state or ui_store.UNKNOWN, "seen": seen, "current": job is current})
-    reason = getattr(current, "state_reason", None) if current is not None else None
-    exit_code = getattr(current, "exit_code", None) if current is not None else None
+    reason = current.state_reason if current is not None else None
+    exit_code = current.exit_code if current is not None else None
     return {
         "unit": unit,
         "state": ui_store.unit_state(unit),

@@ -2,12 +2,13 @@
 name of the token that created each experiment (revision 0010) and the units' last known states.
 
 A unit's state is its current job's (the job no other job of the unit retries); the job's last known state
-is what the pollers with write access recorded (`SlurmJob.state`, when this store records states).
+is what the pollers with write access recorded (`SlurmJob.state`, revision 0011).
 """
 
 from __future__ import annotations
 
 import collections
+import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -35,24 +36,13 @@ def creators(conn: sa.Connection, xids: Sequence[int]) -> dict[int, str | None]:
     return {r.id: r.created_by for r in conn.execute(sa.select(e.id, e.created_by).where(e.id.in_(xids)))}
 
 
-def _state_columns() -> tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]] | None:
-    # The job state columns come with the states revision; before it, the dashboard shows "unknown".
-    columns = t.jobs.c
-    if "state" not in columns:
-        return None
-    seen = next((columns[n] for n in ("state_seen_at", "state_at", "state_time") if n in columns), None)
-    return (columns["state"], seen) if seen is not None else (columns["state"], sa.null())
-
-
 def state_counts(conn: sa.Connection, xids: Sequence[int]) -> dict[int, dict[str, int]]:
     """Per experiment, how many units are in each last known state (in one query)."""
     if not xids:
         return {}
     w, j = t.work_units.c, t.jobs.c
-    found = _state_columns()
-    state = found[0] if found is not None else sa.null()
     rows = conn.execute(
-        sa.select(w.experiment_id, w.id, j.slurm_job_id, j.retry_of, state.label("state"))
+        sa.select(w.experiment_id, w.id, j.slurm_job_id, j.retry_of, j.state)
         .select_from(t.work_units.outerjoin(t.jobs, j.work_unit_id == w.id))
         .where(w.experiment_id.in_(xids))
     ).all()
@@ -74,13 +64,9 @@ def _unit_state_of_rows(rows: Iterable[Any]) -> str:
     return str(current[-1].state or UNKNOWN)
 
 
-def job_state(job: SlurmJob) -> tuple[str | None, Any]:
-    """A job's last known state and when it was seen (None, None when not recorded)."""
-    state = getattr(job, "state", None)
-    seen = next(
-        (getattr(job, n) for n in ("state_seen_at", "state_at", "state_time") if getattr(job, n, None)), None
-    )
-    return (None if state is None else str(getattr(state, "value", state)), seen)
+def job_state(job: SlurmJob) -> tuple[str | None, dt.datetime | None]:
+    """A job's last known state and when it was seen (None, None when no poller recorded it)."""
+    return job.state, job.state_seen_at
 
 
 def current_job(unit: WorkUnit) -> SlurmJob | None:
