@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import pathlib
 from collections.abc import Iterator
 from typing import Any
@@ -54,6 +55,20 @@ class Dash:
         return int(
             self.write("PUT", "/experiment", {"title": title, "tags": list(tags), "note": note})["xid"]
         )
+
+    def sweep(self, title: str, size: int, *, state: str) -> int:
+        """An experiment of `size` units, each with one job (an array task) in `state`."""
+        xid = self.experiment(title)
+        units = [{"wid": w, "args": json.dumps({"lr": 0.001 * w, "seed": w})} for w in range(1, size + 1)]
+        self.write("PUT", f"/experiment/{xid}/wus", units)
+        ssh = json.dumps({"host": "127.0.0.1"})
+        jobs = [
+            {"wid": w, "job": {"name": "train", "slurm_job_id": f"9000_{w}", "slurm_ssh_config": ssh}}
+            for w in range(1, size + 1)
+        ]
+        self.write("PUT", f"/experiment/{xid}/jobs", jobs)
+        self.record_state(xid, None, state)
+        return xid
 
     def token(self, name: str, *, scope: str = tokens.READ_ONLY) -> str:
         return tokens.create_token(self.store, name, scope=scope, expires_in=dt.timedelta(days=1))

@@ -185,16 +185,7 @@ def test_experiment_page_shows_units_jobs_configs_and_provenance(dash: Dash) -> 
 
 
 def test_page_of_an_experiment_with_1000_work_units(dash: Dash, capsys: pytest.CaptureFixture[str]) -> None:
-    xid = dash.experiment("a thousand units")
-    units = [{"wid": w, "args": json.dumps({"lr": 0.001 * w, "seed": w})} for w in range(1, 1001)]
-    dash.write("PUT", f"/experiment/{xid}/wus", units)
-    ssh = json.dumps({"host": "127.0.0.1"})
-    jobs = [
-        {"wid": w, "job": {"name": "train", "slurm_job_id": f"9000_{w}", "slurm_ssh_config": ssh}}
-        for w in range(1, 1001)
-    ]
-    dash.write("PUT", f"/experiment/{xid}/jobs", jobs)
-    dash.record_state(xid, None, "RUNNING")
+    xid = dash.sweep("a thousand units", 1000, state="RUNNING")
     browser = dash.login(dash.token("viewer-1000"))
     browser.get(f"/ui/experiments/{xid}")  # warm: templates compiled
     times = []
