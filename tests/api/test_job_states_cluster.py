@@ -5,6 +5,7 @@ a read-only token records nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import subprocess
@@ -28,8 +29,12 @@ pytestmark = pytest.mark.cluster
 
 
 def _wait(xid: int, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return _cli("wait", str(xid), env=env)
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "xm_slurm.cli", "wait", str(xid)],
+        [sys.executable, "-m", "xm_slurm.cli", *args],
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},
@@ -85,3 +90,32 @@ async def test_wait_with_a_read_only_token_records_nothing(
     assert _wait(xid).returncode != 0
     stored = RestClient(rest_server.base_url, rest_server.token).get_experiment(xid)
     assert [(j.state, j.exit_code) for u in stored.work_units for j in u.jobs] == [("FAILED", 4)] * 3
+
+
+async def test_a_waiting_launch_script_and_show_record_states(
+    local_cluster: LocalCluster, cluster: xm_slurm.SlurmClusterConfig, backend: Backend
+) -> None:
+    image = xm_slurm.RemoteImage(image=local_cluster.image, entrypoint=["sh", "-c", "exit 5"])
+    job = xm.Job(executable=image, executor=executor(cluster), name="states")
+    async with xm_slurm.create_experiment("states of a launch script") as experiment:
+        await experiment.add(job, args=[{"args": {"trial": 0}}])
+        await experiment.wait()  # the launch script's own polling records
+        xid = experiment.experiment_id
+    settings.clear_cache()
+    [stored] = xm_slurm.api.client().get_experiment(xid).work_units
+    assert [(j.state, j.exit_code) for j in stored.jobs] == [("FAILED", 5)]
+    # A job nobody has polled since it ended: `xm-slurm show` records what it sees.
+    held = await _sweep(local_cluster, cluster, "states of show", "true")
+    settings.clear_cache()
+    assert [j.state for u in xm_slurm.api.client().get_experiment(held).work_units for j in u.jobs] != [
+        "COMPLETED"
+    ] * 3
+    deadline = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=120)
+    while True:  # until show has seen (and recorded) all three ended
+        shown = await asyncio.to_thread(_cli, "show", str(held))
+        assert shown.returncode == 0, shown.stderr
+        settings.clear_cache()
+        states = [j.state for u in xm_slurm.api.client().get_experiment(held).work_units for j in u.jobs]
+        if states == ["COMPLETED"] * 3 or dt.datetime.now(dt.timezone.utc) > deadline:
+            break
+    assert states == ["COMPLETED"] * 3
