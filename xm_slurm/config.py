@@ -17,7 +17,7 @@ from xm_slurm.errors import ValidationError
 from xm_slurm.executables import check_env_name
 from xm_slurm.mounts import MountKind, MountMode, MountSpec, infiniband_mounts, nvidia_mounts
 from xm_slurm.resource_types import ResourceType
-from xm_slurm.ssh_config import Endpoint, PublicKey, SSHConfig, SlurmSSHConfig
+from xm_slurm.ssh_config import Endpoint, PublicKey, SlurmSSHConfig, SSHConfig
 from xm_slurm.text_rules import check_line
 
 __all__ = [
