@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from xm_slurm.cli import exit_codes
 from xm_slurm.cli.output import confirm, print_json, print_table
-from xm_slurm.cli.selection import add_experiment_arguments, opened, select_units
+from xm_slurm.cli.selection import add_experiment_arguments, non_negative_int, opened, select_units
 
 if TYPE_CHECKING:
     from xm_slurm.job_ids import SlurmJobId
@@ -129,16 +129,6 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _lines(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 0")
-    return value
-
-
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "cancel",
@@ -165,7 +155,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--log-lines",
-        type=_lines,
+        type=non_negative_int,
         default=10,
         metavar="N",
         help="last log lines shown for each unit that did not complete (default: 10; 0: none)",

@@ -15,7 +15,7 @@ from typing import Any
 
 from xm_slurm.cli import exit_codes
 from xm_slurm.cli.output import warn
-from xm_slurm.cli.selection import add_experiment_arguments, label, opened, select_units
+from xm_slurm.cli.selection import add_experiment_arguments, label, non_negative_int, opened, select_units
 
 EPILOG = """\
 examples:
@@ -28,16 +28,6 @@ A job that has not started has no log: that is said on stderr with Slurm's reaso
 Dependency, ...; or ended before it started: CANCELLED, DependencyNeverSatisfied). Exit code 3 when no
 selected job has started (nothing printed), else 0; `--failed` with no failed unit says so and exits 0.
 """
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 0")
-    return value
 
 
 def _emit(line: str) -> None:
@@ -139,7 +129,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "-n",
         "--lines",
-        type=_non_negative,
+        type=non_negative_int,
         default=10,
         metavar="LINES",
         help="last lines per log (default: 10)",
