@@ -185,7 +185,9 @@ def test_timeout_signal_reaches_the_program_and_scancel_stops_the_container(
     program = (
         "import os, signal, sys, time\n"
         "def on_signal(sig, frame):\n"
-        "    open('/out/signal', 'w').write(signal.Signals(sig).name); sys.exit(0)\n"
+        # Written whole, then renamed: the test may look the moment the name appears.
+        "    open('/out/signal.part', 'w').write(signal.Signals(sig).name)\n"
+        "    os.rename('/out/signal.part', '/out/signal'); sys.exit(0)\n"
         "signal.signal(signal.SIGUSR2, on_signal)\n"
         "open('/out/container', 'w').write(open('/proc/self/cgroup').read())\n"
         "os.rename('/out/container', '/out/ready-' + os.environ['XM_SLURM_WORK_UNIT_ID'])\n"
