@@ -8,9 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import operator
-import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,15 +16,11 @@ from fake_slurm import FakeSlurm
 from xmanager import xm
 
 import xm_slurm
-from xm_slurm.api import settings
 from xm_slurm.dependencies import afterok
 from xm_slurm.errors import ValidationError, XmSlurmError
 from xm_slurm.experiment.retry_dependencies import Dependency, Lineage, script_dependency, with_dependency
 from xm_slurm.experiment.retrying import retry_failed
 from xm_slurm.job_ids import SlurmJobId
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
-from metadata_fixtures import Server, start_server, stop_server
 
 J = SlurmJobId.parse
 TRIALS = 6
@@ -156,24 +149,11 @@ def fake() -> FakeSlurm:
     return FakeSlurm()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    started = start_server(tmp_path_factory.mktemp("retry-deps-server"))
-    yield started
-    stop_server(started)
+import store_backends  # noqa: E402
 
-
-@pytest.fixture(params=["sqlite", "rest"])
-def backend(request: pytest.FixtureRequest, store: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """The store the lineage is read from: the test's SQLite file, or the real REST server."""
-    if request.param == "rest":
-        started: Server = request.getfixturevalue("server")
-        monkeypatch.setenv("XM_SLURM_API_BACKEND", "rest")
-        monkeypatch.setenv("XM_SLURM_REST_API_BASE_URL", started.base_url)
-        monkeypatch.setenv("XM_SLURM_REST_API_TOKEN", started.token)
-    settings.clear_cache()
-    yield request.param
-    settings.clear_cache()
+# Fixtures: every test that takes `backend` runs on the SQLite file and on the real REST server.
+backend = store_backends.backend
+server = store_backends.server
 
 
 async def test_one_call_retries_the_trial_then_its_dependents_pointed_at_it(fake: FakeSlurm) -> None:

@@ -6,43 +6,20 @@ experiment; a name that reads like an old retry mark is only a name."""
 from __future__ import annotations
 
 import datetime as dt
-import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
+import store_backends
 from counting_transport import CountingTransport
 from fake_slurm import FakeSlurm
 from xmanager import xm
 
 import xm_slurm
 from xm_slurm import api
-from xm_slurm.api import settings
 from xm_slurm.status import SlurmWorkUnitStatusEnum as WU
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
-from metadata_fixtures import Server, start_server, stop_server
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    started = start_server(tmp_path_factory.mktemp("lineage-server"))
-    yield started
-    stop_server(started)
-
-
-@pytest.fixture(params=["sqlite", "rest"])
-def backend(request: pytest.FixtureRequest, store: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """The store every client of the test uses: the test's SQLite file, or the REST server."""
-    if request.param == "rest":
-        started: Server = request.getfixturevalue("server")
-        monkeypatch.setenv("XM_SLURM_API_BACKEND", "rest")
-        monkeypatch.setenv("XM_SLURM_REST_API_BASE_URL", started.base_url)
-        monkeypatch.setenv("XM_SLURM_REST_API_TOKEN", started.token)
-    settings.clear_cache()
-    yield request.param
-    settings.clear_cache()
+# Fixtures: every test that takes `backend` runs on the SQLite file and on the real REST server.
+backend = store_backends.backend
+server = store_backends.server
 
 
 def job_on(fake: FakeSlurm, name: str) -> xm.Job:

@@ -9,20 +9,17 @@ import datetime as dt
 import json
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import git, make_repo
 from fake_slurm import FakeSlurm
-from metadata_fixtures import Server, start_server, stop_server
 from mlflow_stub import mlflow_stub
 from xmanager import xm
 
 import xm_slurm
 from xm_slurm import api
-from xm_slurm.api import settings
 from xm_slurm.cli import main as cli
 from xm_slurm.executables import ImageCredentials
 from xm_slurm.experiment import provenance_git
@@ -34,23 +31,11 @@ DOTENV = "DOTENV_ONLY_TOKEN=dotenv-9c1f2e"
 IMAGE = "registry.invalid/team/train@sha256:" + "ab" * 32
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    started = start_server(tmp_path_factory.mktemp("provenance-server"))
-    yield started
-    stop_server(started)
+import store_backends  # noqa: E402
 
-
-@pytest.fixture(params=["sqlite", "rest"])
-def backend(request: pytest.FixtureRequest, store: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    if request.param == "rest":
-        started: Server = request.getfixturevalue("server")
-        monkeypatch.setenv("XM_SLURM_API_BACKEND", "rest")
-        monkeypatch.setenv("XM_SLURM_REST_API_BASE_URL", started.base_url)
-        monkeypatch.setenv("XM_SLURM_REST_API_TOKEN", started.token)
-    settings.clear_cache()
-    yield request.param
-    settings.clear_cache()
+# Fixtures: every test that takes `backend` runs on the SQLite file and on the real REST server.
+backend = store_backends.backend
+server = store_backends.server
 
 
 def dirty_project(root: Path) -> tuple[Path, str]:
